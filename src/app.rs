@@ -1,0 +1,233 @@
+//! Wiring: builds every long-lived part from a validated configuration, starts the tasks, and
+//! runs the shutdown sequence. The tasks: one accept loop, one session per client, one probe
+//! task per node, and the failover task. The failover task ending unexpectedly is fatal: a
+//! silently dead failover task would look healthy while the topology froze.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::{User, Users};
+use crate::backend::{BackendAuth, Dialer, Endpoint, Pool, PoolConfig};
+use crate::config::{Config, Password};
+use crate::failover::Failover;
+use crate::resp::FrameLimits;
+use crate::session::{registry::Registry, Context, Limits};
+use crate::shutdown::{self, DrainTrigger, Tasks};
+use crate::topology::health::HealthConfig;
+use crate::topology::probe::Prober;
+use crate::topology::TopologyHandle;
+
+/// Why the proxy could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The listening address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    /// A node name did not resolve.
+    #[error("cannot resolve node {name}: {reason}")]
+    Resolve { name: String, reason: String },
+    /// A user's password digest is malformed.
+    #[error("user {name}: {reason}")]
+    User { name: String, reason: String },
+}
+
+/// A started proxy.
+#[derive(Debug)]
+pub struct Running {
+    /// Address clients connect to (the bound one, for port 0).
+    pub addr: SocketAddr,
+    /// Shared state, for inspection.
+    pub ctx: Arc<Context>,
+    drain: DrainTrigger,
+    tasks: Tasks,
+    stop: CancellationToken,
+    grace: std::time::Duration,
+}
+
+/// Starts the proxy: binds, starts probing and accepting.
+pub async fn start(cfg: &Config) -> Result<Running, StartError> {
+    let backend = Arc::new(BackendAuth {
+        user: cfg.backend.user.clone(),
+        password: cfg.backend.password.clone(),
+    });
+    let users = build_users(cfg, &backend)?;
+    let dialer = Dialer {
+        connect_timeout: cfg.backend.connect_timeout,
+        handshake_timeout: cfg.backend.handshake_timeout,
+    };
+    let pool = Pool::new(PoolConfig {
+        lanes: cfg.backend.pool_size,
+        dialer,
+        reply_timeout: cfg.backend.reply_timeout,
+        max_dedicated: cfg.backend.max_dedicated,
+        dedicated_idle: cfg.backend.dedicated_idle,
+    });
+    let topology = TopologyHandle::new();
+    let probers = build_probers(cfg, dialer, &backend).await?;
+    let health = HealthConfig {
+        interval: cfg.health.interval,
+        timeout: cfg.health.timeout,
+        rise: cfg.health.rise,
+        fall: cfg.health.fall,
+    };
+    let stop = CancellationToken::new();
+    let failover = Failover::new(Arc::clone(&topology), Arc::clone(&pool), probers, health);
+    let failover_stop = stop.clone();
+    tokio::spawn(async move {
+        failover.run(failover_stop.clone()).await;
+        if !failover_stop.is_cancelled() {
+            tracing::error!("failover task ended unexpectedly; exiting");
+            std::process::exit(70);
+        }
+    });
+
+    let ctx = Arc::new(Context {
+        limits: Limits {
+            frames: FrameLimits {
+                max_bulk: cfg.limits.max_bulk_len,
+                max_args: cfg.limits.max_args,
+            },
+            query_buffer: cfg.limits.query_buffer,
+            output_buffer: cfg.limits.output_buffer,
+            pubsub_output_buffer: cfg.limits.pubsub_output_buffer,
+            max_in_flight: cfg.limits.max_in_flight,
+        },
+        pool,
+        topology,
+        users: ArcSwap::from_pointee(users),
+        allow: cfg.allow_commands.iter().cloned().collect(),
+        registry: Registry::default(),
+        select_timeout: cfg.backend.connect_timeout + cfg.backend.handshake_timeout,
+    });
+
+    let listener = TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: cfg.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: cfg.listen,
+        source,
+    })?;
+    let (drain, drain_rx) = shutdown::drain();
+    let tasks = Tasks::new();
+    tokio::spawn(crate::listener::serve(
+        listener,
+        Arc::clone(&ctx),
+        cfg.limits.max_clients,
+        drain_rx,
+        tasks.clone(),
+    ));
+    tracing::info!(listen = %addr, "accepting clients");
+    Ok(Running {
+        addr,
+        ctx,
+        drain,
+        tasks,
+        stop,
+        grace: cfg.shutdown.grace,
+    })
+}
+
+impl Running {
+    /// Stops accepting, lets sessions finish what is in flight (bounded by the grace period),
+    /// then stops the background tasks.
+    pub async fn shutdown(self) {
+        self.drain.trigger();
+        self.tasks.close();
+        let clients = self.ctx.registry.len();
+        if tokio::time::timeout(self.grace, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                clients = self.ctx.registry.len(),
+                grace = ?self.grace,
+                "grace period over; closing remaining clients"
+            );
+        } else {
+            tracing::info!(clients, "all clients finished");
+        }
+        self.stop.cancel();
+    }
+}
+
+/// Runs until SIGTERM or SIGINT, then shuts down.
+pub async fn run(cfg: Config) -> Result<(), StartError> {
+    let running = start(&cfg).await?;
+    let sig = shutdown::signal().await;
+    tracing::info!(signal = sig, "shutting down");
+    running.shutdown().await;
+    Ok(())
+}
+
+fn build_users(cfg: &Config, backend: &Arc<BackendAuth>) -> Result<Users, StartError> {
+    let make = |name: &str, pw: &Password, backend: Arc<BackendAuth>| -> Result<User, StartError> {
+        match pw {
+            Password::None => Ok(User::open(name, backend)),
+            Password::Plain(s) => Ok(User::with_password(name, s.expose(), backend)),
+            Password::Sha256(h) => {
+                User::with_digest(name, h, backend).map_err(|reason| StartError::User {
+                    name: name.to_string(),
+                    reason,
+                })
+            }
+        }
+    };
+    let default = make("default", &cfg.auth.password, Arc::clone(backend))?;
+    let mut named = Vec::new();
+    for u in &cfg.auth.users {
+        let b = if u.backend_user.is_some() || u.backend_password.is_some() {
+            Arc::new(BackendAuth {
+                user: u.backend_user.clone(),
+                password: u.backend_password.clone(),
+            })
+        } else {
+            Arc::clone(backend)
+        };
+        named.push(make(&u.name, &u.password, b)?);
+    }
+    Ok(Users::new(default, named))
+}
+
+async fn build_probers(
+    cfg: &Config,
+    dialer: Dialer,
+    backend: &BackendAuth,
+) -> Result<Vec<Prober>, StartError> {
+    let mut probers = Vec::new();
+    for site in &cfg.sites {
+        for name in &site.nodes {
+            let addr = tokio::net::lookup_host(name.as_str())
+                .await
+                .map_err(|e| StartError::Resolve {
+                    name: name.clone(),
+                    reason: e.to_string(),
+                })?
+                .next()
+                .ok_or_else(|| StartError::Resolve {
+                    name: name.clone(),
+                    reason: "no address".into(),
+                })?;
+            let endpoint = Endpoint {
+                addr,
+                name: name.as_str().into(),
+            };
+            probers.push(Prober::new(
+                endpoint,
+                dialer,
+                backend.clone(),
+                cfg.health.timeout,
+            ));
+        }
+    }
+    Ok(probers)
+}

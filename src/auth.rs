@@ -1,0 +1,210 @@
+//! Proxy-side users: who may talk to the proxy, checked by the proxy itself and never by
+//! forwarding a client's password to Redis. A default password works like Redis's
+//! `requirepass`; named users work like ACL users. Passwords are kept only as SHA-256 digests
+//! and compared in constant time. Each user names the backend credentials its commands run
+//! under (by default the proxy's own), which is why backend pools are keyed by backend user.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::backend::BackendAuth;
+
+/// A proxy user.
+#[derive(Debug)]
+pub struct User {
+    /// Name (`default` for the default user).
+    pub name: String,
+    /// SHA-256 of the password; `None` means no password (`nopass`).
+    digest: Option<[u8; 32]>,
+    /// Credentials used on Redis for this user's commands.
+    pub backend: Arc<BackendAuth>,
+}
+
+impl User {
+    /// A user with a password given in clear (hashed at once).
+    pub fn with_password(name: &str, password: &str, backend: Arc<BackendAuth>) -> Self {
+        Self {
+            name: name.to_string(),
+            digest: Some(sha256(password.as_bytes())),
+            backend,
+        }
+    }
+
+    /// A user with a password given as its SHA-256 hex digest.
+    pub fn with_digest(name: &str, hex: &str, backend: Arc<BackendAuth>) -> Result<Self, String> {
+        Ok(Self {
+            name: name.to_string(),
+            digest: Some(parse_hex_digest(hex)?),
+            backend,
+        })
+    }
+
+    /// A user without password.
+    pub fn open(name: &str, backend: Arc<BackendAuth>) -> Self {
+        Self {
+            name: name.to_string(),
+            digest: None,
+            backend,
+        }
+    }
+
+    fn accepts(&self, password: &[u8]) -> bool {
+        let given = sha256(password);
+        match &self.digest {
+            Some(d) => bool::from(d.ct_eq(&given)),
+            None => true,
+        }
+    }
+}
+
+/// Why an authentication failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthError {
+    /// Unknown user or wrong password.
+    WrongPass,
+    /// `AUTH <password>` while the default user has no password.
+    NotConfigured,
+}
+
+/// All proxy users.
+#[derive(Debug)]
+pub struct Users {
+    default: Arc<User>,
+    named: HashMap<String, Arc<User>>,
+}
+
+impl Users {
+    /// Users from a default user and named users.
+    pub fn new(default: User, named: Vec<User>) -> Self {
+        Self {
+            default: Arc::new(default),
+            named: named
+                .into_iter()
+                .map(|u| (u.name.clone(), Arc::new(u)))
+                .collect(),
+        }
+    }
+
+    /// The user a new connection starts as: the default user when it needs no password,
+    /// otherwise nobody (the client must authenticate).
+    pub fn initial(&self) -> Option<Arc<User>> {
+        self.default
+            .digest
+            .is_none()
+            .then(|| Arc::clone(&self.default))
+    }
+
+    /// Whether clients must authenticate before other commands.
+    pub fn auth_required(&self) -> bool {
+        self.default.digest.is_some()
+    }
+
+    /// `AUTH [user] password`.
+    pub fn authenticate(
+        &self,
+        user: Option<&[u8]>,
+        password: &[u8],
+    ) -> Result<Arc<User>, AuthError> {
+        let Some(name) = user else {
+            if self.default.digest.is_none() {
+                return Err(AuthError::NotConfigured);
+            }
+            return self.check(&self.default, password);
+        };
+        let name = String::from_utf8_lossy(name);
+        let found = if name == "default" {
+            Some(&self.default)
+        } else {
+            self.named.get(name.as_ref())
+        };
+        match found {
+            Some(u) => self.check(u, password),
+            None => {
+                // Spend the same work as for a real user, so timing does not tell which
+                // user names exist.
+                let _ = self.default.accepts(password);
+                Err(AuthError::WrongPass)
+            }
+        }
+    }
+
+    fn check(&self, user: &Arc<User>, password: &[u8]) -> Result<Arc<User>, AuthError> {
+        if user.accepts(password) {
+            Ok(Arc::clone(user))
+        } else {
+            Err(AuthError::WrongPass)
+        }
+    }
+}
+
+fn sha256(data: &[u8]) -> [u8; 32] {
+    Sha256::digest(data).into()
+}
+
+fn parse_hex_digest(hex: &str) -> Result<[u8; 32], String> {
+    let bytes = hex.as_bytes();
+    if bytes.len() != 64 {
+        return Err("a SHA-256 digest is 64 hexadecimal digits".into());
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in bytes.chunks(2).enumerate() {
+        let s = std::str::from_utf8(pair).map_err(|_| "not hexadecimal".to_string())?;
+        out[i] = u8::from_str_radix(s, 16).map_err(|_| "not hexadecimal".to_string())?;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backend() -> Arc<BackendAuth> {
+        Arc::new(BackendAuth::default())
+    }
+
+    #[test]
+    fn default_password_works_like_requirepass() {
+        let users = Users::new(User::with_password("default", "s3cret", backend()), vec![]);
+        assert!(users.initial().is_none());
+        assert!(users.authenticate(None, b"s3cret").is_ok());
+        assert_eq!(
+            users.authenticate(None, b"nope").unwrap_err(),
+            AuthError::WrongPass
+        );
+        assert!(users.authenticate(Some(b"default"), b"s3cret").is_ok());
+    }
+
+    #[test]
+    fn named_users_and_digests() {
+        // Any well-formed digest parses; only the matching password opens it.
+        let digest = "8a1c6ba9d7e9b7a1c8e1ef4bb3d6b8ec4e8ec0c0aa11c3d0d54ddc7cc7d4c7f1";
+        assert!(User::with_digest("x", "zz", backend()).is_err());
+        let hashed = User::with_digest("hashed", digest, backend()).unwrap();
+        let users = Users::new(
+            User::open("default", backend()),
+            vec![User::with_password("app", "app-pw", backend()), hashed],
+        );
+        assert!(users.initial().is_some());
+        assert_eq!(
+            users.authenticate(Some(b"app"), b"app-pw").unwrap().name,
+            "app"
+        );
+        assert_eq!(
+            users.authenticate(Some(b"ghost"), b"app-pw").unwrap_err(),
+            AuthError::WrongPass
+        );
+        assert_eq!(
+            users.authenticate(None, b"x").unwrap_err(),
+            AuthError::NotConfigured
+        );
+        let real = format!("{:x}", Sha256::digest(b"app-pw"));
+        let users = Users::new(
+            User::open("default", backend()),
+            vec![User::with_digest("h", &real, backend()).unwrap()],
+        );
+        assert!(users.authenticate(Some(b"h"), b"app-pw").is_ok());
+    }
+}

@@ -1,0 +1,531 @@
+//! One pipelined backend connection: the task that owns its socket.
+//!
+//! Commands arrive as [`Outgoing`] batches on a bounded channel; everything ready is written in
+//! one go (so the commands of many clients share one `write`), and replies are matched to the
+//! batches in the order they were written. Frames nobody asked for, pub/sub messages, tracking
+//! invalidations and MONITOR lines, are recognised by the [`ReplyMode`] in force and delivered
+//! in arrival order. A large reply is forwarded piece by piece as it arrives instead of being
+//! buffered whole.
+//!
+//! Failure: when the socket fails, each unanswered batch is failed as not sent (its bytes never
+//! left the proxy) or lost (written, outcome unknown), and the session that owns it decides.
+//! A reply deadline bounds how long written commands may wait, so a silently dead peer cannot
+//! hold clients forever.
+
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::future::Future;
+use std::io::IoSlice;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+
+use super::error::ConnError;
+use super::inbox::{deliver_oob_idle, FaultKind, Inbox, ReplyTo};
+use crate::resp::{ReplyInfo, ReplyScanner};
+
+/// A byte stream to a Redis node (TCP or TLS).
+pub trait BackendIo: AsyncRead + AsyncWrite + Unpin + Send + Sync {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync> BackendIo for T {}
+
+/// Boxed stream, so that plain and TLS connections share one driver.
+pub type BoxIo = Box<dyn BackendIo>;
+
+/// Replies at least this large are forwarded before they are complete.
+const STREAM_THRESHOLD: usize = 64 * 1024;
+/// Stop taking new batches while this many bytes wait to be written.
+const WRITE_HIGH_WATER: usize = 1024 * 1024;
+/// Payloads at least this large are queued as they are instead of being copied.
+const BIG_PAYLOAD: usize = 16 * 1024;
+/// Read buffer growth step.
+const READ_CHUNK: usize = 16 * 1024;
+/// Rounds of work per poll before yielding to other tasks.
+const POLL_BUDGET: usize = 32;
+/// Most buffers handed to one vectored write.
+const MAX_IOV: usize = 64;
+
+/// How frames nobody asked for are recognised while a batch (or the idle connection) is in
+/// this mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyMode {
+    /// Ordinary request/reply traffic (RESP3 pushes are still recognised).
+    Counted,
+    /// The client is subscribed: RESP2 `message`/`pmessage`/`smessage` arrays are messages.
+    PubSub,
+    /// MONITOR: once the MONITOR reply has arrived, every frame is a monitor line.
+    Monitor,
+}
+
+/// A batch of commands for one connection.
+#[derive(Debug)]
+pub struct Outgoing {
+    /// The bytes to write.
+    pub payload: Bytes,
+    /// Reply frames owed.
+    pub expect: u32,
+    /// Recognition of unsolicited frames while these replies are awaited.
+    pub mode: ReplyMode,
+    /// Whether the reply deadline applies (not for blocking commands).
+    pub timed: bool,
+    /// Where the replies go.
+    pub to: ReplyTo,
+}
+
+#[derive(Debug)]
+struct Pending {
+    to: ReplyTo,
+    expect: u32,
+    got: u32,
+    mode: ReplyMode,
+    timed: bool,
+    /// Bytes enqueued on this connection before this batch.
+    start_at: u64,
+    /// Bytes enqueued once this batch is: it is fully written when `written >= end_at`.
+    end_at: u64,
+}
+
+/// Drives one socket until it fails or its channel closes.
+pub(crate) struct Driver<'a> {
+    io: BoxIo,
+    rx: &'a mut mpsc::Receiver<Outgoing>,
+    /// Whether the channel can still deliver batches.
+    accepting: bool,
+    /// Whether the channel closing ends the connection at once (dedicated connections: the
+    /// owner is gone, nothing in flight is wanted) or after in-flight replies (shared ones).
+    abandon_on_close: bool,
+    small: BytesMut,
+    wq: VecDeque<Bytes>,
+    queued: usize,
+    enqueued: u64,
+    written: u64,
+    needs_flush: bool,
+    pending: VecDeque<Pending>,
+    rbuf: BytesMut,
+    scanner: ReplyScanner,
+    /// Mode for frames arriving while nothing is pending.
+    idle_mode: ReplyMode,
+    /// Where unsolicited frames go while nothing is pending: the inbox of the latest batch,
+    /// on a dedicated connection (one client); nowhere on a shared one.
+    idle_owner: Option<Arc<Inbox>>,
+    /// Retirement signal (shared connections): stop writing, finish what was written.
+    retire: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
+    retiring: bool,
+    frames: Vec<std::ops::Range<usize>>,
+    reply_timeout: Duration,
+    timer: Pin<Box<Sleep>>,
+    timer_armed: bool,
+}
+
+impl std::fmt::Debug for Driver<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Driver")
+            .field("pending", &self.pending.len())
+            .field("queued", &self.queued)
+            .finish()
+    }
+}
+
+impl<'a> Driver<'a> {
+    /// A driver for `io`, fed by `rx`. `dedicated` connections serve one client: they end as
+    /// soon as the client lets go of them, and deliver unsolicited frames to it.
+    pub(crate) fn new(
+        io: BoxIo,
+        rx: &'a mut mpsc::Receiver<Outgoing>,
+        reply_timeout: Duration,
+        dedicated: bool,
+    ) -> Self {
+        Self {
+            io,
+            rx,
+            accepting: true,
+            abandon_on_close: dedicated,
+            small: BytesMut::new(),
+            wq: VecDeque::new(),
+            queued: 0,
+            enqueued: 0,
+            written: 0,
+            needs_flush: false,
+            pending: VecDeque::new(),
+            rbuf: BytesMut::with_capacity(READ_CHUNK),
+            scanner: ReplyScanner::new(),
+            idle_mode: ReplyMode::Counted,
+            idle_owner: None,
+            retire: None,
+            retiring: false,
+            frames: Vec::new(),
+            reply_timeout,
+            timer: Box::pin(tokio::time::sleep(reply_timeout)),
+            timer_armed: false,
+        }
+    }
+
+    /// Ends the connection when `token` is cancelled: batches not yet written are failed as
+    /// not sent, written ones get their replies (or the reply deadline) first.
+    pub(crate) fn retire_on(mut self, token: CancellationToken) -> Self {
+        self.retire = Some(Box::pin(token.cancelled_owned()));
+        self
+    }
+
+    /// Runs until the connection fails or is no longer wanted. Unanswered batches are failed
+    /// before returning.
+    pub(crate) async fn run(mut self) -> Result<(), ConnError> {
+        let result = poll_fn(|cx| self.poll_work(cx)).await;
+        self.fail_pending();
+        result
+    }
+
+    /// Fails every batch still pending: written ones as lost, the others as not sent.
+    fn fail_pending(&mut self) {
+        for p in self.pending.drain(..) {
+            // Any byte of the batch on the wire makes its outcome unknown.
+            let kind = if self.written > p.start_at {
+                FaultKind::Lost
+            } else {
+                FaultKind::NotSent
+            };
+            p.to.fail(kind);
+        }
+    }
+
+    fn poll_work(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ConnError>> {
+        self.poll_retire(cx);
+        for _ in 0..POLL_BUDGET {
+            let mut progress = false;
+            progress |= self.intake(cx);
+            if !self.accepting && (self.abandon_on_close || self.idle()) {
+                return Poll::Ready(Ok(()));
+            }
+            progress |= self.write(cx)?;
+            progress |= self.read(cx)?;
+            if !progress {
+                return self.poll_deadline(cx);
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    fn poll_retire(&mut self, cx: &mut Context<'_>) {
+        let fired = match self.retire.as_mut() {
+            Some(f) => f.as_mut().poll(cx).is_ready(),
+            None => false,
+        };
+        if !fired || self.retiring {
+            return;
+        }
+        self.retiring = true;
+        self.retire = None;
+        self.accepting = false;
+        // Nothing more reaches the socket: what is not fully written is failed as not sent
+        // (or lost, if part of it went out).
+        self.flush_small();
+        self.wq.clear();
+        self.queued = 0;
+        let written = self.written;
+        let (done, unsent): (VecDeque<Pending>, VecDeque<Pending>) =
+            self.pending.drain(..).partition(|p| written >= p.end_at);
+        self.pending = done;
+        for p in unsent {
+            let kind = if written > p.start_at {
+                FaultKind::Lost
+            } else {
+                FaultKind::NotSent
+            };
+            p.to.fail(kind);
+        }
+    }
+
+    fn idle(&self) -> bool {
+        self.pending.is_empty() && self.queued == 0
+    }
+
+    fn intake(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut progress = false;
+        while self.accepting && self.queued < WRITE_HIGH_WATER {
+            match self.rx.poll_recv(cx) {
+                Poll::Ready(Some(out)) => {
+                    progress = true;
+                    if out.to.abandoned() {
+                        // The client left before this reached the socket: never send it.
+                        out.to.fail(FaultKind::NotSent);
+                        continue;
+                    }
+                    if self.abandon_on_close {
+                        self.idle_owner = Some(Arc::clone(out.to.inbox()));
+                    }
+                    self.enqueue(out);
+                }
+                Poll::Ready(None) => self.accepting = false,
+                Poll::Pending => break,
+            }
+        }
+        progress
+    }
+
+    fn enqueue(&mut self, out: Outgoing) {
+        let len = out.payload.len();
+        if len >= BIG_PAYLOAD {
+            self.flush_small();
+            self.wq.push_back(out.payload);
+        } else {
+            self.small.extend_from_slice(&out.payload);
+        }
+        self.queued += len;
+        self.enqueued += len as u64;
+        if out.expect == 0 {
+            out.to.finish();
+            return;
+        }
+        if self.pending.is_empty() && out.timed {
+            self.arm_timer();
+        }
+        self.pending.push_back(Pending {
+            to: out.to,
+            expect: out.expect,
+            got: 0,
+            mode: out.mode,
+            timed: out.timed,
+            start_at: self.enqueued - len as u64,
+            end_at: self.enqueued,
+        });
+    }
+
+    fn flush_small(&mut self) {
+        if !self.small.is_empty() {
+            self.wq.push_back(self.small.split().freeze());
+        }
+    }
+
+    fn write(&mut self, cx: &mut Context<'_>) -> Result<bool, ConnError> {
+        self.flush_small();
+        let mut progress = false;
+        while !self.wq.is_empty() {
+            let mut iov = [IoSlice::new(&[]); MAX_IOV];
+            let n = self.wq.len().min(MAX_IOV);
+            for (slot, b) in iov.iter_mut().zip(self.wq.iter()) {
+                *slot = IoSlice::new(b);
+            }
+            match Pin::new(&mut self.io).poll_write_vectored(cx, &iov[..n]) {
+                Poll::Ready(Ok(0)) => return Err(ConnError::Closed),
+                Poll::Ready(Ok(written)) => {
+                    progress = true;
+                    self.advance_written(written);
+                    self.needs_flush = true;
+                }
+                Poll::Ready(Err(e)) => return Err(e.into()),
+                Poll::Pending => return Ok(progress),
+            }
+        }
+        if self.needs_flush {
+            match Pin::new(&mut self.io).poll_flush(cx) {
+                Poll::Ready(Ok(())) => self.needs_flush = false,
+                Poll::Ready(Err(e)) => return Err(e.into()),
+                Poll::Pending => {}
+            }
+        }
+        Ok(progress)
+    }
+
+    fn advance_written(&mut self, mut n: usize) {
+        self.written += n as u64;
+        self.queued -= n;
+        while n > 0 {
+            let Some(front) = self.wq.front_mut() else {
+                return;
+            };
+            if front.len() <= n {
+                n -= front.len();
+                self.wq.pop_front();
+            } else {
+                front.advance(n);
+                n = 0;
+            }
+        }
+    }
+
+    fn read(&mut self, cx: &mut Context<'_>) -> Result<bool, ConnError> {
+        self.rbuf.reserve(READ_CHUNK);
+        match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.rbuf) {
+            Poll::Ready(Ok(0)) => Err(ConnError::Closed),
+            Poll::Ready(Ok(_)) => {
+                self.on_bytes()?;
+                Ok(true)
+            }
+            Poll::Ready(Err(e)) => Err(e.into()),
+            Poll::Pending => Ok(false),
+        }
+    }
+
+    /// Matches every complete frame in the read buffer to its batch.
+    fn on_bytes(&mut self) -> Result<(), ConnError> {
+        let mut at = 0;
+        self.frames.clear();
+        loop {
+            let info = self
+                .scanner
+                .next(&self.rbuf[at..])
+                .map_err(|_| ConnError::Protocol("malformed reply"))?;
+            let Some(info) = info else {
+                at = self.maybe_stream(at)?;
+                break;
+            };
+            let range = at..at + info.len;
+            at = range.end;
+            if self.is_unsolicited(&info, &self.rbuf[range.clone()]) {
+                self.deliver_run();
+                self.deliver_oob(range);
+                continue;
+            }
+            let Some(front) = self.pending.front_mut() else {
+                return Err(ConnError::Protocol("reply without a request"));
+            };
+            front.got += 1;
+            self.frames.push(range);
+            if front.got >= front.expect {
+                self.deliver_run();
+                self.complete_front();
+            }
+        }
+        self.deliver_run();
+        self.rbuf.advance(at);
+        if self.pending.front().is_some_and(|p| p.timed) {
+            self.arm_timer();
+        } else {
+            self.timer_armed = false;
+        }
+        Ok(())
+    }
+
+    /// Forwards the scanned part of a large unfinished reply.
+    fn maybe_stream(&mut self, at: usize) -> Result<usize, ConnError> {
+        let scanned = self.scanner.scanned();
+        let streamable = self
+            .pending
+            .front()
+            .is_some_and(|p| p.mode == ReplyMode::Counted)
+            && self.scanner.kind().is_some_and(|k| k != b'>')
+            && scanned >= STREAM_THRESHOLD;
+        if !streamable {
+            return Ok(at);
+        }
+        self.deliver_run();
+        if let Some(front) = self.pending.front() {
+            front.to.deliver(&self.rbuf, &[], Some(at..at + scanned));
+        }
+        self.scanner.consumed(scanned);
+        Ok(at + scanned)
+    }
+
+    fn deliver_run(&mut self) {
+        if self.frames.is_empty() {
+            return;
+        }
+        if let Some(front) = self.pending.front() {
+            front.to.deliver(&self.rbuf, &self.frames, None);
+        }
+        self.frames.clear();
+    }
+
+    fn complete_front(&mut self) {
+        if let Some(done) = self.pending.pop_front() {
+            self.idle_mode = done.mode;
+            done.to.finish();
+        }
+    }
+
+    fn deliver_oob(&mut self, range: std::ops::Range<usize>) {
+        let bytes = &self.rbuf[range];
+        match (self.pending.front(), &self.idle_owner) {
+            (Some(p), _) => p.to.deliver_oob(bytes),
+            (None, Some(owner)) => deliver_oob_idle(owner, bytes),
+            // A shared connection has no owner for unsolicited frames: nothing can want them.
+            (None, None) => {}
+        }
+    }
+
+    fn is_unsolicited(&self, info: &ReplyInfo, frame: &[u8]) -> bool {
+        let mode = self.pending.front().map_or(self.idle_mode, |p| p.mode);
+        // A frame forwarded in pieces is never a message (see `maybe_stream`).
+        let first = info
+            .first
+            .filter(|_| info.consumed == 0)
+            .and_then(|(s, e)| frame.get(s..e));
+        match info.kind {
+            b'>' => !first.is_some_and(is_subscription_reply),
+            b'*' if mode == ReplyMode::PubSub => first.is_some_and(is_message),
+            _ => mode == ReplyMode::Monitor && self.pending.is_empty(),
+        }
+    }
+
+    fn arm_timer(&mut self) {
+        self.timer
+            .as_mut()
+            .reset(Instant::now() + self.reply_timeout);
+        self.timer_armed = true;
+    }
+
+    fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ConnError>> {
+        let waiting = self
+            .pending
+            .front()
+            .is_some_and(|p| p.timed && self.written >= p.end_at);
+        if !self.timer_armed || !waiting {
+            return Poll::Pending;
+        }
+        match self.timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(ConnError::ReplyTimeout(self.reply_timeout))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// Pub/sub confirmations: replies owed to (P|S)(UN)SUBSCRIBE commands.
+fn is_subscription_reply(first: &[u8]) -> bool {
+    const KINDS: [&[u8]; 6] = [
+        b"subscribe",
+        b"psubscribe",
+        b"ssubscribe",
+        b"unsubscribe",
+        b"punsubscribe",
+        b"sunsubscribe",
+    ];
+    KINDS.iter().any(|k| first.eq_ignore_ascii_case(k))
+}
+
+/// Pub/sub deliveries.
+fn is_message(first: &[u8]) -> bool {
+    first.eq_ignore_ascii_case(b"message")
+        || first.eq_ignore_ascii_case(b"pmessage")
+        || first.eq_ignore_ascii_case(b"smessage")
+}
+
+/// A handle to send batches to a connection task.
+#[derive(Debug, Clone)]
+pub struct Sender {
+    tx: mpsc::Sender<Outgoing>,
+}
+
+impl Sender {
+    pub(crate) fn new(tx: mpsc::Sender<Outgoing>) -> Self {
+        Self { tx }
+    }
+
+    /// Sends a batch, waiting while the connection's queue is full. When the connection task
+    /// is gone the batch is failed as not sent (through the dropped [`ReplyTo`]).
+    pub async fn send(&self, out: Outgoing) {
+        // A send error returns the batch; dropping it fails its entry as not sent.
+        let _ = self.tx.send(out).await;
+    }
+
+    /// Whether the connection task has ended.
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+}

@@ -1,0 +1,290 @@
+//! Opening a backend connection: TCP connect under the connect deadline, then the Redis
+//! handshake under the handshake deadline: `HELLO` (protocol, backend credentials, client
+//! name), `SELECT`, and an identity check on that very connection (`INFO server` for the
+//! run_id, `ROLE` for the role). The identity check matters because a load balancer in front of
+//! several nodes may send two connections from the same address to two different nodes.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+use super::conn::BoxIo;
+use super::error::ConnError;
+use crate::config::Secret;
+use crate::resp::decode::{decode, Reply};
+use crate::resp::reply::Proto;
+use crate::resp::Request;
+
+/// Client name the proxy gives its backend connections (visible in `CLIENT LIST` on Redis).
+pub const CLIENT_NAME: &str = "redis-failover-proxy";
+
+/// A node as the proxy dials it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Endpoint {
+    /// The address dialed.
+    pub addr: SocketAddr,
+    /// The name it was configured or announced as (`host:port`): TLS server name, logs.
+    pub name: Arc<str>,
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.name.as_ref() == self.addr.to_string() {
+            write!(f, "{}", self.addr)
+        } else {
+            write!(f, "{} ({})", self.name, self.addr)
+        }
+    }
+}
+
+/// Credentials the proxy uses on Redis nodes (never the clients' own).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BackendAuth {
+    /// ACL user; `None` authenticates as `default`.
+    pub user: Option<String>,
+    /// Password; `None` when the nodes require none.
+    pub password: Option<Secret>,
+}
+
+/// Deadlines for opening connections.
+#[derive(Debug, Clone, Copy)]
+pub struct Dialer {
+    /// TCP connect deadline.
+    pub connect_timeout: Duration,
+    /// Handshake deadline (HELLO, SELECT, identity check).
+    pub handshake_timeout: Duration,
+}
+
+/// What the handshake must establish.
+#[derive(Debug, Clone)]
+pub struct Handshake<'a> {
+    /// Protocol for the connection.
+    pub proto: Proto,
+    /// Database to select.
+    pub db: u32,
+    /// Credentials.
+    pub auth: &'a BackendAuth,
+    /// The run_id the node must have, when known.
+    pub run_id: Option<&'a str>,
+    /// Whether the node must currently be a master.
+    pub master: bool,
+}
+
+/// A connection ready for traffic.
+pub struct Opened {
+    /// The stream.
+    pub io: BoxIo,
+    /// The server's id for this connection (`CLIENT ID`).
+    pub client_id: i64,
+    /// The node's run_id.
+    pub run_id: String,
+}
+
+impl std::fmt::Debug for Opened {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Opened")
+            .field("client_id", &self.client_id)
+            .field("run_id", &self.run_id)
+            .finish()
+    }
+}
+
+impl Dialer {
+    /// Opens a TCP connection to `ep` under the connect deadline.
+    pub async fn connect(&self, ep: &Endpoint) -> Result<BoxIo, ConnError> {
+        let stream = timeout(self.connect_timeout, TcpStream::connect(ep.addr))
+            .await
+            .map_err(|_| ConnError::ConnectTimeout {
+                addr: ep.to_string(),
+                after: self.connect_timeout,
+            })?
+            .map_err(|source| ConnError::Connect {
+                addr: ep.to_string(),
+                source,
+            })?;
+        // Latency matters more than packet count: replies must not wait for Nagle.
+        stream.set_nodelay(true)?;
+        let sock = socket2::SockRef::from(&stream);
+        // Keepalive finds peers that vanished without a FIN on idle connections.
+        let ka = socket2::TcpKeepalive::new()
+            .with_time(Duration::from_secs(30))
+            .with_interval(Duration::from_secs(10));
+        sock.set_tcp_keepalive(&ka)?;
+        Ok(Box::new(stream))
+    }
+
+    /// Connects and runs the handshake.
+    pub async fn open(&self, ep: &Endpoint, hs: &Handshake<'_>) -> Result<Opened, ConnError> {
+        let mut io = self.connect(ep).await?;
+        let (client_id, run_id) = timeout(self.handshake_timeout, handshake(&mut io, ep, hs))
+            .await
+            .map_err(|_| ConnError::HandshakeTimeout {
+                addr: ep.to_string(),
+                after: self.handshake_timeout,
+            })??;
+        Ok(Opened {
+            io,
+            client_id,
+            run_id,
+        })
+    }
+}
+
+/// Builds the HELLO command for a handshake.
+pub fn hello_command(proto: Proto, auth: &BackendAuth) -> Request {
+    let mut args: Vec<Vec<u8>> = vec![b"HELLO".to_vec(), proto.number().to_string().into()];
+    if let Some(pw) = &auth.password {
+        args.push(b"AUTH".to_vec());
+        args.push(
+            auth.user
+                .as_deref()
+                .unwrap_or("default")
+                .as_bytes()
+                .to_vec(),
+        );
+        args.push(pw.expose().as_bytes().to_vec());
+    }
+    args.push(b"SETNAME".to_vec());
+    args.push(CLIENT_NAME.as_bytes().to_vec());
+    Request::from_args(&args)
+}
+
+async fn handshake(
+    io: &mut BoxIo,
+    ep: &Endpoint,
+    hs: &Handshake<'_>,
+) -> Result<(i64, String), ConnError> {
+    let mut out = BytesMut::new();
+    out.extend_from_slice(hello_command(hs.proto, hs.auth).bytes());
+    if hs.db != 0 {
+        out.extend_from_slice(Request::from_args(&["SELECT", &hs.db.to_string()]).bytes());
+    }
+    out.extend_from_slice(Request::from_args(&["INFO", "server"]).bytes());
+    out.extend_from_slice(Request::from_args(&["ROLE"]).bytes());
+    io.write_all(&out).await?;
+    io.flush().await?;
+
+    let mut rbuf = BytesMut::with_capacity(4096);
+    let hello = read_reply(io, &mut rbuf, hs.proto).await?;
+    let rejected = |reply: &str| ConnError::Rejected {
+        addr: ep.to_string(),
+        reply: reply.to_string(),
+    };
+    if let Some(e) = hello.as_error() {
+        return Err(rejected(e));
+    }
+    let client_id = hello.field("id").and_then(Reply::as_int).unwrap_or(-1);
+    if hs.db != 0 {
+        let sel = read_reply(io, &mut rbuf, hs.proto).await?;
+        if let Some(e) = sel.as_error() {
+            return Err(rejected(e));
+        }
+    }
+    let info = read_reply(io, &mut rbuf, hs.proto).await?;
+    let role = read_reply(io, &mut rbuf, hs.proto).await?;
+    let run_id = info
+        .as_text()
+        .and_then(|t| info_field(&t, "run_id").map(str::to_string))
+        .ok_or_else(|| rejected(info.as_error().unwrap_or("INFO server without run_id")))?;
+    check_identity(ep, hs, &run_id, &role)?;
+    Ok((client_id, run_id))
+}
+
+fn check_identity(
+    ep: &Endpoint,
+    hs: &Handshake<'_>,
+    run_id: &str,
+    role: &Reply,
+) -> Result<(), ConnError> {
+    let identity = |why: String| ConnError::Identity {
+        addr: ep.to_string(),
+        why,
+    };
+    if let Some(want) = hs.run_id {
+        if want != run_id {
+            return Err(identity(format!("run_id {run_id}, expected {want}")));
+        }
+    }
+    if hs.master {
+        let r = role
+            .as_array()
+            .and_then(|a| a.first())
+            .and_then(Reply::as_text)
+            .unwrap_or_default();
+        if r != "master" {
+            return Err(identity(format!("role {r}, expected master")));
+        }
+    }
+    Ok(())
+}
+
+/// Reads one reply, decoding it for the proxy's own use.
+pub async fn read_reply(
+    io: &mut BoxIo,
+    rbuf: &mut BytesMut,
+    proto: Proto,
+) -> Result<Reply, ConnError> {
+    loop {
+        match decode(proto, rbuf) {
+            Ok(Some((reply, n))) => {
+                let _ = rbuf.split_to(n);
+                return Ok(reply);
+            }
+            Ok(None) => {}
+            Err(_) => return Err(ConnError::Protocol("malformed handshake reply")),
+        }
+        if rbuf.len() > 16 * 1024 * 1024 {
+            return Err(ConnError::Protocol("oversized handshake reply"));
+        }
+        if io.read_buf(rbuf).await? == 0 {
+            return Err(ConnError::Closed);
+        }
+    }
+}
+
+/// Reads `name:value` from an INFO text.
+pub fn info_field<'t>(info: &'t str, name: &str) -> Option<&'t str> {
+    info.lines().find_map(|l| {
+        l.strip_prefix(name)
+            .and_then(|rest| rest.strip_prefix(':'))
+            .map(str::trim_end)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hello_carries_credentials_only_when_configured() {
+        let none = hello_command(Proto::Resp2, &BackendAuth::default());
+        assert_eq!(none.args().len(), 4);
+        let auth = BackendAuth {
+            user: Some("proxy".into()),
+            password: Some(Secret::new("pw")),
+        };
+        let args: Vec<Vec<u8>> = hello_command(Proto::Resp3, &auth)
+            .args()
+            .iter()
+            .map(|a| a.to_vec())
+            .collect();
+        assert_eq!(args[1], b"3");
+        assert_eq!(
+            args[2..5],
+            [b"AUTH".to_vec(), b"proxy".to_vec(), b"pw".to_vec()]
+        );
+    }
+
+    #[test]
+    fn info_fields_are_found_by_exact_name() {
+        let info = "# Server\r\nrun_id_extra:x\r\nrun_id:abc\r\nredis_version:7.0.15\r\n";
+        assert_eq!(info_field(info, "run_id"), Some("abc"));
+        assert_eq!(info_field(info, "redis_version"), Some("7.0.15"));
+        assert_eq!(info_field(info, "missing"), None);
+    }
+}

@@ -1,0 +1,15 @@
+//! Connections to Redis nodes: opening them ([`handshake`]), driving one pipelined socket
+//! ([`conn`]), sharing and dedicating them by key ([`pool`]), and handing replies back to the
+//! client sessions in request order ([`inbox`]).
+
+pub mod conn;
+pub mod error;
+pub mod handshake;
+pub mod inbox;
+pub mod pool;
+
+pub use conn::{Outgoing, ReplyMode};
+pub use error::ConnError;
+pub use handshake::{BackendAuth, Dialer, Endpoint};
+pub use inbox::{Dispatch, Fault, FaultKind, Inbox, ReplyTo, Resolution, Sent, Taken};
+pub use pool::{Dedicated, DedicatedError, Lane, NodeId, Pool, PoolConfig, PoolKey};

@@ -1,0 +1,462 @@
+//! Backend connections, by key (node identity, database, protocol, backend credentials).
+//!
+//! - **Lanes** carry ordinary commands of many clients: a few per key, each one connection.
+//!   A session sticks to one lane while it uses that key, which keeps its commands in order.
+//!   A lane that fails is never reconnected in place: it ends, everything queued on it is
+//!   failed as not sent, and the next request for the key gets a new lane. That way a
+//!   command can never execute on a new connection ahead of an earlier command of the same
+//!   client that was lost with the old one. After a failed connect the key backs off, and
+//!   requests fail fast instead of piling up connection attempts.
+//! - **Dedicated** connections carry the traffic of one client that holds server-side state
+//!   (WATCH, subscriptions, MONITOR, tracking) or runs a blocking command. They are taken from
+//!   an idle list or opened on demand, under a global cap, and given back only when clean.
+//!
+//! Retiring a node (its master role ended) stops its lanes at once: batches not yet written
+//! are failed as not sent, so nothing new reaches the superseded master; written ones get
+//! their replies or fail on the reply deadline.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::conn::{Driver, Outgoing, Sender};
+use super::error::ConnError;
+use super::handshake::{BackendAuth, Dialer, Endpoint, Handshake};
+use crate::resp::reply::Proto;
+
+/// Batches a connection queues before senders wait.
+const CHANNEL_DEPTH: usize = 1024;
+/// First and largest pause after a failed connect before a key is tried again.
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// Source of connection ids (0 is reserved for replies the proxy makes itself).
+static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
+
+fn next_conn_id() -> u64 {
+    NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A node as the pool knows it: where it is and which process it must be.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct NodeId {
+    /// Where to dial.
+    pub endpoint: Endpoint,
+    /// The run_id every new connection must find.
+    pub run_id: Arc<str>,
+}
+
+/// What separates one set of backend connections from another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolKey {
+    /// The node.
+    pub node: Arc<NodeId>,
+    /// Selected database.
+    pub db: u32,
+    /// Protocol.
+    pub proto: Proto,
+    /// Backend credentials.
+    pub auth: Arc<BackendAuth>,
+}
+
+impl Hash for PoolKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.node.hash(state);
+        self.db.hash(state);
+        self.proto.hash(state);
+        self.auth.user.hash(state);
+    }
+}
+
+/// Pool settings.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolConfig {
+    /// Lanes per key.
+    pub lanes: usize,
+    /// Deadlines for opening connections.
+    pub dialer: Dialer,
+    /// How long written commands may wait for their reply on a lane.
+    pub reply_timeout: Duration,
+    /// Cap on dedicated connections in use or idle.
+    pub max_dedicated: usize,
+    /// Idle dedicated connections are closed after this long.
+    pub dedicated_idle: Duration,
+}
+
+/// Connection state of a lane.
+#[derive(Debug, Clone)]
+pub enum LaneState {
+    /// Opening its connection.
+    Connecting,
+    /// Serving.
+    Ready,
+    /// Could not open.
+    Failed(Arc<ConnError>),
+    /// Served, then ended.
+    Ended(Arc<ConnError>),
+}
+
+/// A shared, pipelined connection to one key's node.
+#[derive(Debug, Clone)]
+pub struct Lane {
+    id: u64,
+    sender: Sender,
+    state: watch::Receiver<LaneState>,
+    retired: CancellationToken,
+}
+
+#[derive(Debug)]
+struct LaneSet {
+    lanes: Vec<Option<Lane>>,
+    next: AtomicUsize,
+    /// Not before this instant may a new connection be opened for the key.
+    backoff_until: Option<Instant>,
+    backoff: Duration,
+    last_error: Option<Arc<ConnError>>,
+}
+
+/// A connection owned by one client for as long as it holds server-side state.
+#[derive(Debug)]
+pub struct Dedicated {
+    id: u64,
+    sender: Sender,
+    key: PoolKey,
+    /// The server's id for this connection.
+    pub client_id: i64,
+    _permit: OwnedSemaphorePermit,
+    idle_since: Instant,
+}
+
+/// All backend connections.
+#[derive(Debug)]
+pub struct Pool {
+    cfg: PoolConfig,
+    lanes: Mutex<HashMap<PoolKey, LaneSet>>,
+    idle: Mutex<HashMap<PoolKey, Vec<Dedicated>>>,
+    dedicated: Arc<Semaphore>,
+}
+
+/// Why no lane can be had for a key right now.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct Unavailable(pub Arc<ConnError>);
+
+// === impl Lane ===
+
+impl Lane {
+    /// Connection id (for [`Inbox::busy_elsewhere`](super::Inbox::busy_elsewhere)).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Sends a batch (waits while the lane's queue is full). On a lane that ended, the batch
+    /// fails as not sent.
+    pub async fn send(&self, out: Outgoing) {
+        self.sender.send(out).await;
+    }
+
+    /// Whether the lane can take no more batches (ended or retired).
+    pub fn is_closed(&self) -> bool {
+        self.retired.is_cancelled() || self.sender.is_closed()
+    }
+
+    /// Waits (at most `deadline`) for the lane's connection to open; returns the failure if it
+    /// did not.
+    pub async fn ready(&self, deadline: Duration) -> Result<(), Arc<ConnError>> {
+        let mut rx = self.state.clone();
+        let settled = tokio::time::timeout(deadline, async {
+            let _ = rx.wait_for(|s| !matches!(s, LaneState::Connecting)).await;
+        });
+        let _ = settled.await;
+        let state = self.state.borrow().clone();
+        match state {
+            LaneState::Failed(e) | LaneState::Ended(e) => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+// === impl Dedicated ===
+
+impl Dedicated {
+    /// Connection id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Sends a batch.
+    pub async fn send(&self, out: Outgoing) {
+        self.sender.send(out).await;
+    }
+
+    /// The key it was opened for.
+    pub fn key(&self) -> &PoolKey {
+        &self.key
+    }
+
+    /// Whether the connection task ended.
+    pub fn is_closed(&self) -> bool {
+        self.sender.is_closed()
+    }
+}
+
+// === impl LaneSet ===
+
+impl LaneSet {
+    fn new(size: usize) -> Self {
+        Self {
+            lanes: vec![None; size.max(1)],
+            next: AtomicUsize::new(0),
+            backoff_until: None,
+            backoff: BACKOFF_MIN,
+            last_error: None,
+        }
+    }
+
+    /// Records the outcome of the key's connects seen so far (from the lanes' states): a
+    /// failed connect starts (or extends) a backoff, a successful one ends it. Connections that
+    /// served and then ended do not back off: the next request simply opens a new one.
+    fn note_failures(&mut self) {
+        let failed = self
+            .lanes
+            .iter()
+            .flatten()
+            .find_map(|l| match &*l.state.borrow() {
+                LaneState::Failed(e) if l.sender.is_closed() => Some(Arc::clone(e)),
+                _ => None,
+            });
+        let ready = self
+            .lanes
+            .iter()
+            .flatten()
+            .any(|l| matches!(&*l.state.borrow(), LaneState::Ready));
+        if ready {
+            self.backoff = BACKOFF_MIN;
+            self.last_error = None;
+        } else if let Some(e) = failed {
+            if self
+                .last_error
+                .as_ref()
+                .is_none_or(|old| !Arc::ptr_eq(old, &e))
+            {
+                self.backoff_until = Some(Instant::now() + self.backoff);
+                self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+                self.last_error = Some(e);
+            }
+        }
+    }
+}
+
+// === impl Pool ===
+
+impl Pool {
+    /// An empty pool.
+    pub fn new(cfg: PoolConfig) -> Arc<Self> {
+        Arc::new(Self {
+            cfg,
+            lanes: Mutex::new(HashMap::new()),
+            idle: Mutex::new(HashMap::new()),
+            dedicated: Arc::new(Semaphore::new(cfg.max_dedicated)),
+        })
+    }
+
+    fn lock_lanes(&self) -> MutexGuard<'_, HashMap<PoolKey, LaneSet>> {
+        self.lanes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_idle(&self) -> MutexGuard<'_, HashMap<PoolKey, Vec<Dedicated>>> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A lane for `key`; successive calls rotate over the key's lanes. A slot whose lane
+    /// ended gets a new one, unless the key is backing off after failed connects.
+    pub fn lane(&self, key: &PoolKey) -> Result<Lane, Unavailable> {
+        let mut all = self.lock_lanes();
+        let set = all
+            .entry(key.clone())
+            .or_insert_with(|| LaneSet::new(self.cfg.lanes));
+        set.note_failures();
+        let i = set.next.fetch_add(1, Ordering::Relaxed) % set.lanes.len();
+        if let Some(lane) = set.lanes[i].as_ref().filter(|l| !l.is_closed()) {
+            return Ok(lane.clone());
+        }
+        // Prefer any live lane of the key over opening a new connection.
+        if let Some(lane) = set.lanes.iter().flatten().find(|l| !l.is_closed()) {
+            let lane = lane.clone();
+            set.lanes[i] = Some(spawn_lane(key.clone(), self.cfg));
+            return Ok(lane);
+        }
+        if let (Some(until), Some(err)) = (set.backoff_until, &set.last_error) {
+            if Instant::now() < until {
+                return Err(Unavailable(Arc::clone(err)));
+            }
+        }
+        let lane = spawn_lane(key.clone(), self.cfg);
+        set.lanes[i] = Some(lane.clone());
+        Ok(lane)
+    }
+
+    /// Opens (or reuses) a dedicated connection for `key`. What arrives on it while no
+    /// command is pending (pub/sub messages, invalidations) goes to the client of its latest
+    /// command.
+    pub async fn dedicated(&self, key: &PoolKey) -> Result<Dedicated, DedicatedError> {
+        if let Some(conn) = self.take_idle(key) {
+            return Ok(conn);
+        }
+        let permit = Arc::clone(&self.dedicated)
+            .try_acquire_owned()
+            .map_err(|_| DedicatedError::TooMany)?;
+        let hs = handshake_for(key);
+        let opened = self
+            .cfg
+            .dialer
+            .open(&key.node.endpoint, &hs)
+            .await
+            .map_err(DedicatedError::Conn)?;
+        let (tx, mut rx) = mpsc::channel(CHANNEL_DEPTH);
+        let reply_timeout = self.cfg.reply_timeout;
+        tokio::spawn(async move {
+            let driver = Driver::new(opened.io, &mut rx, reply_timeout, true);
+            if let Err(e) = driver.run().await {
+                tracing::debug!(error = %e, "dedicated backend connection ended");
+            }
+        });
+        Ok(Dedicated {
+            id: next_conn_id(),
+            sender: Sender::new(tx),
+            key: key.clone(),
+            client_id: opened.client_id,
+            _permit: permit,
+            idle_since: Instant::now(),
+        })
+    }
+
+    fn take_idle(&self, key: &PoolKey) -> Option<Dedicated> {
+        let mut idle = self.lock_idle();
+        let list = idle.get_mut(key)?;
+        while let Some(conn) = list.pop() {
+            if !conn.is_closed() && conn.idle_since.elapsed() < self.cfg.dedicated_idle {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    /// Takes back a dedicated connection whose server-side state is clean (no subscription,
+    /// no WATCH, no blocking command pending, database unchanged).
+    pub fn give_back(&self, mut conn: Dedicated) {
+        if conn.is_closed() {
+            return;
+        }
+        conn.idle_since = Instant::now();
+        let mut idle = self.lock_idle();
+        let list = idle.entry(conn.key.clone()).or_default();
+        list.retain(|c| !c.is_closed() && c.idle_since.elapsed() < self.cfg.dedicated_idle);
+        list.push(conn);
+    }
+
+    /// Stops every lane and idle connection to nodes for which `keep` is false (their master
+    /// role ended).
+    pub fn retire_nodes(&self, keep: impl Fn(&NodeId) -> bool) {
+        let mut lanes = self.lock_lanes();
+        lanes.retain(|key, set| {
+            let k = keep(&key.node);
+            if !k {
+                set.lanes.iter().flatten().for_each(|l| l.retired.cancel());
+            }
+            k
+        });
+        drop(lanes);
+        self.lock_idle().retain(|key, _| keep(&key.node));
+    }
+
+    /// Forgets a key whose connections are refused for good (a database index out of range).
+    pub fn discard(&self, key: &PoolKey) {
+        if let Some(set) = self.lock_lanes().remove(key) {
+            set.lanes.iter().flatten().for_each(|l| l.retired.cancel());
+        }
+    }
+
+    /// Keys with lanes (for metrics and tests).
+    pub fn lane_keys(&self) -> usize {
+        self.lock_lanes().len()
+    }
+}
+
+/// Why a dedicated connection could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum DedicatedError {
+    /// The cap on dedicated connections is reached.
+    #[error("too many dedicated connections")]
+    TooMany,
+    /// Opening failed.
+    #[error(transparent)]
+    Conn(ConnError),
+}
+
+fn handshake_for(key: &PoolKey) -> Handshake<'_> {
+    Handshake {
+        proto: key.proto,
+        db: key.db,
+        auth: &key.auth,
+        run_id: Some(&key.node.run_id),
+        master: true,
+    }
+}
+
+fn spawn_lane(key: PoolKey, cfg: PoolConfig) -> Lane {
+    let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
+    let (state_tx, state_rx) = watch::channel(LaneState::Connecting);
+    let retired = CancellationToken::new();
+    tokio::spawn(drive_lane(key, cfg, rx, state_tx, retired.clone()));
+    Lane {
+        id: next_conn_id(),
+        sender: Sender::new(tx),
+        state: state_rx,
+        retired,
+    }
+}
+
+/// Opens one lane connection and drives it until it fails or is retired. Dropping `rx` at
+/// the end fails everything still queued as not sent.
+async fn drive_lane(
+    key: PoolKey,
+    cfg: PoolConfig,
+    mut rx: mpsc::Receiver<Outgoing>,
+    state: watch::Sender<LaneState>,
+    retired: CancellationToken,
+) {
+    let hs = handshake_for(&key);
+    let opened = tokio::select! {
+        r = cfg.dialer.open(&key.node.endpoint, &hs) => r,
+        _ = retired.cancelled() => Err(ConnError::Retired),
+    };
+    let opened = match opened {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::warn!(node = %key.node.endpoint, error = %e, "backend connection failed");
+            let _ = state.send(LaneState::Failed(Arc::new(e)));
+            return;
+        }
+    };
+    let _ = state.send(LaneState::Ready);
+    let driver =
+        Driver::new(opened.io, &mut rx, cfg.reply_timeout, false).retire_on(retired.clone());
+    let end = match driver.run().await {
+        Ok(()) => ConnError::Retired,
+        Err(e) => {
+            tracing::warn!(node = %key.node.endpoint, error = %e, "backend connection lost");
+            e
+        }
+    };
+    // Close the channel before publishing the end, so that nobody who sees the failure can
+    // still queue on this lane.
+    rx.close();
+    let _ = state.send(LaneState::Ended(Arc::new(end)));
+}

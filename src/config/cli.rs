@@ -1,0 +1,126 @@
+//! Quick-start flags. Each overrides the matching setting of the configuration file, so one
+//! command line is enough to put the proxy in front of a Redis, and a file is enough for
+//! everything else.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use super::{Config, ConfigError, LogFormat, Site};
+
+/// A Redis-protocol failover proxy: one address for clients, whichever node is master.
+#[derive(Debug, Parser)]
+#[command(name = "redis-failover-proxy", version, about, long_about = None)]
+pub struct Cli {
+    /// Configuration file (TOML). Flags override its settings.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Address clients connect to.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub listen: Option<SocketAddr>,
+
+    /// Redis nodes, comma-separated host:port; traffic goes to the one whose role is master.
+    #[arg(long, value_name = "HOST:PORT,...", value_delimiter = ',')]
+    pub nodes: Vec<String>,
+
+    /// Address of the admin HTTP endpoint (metrics, health, topology).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub admin: Option<SocketAddr>,
+
+    /// Commands refused by default to allow on the data port, comma-separated
+    /// (CONFIG, DEBUG, CONFIG|SET, ...).
+    #[arg(long, value_name = "CMD,...", value_delimiter = ',')]
+    pub allow_commands: Vec<String>,
+
+    /// Worker threads (default: one per core).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+
+    /// Log format: human or json.
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+
+    /// Check the configuration and exit.
+    #[arg(long)]
+    pub check: bool,
+}
+
+impl Cli {
+    /// Builds the configuration: file (if any), then flags, then whole-configuration checks.
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        let mut cfg = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        self.apply(&mut cfg)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn apply(&self, cfg: &mut Config) -> Result<(), ConfigError> {
+        if let Some(l) = self.listen {
+            cfg.listen = l;
+        }
+        if let Some(a) = self.admin {
+            cfg.admin = Some(a);
+        }
+        if let Some(t) = self.threads {
+            cfg.threads = t;
+        }
+        if !self.nodes.is_empty() {
+            cfg.sites = vec![Site {
+                name: "default".into(),
+                nodes: self.nodes.iter().map(|n| n.trim().to_string()).collect(),
+            }];
+        }
+        cfg.allow_commands.extend(
+            self.allow_commands
+                .iter()
+                .map(|c| c.trim().to_ascii_uppercase()),
+        );
+        match self.log_format.as_deref() {
+            None => {}
+            Some("human") => cfg.log_format = LogFormat::Human,
+            Some("json") => cfg.log_format = LogFormat::Json,
+            Some(other) => {
+                return Err(ConfigError(vec![super::Problem {
+                    path: "--log-format".into(),
+                    message: format!("{other:?} is not \"human\" or \"json\""),
+                }]))
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quick_start_line_is_enough() {
+        let cli = Cli::parse_from([
+            "redis-failover-proxy",
+            "--listen",
+            "127.0.0.1:6380",
+            "--nodes",
+            "127.0.0.1:7001,127.0.0.1:7002",
+            "--admin",
+            "127.0.0.1:9121",
+            "--allow-commands",
+            "config,DEBUG",
+        ]);
+        let cfg = cli.load().unwrap();
+        assert_eq!(cfg.sites[0].nodes, vec!["127.0.0.1:7001", "127.0.0.1:7002"]);
+        assert_eq!(cfg.allow_commands, vec!["CONFIG", "DEBUG"]);
+        assert_eq!(cfg.admin, Some("127.0.0.1:9121".parse().unwrap()));
+    }
+
+    #[test]
+    fn nothing_to_proxy_is_an_error() {
+        let cli = Cli::parse_from(["redis-failover-proxy"]);
+        assert!(cli.load().is_err());
+    }
+}

@@ -1,0 +1,374 @@
+//! What a command is, for the proxy: which connection it may run on, whether the proxy answers it
+//! itself, whether it may be re-sent after a failure, and whether it is refused on the data port.
+//!
+//! The facts come from the generated [`table`] (what Redis reports in `COMMAND`); this module
+//! only maps them to the proxy's handling [`Kind`]. Commands missing from the table (module
+//! commands, commands newer than the table) are forwarded as writes: they reach Redis, which
+//! answers them, and they are never re-sent, because nothing is known about their effects.
+
+mod spec;
+mod table;
+
+pub use spec::{CommandSpec, CATEGORY_NAMES};
+pub use spec::{
+    C_ADMIN, C_BITMAP, C_BLOCKING, C_CONNECTION, C_DANGEROUS, C_FAST, C_GEO, C_HASH, C_HYPERLOGLOG,
+    C_KEYSPACE, C_LIST, C_PUBSUB, C_READ, C_SCRIPTING, C_SET, C_SLOW, C_SORTEDSET, C_STREAM,
+    C_STRING, C_TRANSACTION, C_WRITE,
+};
+
+use spec::{F_BLOCKING, F_READONLY, F_WRITE};
+use table::COMMANDS;
+
+use super::scan::Request;
+
+/// Longest command or subcommand name looked up; longer names are unknown commands.
+const MAX_NAME: usize = 32;
+
+/// How the proxy handles a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Does not modify data: may share a pipelined connection and may be re-sent when its
+    /// outcome is unknown.
+    Read,
+    /// Anything else that may share a pipelined connection; never re-sent unless Redis
+    /// refused it before executing it.
+    Write,
+    /// Blocks on the server (BLPOP, XREAD BLOCK, ...): runs alone on a dedicated connection.
+    Blocking,
+    /// WAIT and WAITAOF: count acknowledgements of this client's own writes.
+    Wait,
+    /// SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE.
+    Subscribe(Channels),
+    /// UNSUBSCRIBE, PUNSUBSCRIBE, SUNSUBSCRIBE.
+    Unsubscribe(Channels),
+    /// MULTI.
+    Multi,
+    /// EXEC.
+    Exec,
+    /// DISCARD.
+    Discard,
+    /// WATCH.
+    Watch,
+    /// UNWATCH.
+    Unwatch,
+    /// MONITOR.
+    Monitor,
+    /// CLIENT TRACKING, CLIENT CACHING, CLIENT GETREDIR, CLIENT TRACKINGINFO: state on the
+    /// server connection.
+    Tracking,
+    /// Answered by the proxy from the client's own state.
+    Local(Local),
+    /// Refused on the data port unless the operator allowed it.
+    Guarded,
+    /// Cannot work through a proxy at all (replication handshakes).
+    Unsupported,
+}
+
+/// The three pub/sub namespaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Channels {
+    /// Plain channels (SUBSCRIBE).
+    Plain,
+    /// Patterns (PSUBSCRIBE).
+    Pattern,
+    /// Shard channels (SSUBSCRIBE).
+    Shard,
+}
+
+/// Commands the proxy answers itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Local {
+    Ping,
+    Echo,
+    Quit,
+    Reset,
+    Select,
+    Hello,
+    Auth,
+    ClientId,
+    ClientInfo,
+    ClientList,
+    ClientSetName,
+    ClientGetName,
+    ClientSetInfo,
+    ClientReply,
+    AclWhoami,
+}
+
+/// A classified command.
+#[derive(Debug, Clone, Copy)]
+pub struct Classified {
+    /// How to handle it.
+    pub kind: Kind,
+    /// The table row, when the command is known.
+    pub spec: Option<&'static CommandSpec>,
+}
+
+impl Classified {
+    /// Whether the argument count is acceptable (unknown commands always are: Redis decides).
+    pub fn arity_ok(&self, argc: usize) -> bool {
+        self.spec.is_none_or(|s| s.arity_ok(argc))
+    }
+
+    /// ACL categories of the command (0 for unknown commands).
+    pub fn categories(&self) -> u32 {
+        self.spec.map_or(0, |s| s.categories)
+    }
+
+    /// The name Redis uses in ACL rules and errors (`get`, `client|kill`).
+    pub fn acl_name(&self, req: &Request) -> String {
+        let mut name = String::from_utf8_lossy(req.name()).to_ascii_lowercase();
+        if let Some(spec) = self.spec.filter(|s| !s.sub.is_empty()) {
+            name.push('|');
+            name.push_str(&String::from_utf8_lossy(spec.sub).to_ascii_lowercase());
+        }
+        name
+    }
+}
+
+/// Upper-cases `name` into `buf`; `None` when too long to be a known command.
+fn upper<'b>(name: &[u8], buf: &'b mut [u8; MAX_NAME]) -> Option<&'b [u8]> {
+    if name.len() > MAX_NAME {
+        return None;
+    }
+    let out = &mut buf[..name.len()];
+    out.copy_from_slice(name);
+    out.make_ascii_uppercase();
+    Some(out)
+}
+
+/// Finds the table row for `name` (and `sub`, for container commands such as CLIENT).
+pub fn lookup(name: &[u8], sub: Option<&[u8]>) -> Option<&'static CommandSpec> {
+    let mut nb = [0u8; MAX_NAME];
+    let name = upper(name, &mut nb)?;
+    let top = COMMANDS
+        .binary_search_by(|row| (row.name, row.sub).cmp(&(name, &b""[..])))
+        .ok()?;
+    let is_container = COMMANDS.get(top + 1).is_some_and(|next| next.name == name);
+    if !is_container {
+        return Some(&COMMANDS[top]);
+    }
+    let mut sb = [0u8; MAX_NAME];
+    let Some(sub) = sub.and_then(|s| upper(s, &mut sb)) else {
+        return Some(&COMMANDS[top]);
+    };
+    let found = COMMANDS.binary_search_by(|row| (row.name, row.sub).cmp(&(name, sub)));
+    Some(found.map_or(&COMMANDS[top], |i| &COMMANDS[i]))
+}
+
+/// Classifies a request.
+pub fn classify(req: &Request) -> Classified {
+    let spec = lookup(req.name(), req.arg1());
+    let mut nb = [0u8; MAX_NAME];
+    let Some(name) = upper(req.name(), &mut nb) else {
+        return Classified {
+            kind: Kind::Write,
+            spec,
+        };
+    };
+    let kind = match name {
+        b"PING" => Kind::Local(Local::Ping),
+        b"ECHO" => Kind::Local(Local::Echo),
+        b"QUIT" => Kind::Local(Local::Quit),
+        b"RESET" => Kind::Local(Local::Reset),
+        b"SELECT" => Kind::Local(Local::Select),
+        b"HELLO" => Kind::Local(Local::Hello),
+        b"AUTH" => Kind::Local(Local::Auth),
+        b"MULTI" => Kind::Multi,
+        b"EXEC" => Kind::Exec,
+        b"DISCARD" => Kind::Discard,
+        b"WATCH" => Kind::Watch,
+        b"UNWATCH" => Kind::Unwatch,
+        b"MONITOR" => Kind::Monitor,
+        b"SUBSCRIBE" => Kind::Subscribe(Channels::Plain),
+        b"PSUBSCRIBE" => Kind::Subscribe(Channels::Pattern),
+        b"SSUBSCRIBE" => Kind::Subscribe(Channels::Shard),
+        b"UNSUBSCRIBE" => Kind::Unsubscribe(Channels::Plain),
+        b"PUNSUBSCRIBE" => Kind::Unsubscribe(Channels::Pattern),
+        b"SUNSUBSCRIBE" => Kind::Unsubscribe(Channels::Shard),
+        b"WAIT" | b"WAITAOF" => Kind::Wait,
+        b"CLIENT" => client_kind(req.arg1()),
+        b"ACL" => acl_kind(req.arg1()),
+        b"CONFIG" => config_kind(req.arg1()),
+        b"XREAD" | b"XREADGROUP" => stream_read_kind(req, spec),
+        b"SYNC" | b"PSYNC" | b"REPLCONF" => Kind::Unsupported,
+        b"REPLICAOF" | b"SLAVEOF" | b"FAILOVER" | b"SHUTDOWN" | b"DEBUG" | b"MODULE"
+        | b"SENTINEL" => Kind::Guarded,
+        _ => data_kind(spec),
+    };
+    Classified { kind, spec }
+}
+
+fn data_kind(spec: Option<&CommandSpec>) -> Kind {
+    match spec {
+        Some(s) if s.has(F_BLOCKING) => Kind::Blocking,
+        Some(s) if s.has(F_READONLY) && !s.has(F_WRITE) => Kind::Read,
+        _ => Kind::Write,
+    }
+}
+
+fn sub_is(sub: Option<&[u8]>, names: &[&str]) -> bool {
+    sub.is_some_and(|s| names.iter().any(|n| s.eq_ignore_ascii_case(n.as_bytes())))
+}
+
+fn client_kind(sub: Option<&[u8]>) -> Kind {
+    let local = |l| Kind::Local(l);
+    match sub {
+        s if sub_is(s, &["ID"]) => local(Local::ClientId),
+        s if sub_is(s, &["INFO"]) => local(Local::ClientInfo),
+        s if sub_is(s, &["LIST"]) => local(Local::ClientList),
+        s if sub_is(s, &["SETNAME"]) => local(Local::ClientSetName),
+        s if sub_is(s, &["GETNAME"]) => local(Local::ClientGetName),
+        s if sub_is(s, &["SETINFO"]) => local(Local::ClientSetInfo),
+        s if sub_is(s, &["REPLY"]) => local(Local::ClientReply),
+        s if sub_is(s, &["TRACKING", "CACHING", "GETREDIR", "TRACKINGINFO"]) => Kind::Tracking,
+        s if sub_is(
+            s,
+            &[
+                "KILL", "PAUSE", "UNPAUSE", "UNBLOCK", "NO-EVICT", "NO-TOUCH",
+            ],
+        ) =>
+        {
+            Kind::Guarded
+        }
+        // HELP and unknown subcommands: Redis answers them (with help or an error).
+        _ => Kind::Read,
+    }
+}
+
+fn acl_kind(sub: Option<&[u8]>) -> Kind {
+    match sub {
+        s if sub_is(s, &["WHOAMI"]) => Kind::Local(Local::AclWhoami),
+        s if sub_is(s, &["CAT", "GENPASS", "HELP"]) => Kind::Read,
+        _ => Kind::Guarded,
+    }
+}
+
+fn config_kind(sub: Option<&[u8]>) -> Kind {
+    if sub_is(sub, &["GET", "HELP"]) {
+        Kind::Read
+    } else {
+        Kind::Guarded
+    }
+}
+
+/// XREAD and XREADGROUP block only with a BLOCK option before STREAMS.
+fn stream_read_kind(req: &Request, spec: Option<&CommandSpec>) -> Kind {
+    let args = req.args();
+    let blocking = args
+        .iter()
+        .skip(1)
+        .take_while(|a| !a.eq_ignore_ascii_case(b"STREAMS"))
+        .any(|a| a.eq_ignore_ascii_case(b"BLOCK"));
+    if blocking {
+        Kind::Blocking
+    } else if spec.is_some_and(|s| s.has(F_WRITE)) {
+        Kind::Write
+    } else {
+        Kind::Read
+    }
+}
+
+/// The name of a guarded command as an operator writes it in the allow-list: `CONFIG|SET`
+/// for a subcommand of a container, `DEBUG` otherwise.
+pub fn guard_names(req: &Request) -> (String, Option<String>) {
+    let name = String::from_utf8_lossy(req.name()).to_ascii_uppercase();
+    let spec = lookup(req.name(), req.arg1());
+    let sub = spec
+        .filter(|s| !s.sub.is_empty())
+        .map(|s| format!("{name}|{}", String::from_utf8_lossy(s.sub)));
+    (name, sub)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind(args: &[&str]) -> Kind {
+        classify(&Request::from_args(args)).kind
+    }
+
+    #[test]
+    fn table_is_sorted_for_binary_search() {
+        for w in COMMANDS.windows(2) {
+            assert!((w[0].name, w[0].sub) < (w[1].name, w[1].sub));
+        }
+    }
+
+    #[test]
+    fn data_commands_by_flags() {
+        assert_eq!(kind(&["get", "k"]), Kind::Read);
+        assert_eq!(kind(&["SET", "k", "v"]), Kind::Write);
+        assert_eq!(kind(&["EVAL", "return 1", "0"]), Kind::Write);
+        assert_eq!(kind(&["EVAL_RO", "return 1", "0"]), Kind::Read);
+        assert_eq!(kind(&["BLPOP", "l", "0"]), Kind::Blocking);
+        assert_eq!(kind(&["BZPOPMIN", "z", "1"]), Kind::Blocking);
+        assert_eq!(kind(&["NOSUCHCOMMAND"]), Kind::Write);
+        assert_eq!(kind(&["PUBLISH", "c", "m"]), Kind::Write);
+    }
+
+    #[test]
+    fn stream_reads_block_only_with_block() {
+        assert_eq!(kind(&["XREAD", "STREAMS", "s", "0"]), Kind::Read);
+        assert_eq!(
+            kind(&["XREAD", "BLOCK", "0", "STREAMS", "s", "$"]),
+            Kind::Blocking
+        );
+        assert_eq!(kind(&["XREAD", "STREAMS", "block", "0"]), Kind::Read);
+        assert_eq!(
+            kind(&["XREADGROUP", "GROUP", "g", "c", "STREAMS", "s", ">"]),
+            Kind::Write
+        );
+        assert_eq!(
+            kind(&[
+                "xreadgroup",
+                "GROUP",
+                "g",
+                "c",
+                "block",
+                "5",
+                "STREAMS",
+                "s",
+                ">"
+            ]),
+            Kind::Blocking
+        );
+    }
+
+    #[test]
+    fn containers_use_subcommands() {
+        assert_eq!(
+            kind(&["CLIENT", "setname", "x"]),
+            Kind::Local(Local::ClientSetName)
+        );
+        assert_eq!(kind(&["CLIENT", "KILL", "ID", "1"]), Kind::Guarded);
+        assert_eq!(kind(&["CLIENT", "TRACKING", "on"]), Kind::Tracking);
+        assert_eq!(kind(&["CONFIG", "GET", "maxmemory"]), Kind::Read);
+        assert_eq!(kind(&["CONFIG", "SET", "maxmemory", "1"]), Kind::Guarded);
+        assert_eq!(kind(&["ACL", "WHOAMI"]), Kind::Local(Local::AclWhoami));
+        assert_eq!(kind(&["ACL", "SETUSER", "x"]), Kind::Guarded);
+        assert_eq!(kind(&["PSYNC", "?", "-1"]), Kind::Unsupported);
+        let spec = lookup(b"object", Some(b"encoding")).unwrap();
+        assert_eq!(spec.sub, b"ENCODING");
+        assert!(spec.has(F_READONLY));
+    }
+
+    #[test]
+    fn arity_comes_from_the_table() {
+        let c = classify(&Request::from_args(&["GET"]));
+        assert!(!c.arity_ok(1));
+        assert!(c.arity_ok(2));
+        let c = classify(&Request::from_args(&["MSET", "a", "1"]));
+        assert!(c.arity_ok(3) && c.arity_ok(5) && !c.arity_ok(2));
+        assert_eq!(c.acl_name(&Request::from_args(&["MSET"])), "mset");
+    }
+
+    #[test]
+    fn guard_names_name_the_subcommand() {
+        let (name, sub) = guard_names(&Request::from_args(&["config", "set", "a", "b"]));
+        assert_eq!(name, "CONFIG");
+        assert_eq!(sub.as_deref(), Some("CONFIG|SET"));
+        let (name, sub) = guard_names(&Request::from_args(&["DEBUG", "SLEEP", "0"]));
+        assert_eq!((name.as_str(), sub), ("DEBUG", None));
+    }
+}

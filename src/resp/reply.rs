@@ -1,0 +1,339 @@
+//! Every reply the proxy writes itself, and every error text a client can receive from the proxy,
+//! in one place. Replies are described as a protocol-neutral [`Value`] and encoded for the
+//! client's protocol (RESP2 or RESP3) with redis-protocol, so a map becomes a RESP3 map or a
+//! flat RESP2 array exactly as Redis would send it. Errors that the proxy raises on its own
+//! account end with `(proxy)` so that an operator reading a client log knows who said it.
+
+use bytes::{Bytes, BytesMut};
+use redis_protocol::resp2::types::BytesFrame as Frame2;
+use redis_protocol::resp3::types::{BytesFrame as Frame3, FrameMap, VerbatimStringFormat};
+
+use super::error::ProtocolError;
+
+/// The protocol a client speaks, chosen with HELLO.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Proto {
+    /// RESP2, the default for a new connection.
+    #[default]
+    Resp2,
+    /// RESP3.
+    Resp3,
+}
+
+impl Proto {
+    /// The HELLO protocol number.
+    pub fn number(self) -> i64 {
+        match self {
+            Proto::Resp2 => 2,
+            Proto::Resp3 => 3,
+        }
+    }
+}
+
+/// A reply built by the proxy.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// `+text`
+    Simple(String),
+    /// `-text` (the text includes the error code)
+    Error(String),
+    /// `:n`
+    Int(i64),
+    /// `$len` bytes
+    Bulk(Bytes),
+    /// Null (`$-1` in RESP2, `_` in RESP3).
+    Null,
+    /// Array.
+    Array(Vec<Value>),
+    /// Map (a flat array in RESP2).
+    Map(Vec<(Value, Value)>),
+    /// Verbatim text (a bulk string in RESP2).
+    Verbatim(String),
+}
+
+impl Value {
+    /// `+OK`
+    pub fn ok() -> Self {
+        Value::Simple("OK".into())
+    }
+
+    /// A bulk string from text.
+    pub fn bulk(s: impl Into<Bytes>) -> Self {
+        Value::Bulk(s.into())
+    }
+
+    /// Encodes the value for `proto` at the end of `buf`.
+    pub fn encode(&self, proto: Proto, buf: &mut BytesMut) {
+        // Encoding a well-formed frame into a growable buffer cannot fail; the results are
+        // checked by the unit tests below.
+        let _ = match proto {
+            Proto::Resp2 => {
+                redis_protocol::resp2::encode::extend_encode(buf, &self.to_resp2(), false)
+            }
+            Proto::Resp3 => {
+                redis_protocol::resp3::encode::complete::extend_encode(buf, &self.to_resp3(), false)
+            }
+        };
+    }
+
+    /// Encodes into a new buffer.
+    pub fn to_bytes(&self, proto: Proto) -> Bytes {
+        let mut buf = BytesMut::new();
+        self.encode(proto, &mut buf);
+        buf.freeze()
+    }
+
+    fn to_resp2(&self) -> Frame2 {
+        match self {
+            Value::Simple(s) => Frame2::SimpleString(Bytes::from(s.clone())),
+            Value::Error(e) => Frame2::Error(e.clone().into()),
+            Value::Int(i) => Frame2::Integer(*i),
+            Value::Bulk(b) => Frame2::BulkString(b.clone()),
+            Value::Null => Frame2::Null,
+            Value::Array(items) => Frame2::Array(items.iter().map(Value::to_resp2).collect()),
+            Value::Map(pairs) => Frame2::Array(
+                pairs
+                    .iter()
+                    .flat_map(|(k, v)| [k.to_resp2(), v.to_resp2()])
+                    .collect(),
+            ),
+            Value::Verbatim(s) => Frame2::BulkString(Bytes::from(s.clone())),
+        }
+    }
+
+    fn to_resp3(&self) -> Frame3 {
+        match self {
+            Value::Simple(s) => Frame3::SimpleString {
+                data: Bytes::from(s.clone()),
+                attributes: None,
+            },
+            Value::Error(e) => Frame3::SimpleError {
+                data: e.clone().into(),
+                attributes: None,
+            },
+            Value::Int(i) => Frame3::Number {
+                data: *i,
+                attributes: None,
+            },
+            Value::Bulk(b) => Frame3::BlobString {
+                data: b.clone(),
+                attributes: None,
+            },
+            Value::Null => Frame3::Null,
+            Value::Array(items) => Frame3::Array {
+                data: items.iter().map(Value::to_resp3).collect(),
+                attributes: None,
+            },
+            Value::Map(pairs) => {
+                let mut map = FrameMap::with_capacity(pairs.len());
+                for (k, v) in pairs {
+                    map.insert(k.to_resp3(), v.to_resp3());
+                }
+                Frame3::Map {
+                    data: map,
+                    attributes: None,
+                }
+            }
+            Value::Verbatim(s) => Frame3::VerbatimString {
+                data: Bytes::from(s.clone()),
+                format: VerbatimStringFormat::Text,
+                attributes: None,
+            },
+        }
+    }
+}
+
+/// `+OK\r\n`, identical in both protocols.
+pub const OK: &[u8] = b"+OK\r\n";
+/// `+QUEUED\r\n`
+pub const QUEUED: &[u8] = b"+QUEUED\r\n";
+/// `+PONG\r\n`
+pub const PONG: &[u8] = b"+PONG\r\n";
+/// `+RESET\r\n`
+pub const RESET: &[u8] = b"+RESET\r\n";
+
+/// Errors the proxy answers with. The text of each is the one Redis uses for the same
+/// situation where Redis has one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientError {
+    /// A frame the proxy cannot parse; the connection closes after it.
+    Protocol(ProtocolError),
+    /// A command before authentication.
+    NoAuth,
+    /// AUTH or HELLO AUTH with a wrong user or password.
+    WrongPass,
+    /// AUTH with a password while no password is configured.
+    AuthNotConfigured,
+    /// Too many failed AUTH attempts from this client address.
+    AuthRateLimited,
+    /// A command the user's permissions do not include.
+    NoPerm { command: String },
+    /// Wrong number of arguments.
+    Arity { command: String },
+    /// Syntax error in a command the proxy answers.
+    Syntax,
+    /// A subcommand the proxy does not know.
+    UnknownSubcommand { command: String, sub: String },
+    /// Integer argument expected.
+    NotInteger,
+    /// SELECT beyond the configured databases.
+    DbIndexOutOfRange,
+    /// HELLO with a protocol other than 2 or 3.
+    NoProto,
+    /// HELLO with an option the proxy does not know.
+    HelloSyntax { option: String },
+    /// CLIENT SETNAME with forbidden characters.
+    BadClientName,
+    /// CLIENT SETINFO with an unknown attribute.
+    BadClientInfo { attr: String },
+    /// CLIENT SETINFO value with forbidden characters.
+    BadLibInfo { attr: String },
+    /// HELLO with a protocol version that is not a number.
+    HelloProtoNotInteger,
+    /// HELLO without AUTH before authenticating.
+    HelloNoAuth,
+    /// A command refused on the data port.
+    Refused { command: String },
+    /// A command that cannot run through a proxy.
+    Unsupported { command: String },
+    /// A command that may not appear inside MULTI through the proxy.
+    NotInMulti { command: String },
+    /// MULTI inside MULTI.
+    NestedMulti,
+    /// EXEC without MULTI.
+    ExecWithoutMulti,
+    /// DISCARD without MULTI.
+    DiscardWithoutMulti,
+    /// WATCH inside MULTI.
+    WatchInMulti,
+    /// EXEC of a transaction that had a queue-time error.
+    ExecAbort,
+    /// A command Redis forbids in RESP2 subscribed mode.
+    SubscribedContext { command: String },
+    /// A protocol change while the client holds server-side state.
+    ProtoChangePinned,
+    /// No dedicated backend connection may be opened right now.
+    TooManyPinned,
+    /// The client limit was reached.
+    MaxClients,
+    /// No master can take the command; it was not executed.
+    NoMaster { why: String },
+    /// The connection to the master failed before the command was sent.
+    NotSent,
+    /// The connection to the master failed after the command was sent.
+    OutcomeUnknown,
+    /// The master changed between this client's writes and its WAIT.
+    WaitMasterChanged,
+    /// The client is in MONITOR mode.
+    MonitorMode,
+    /// Redirect target for tracking is not a client of this proxy pinned to the same server.
+    NoSuchRedirect,
+}
+
+impl ClientError {
+    /// The error text without the leading `-`.
+    pub fn text(&self) -> String {
+        use ClientError::*;
+        match self {
+            Protocol(e) => format!("ERR Protocol error: {e}"),
+            NoAuth => "NOAUTH Authentication required.".into(),
+            WrongPass => "WRONGPASS invalid username-password pair or user is disabled.".into(),
+            AuthNotConfigured => "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?".into(),
+            AuthRateLimited => "ERR too many failed authentication attempts from this address; try again later (proxy)".into(),
+            NoPerm { command } => format!("NOPERM this user has no permissions to run the '{command}' command"),
+            Arity { command } => format!("ERR wrong number of arguments for '{command}' command"),
+            Syntax => "ERR syntax error".into(),
+            UnknownSubcommand { command, sub } => format!("ERR unknown subcommand '{sub}'. Try {command} HELP."),
+            NotInteger => "ERR value is not an integer or out of range".into(),
+            DbIndexOutOfRange => "ERR DB index is out of range".into(),
+            NoProto => "NOPROTO unsupported protocol version".into(),
+            HelloSyntax { option } => format!("ERR Syntax error in HELLO option '{option}'"),
+            BadClientName => "ERR Client names cannot contain spaces, newlines or special characters.".into(),
+            BadClientInfo { attr } => format!("ERR Unrecognized option '{attr}'"),
+            BadLibInfo { attr } => format!("ERR {attr} cannot contain spaces, newlines or special characters."),
+            HelloProtoNotInteger => "ERR Protocol version is not an integer or out of range".into(),
+            HelloNoAuth => "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time".into(),
+            Refused { command } => format!("ERR command '{command}' is disabled on the proxy's data port; an operator can allow it with allow_commands (proxy)"),
+            Unsupported { command } => format!("ERR command '{command}' cannot run through the proxy (proxy)"),
+            NotInMulti { command } => format!("ERR '{command}' inside MULTI is not supported through the proxy (proxy)"),
+            NestedMulti => "ERR MULTI calls can not be nested".into(),
+            ExecWithoutMulti => "ERR EXEC without MULTI".into(),
+            DiscardWithoutMulti => "ERR DISCARD without MULTI".into(),
+            WatchInMulti => "ERR WATCH inside MULTI is not allowed".into(),
+            ExecAbort => "EXECABORT Transaction discarded because of previous errors.".into(),
+            SubscribedContext { command } => format!("ERR Can't execute '{command}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"),
+            ProtoChangePinned => "ERR HELLO cannot change the protocol while the connection holds server-side state (subscriptions, WATCH, tracking) (proxy)".into(),
+            TooManyPinned => "ERR too many dedicated server connections in use; try again later (proxy)".into(),
+            MaxClients => "ERR max number of clients reached".into(),
+            NoMaster { why } => format!("MASTERDOWN {why}; the command was not executed (proxy)"),
+            NotSent => "MASTERDOWN the connection to the master failed; the command was not executed (proxy)".into(),
+            OutcomeUnknown => "ERR the connection to the master was lost after the command was sent; it may have been applied (proxy)".into(),
+            WaitMasterChanged => "ERR the master changed since this connection's last write; WAIT cannot count its replicas (proxy)".into(),
+            MonitorMode => "ERR only QUIT and RESET are accepted in MONITOR mode through the proxy (proxy)".into(),
+            NoSuchRedirect => "ERR The client ID you want redirect to does not exist".into(),
+        }
+    }
+
+    /// The error as a reply value.
+    pub fn value(&self) -> Value {
+        Value::Error(self.text())
+    }
+
+    /// Appends the error frame (identical in RESP2 and RESP3) to `buf`.
+    pub fn encode(&self, buf: &mut BytesMut) {
+        buf.extend_from_slice(b"-");
+        buf.extend_from_slice(self.text().as_bytes());
+        buf.extend_from_slice(b"\r\n");
+    }
+
+    /// The error frame as bytes.
+    pub fn to_bytes(&self) -> Bytes {
+        let mut buf = BytesMut::new();
+        self.encode(&mut buf);
+        buf.freeze()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_and_nulls_follow_the_protocol() {
+        let v = Value::Map(vec![
+            (Value::bulk("proto"), Value::Int(3)),
+            (Value::bulk("modules"), Value::Array(vec![])),
+        ]);
+        assert_eq!(
+            &v.to_bytes(Proto::Resp3)[..],
+            b"%2\r\n$5\r\nproto\r\n:3\r\n$7\r\nmodules\r\n*0\r\n"
+        );
+        assert_eq!(
+            &v.to_bytes(Proto::Resp2)[..],
+            b"*4\r\n$5\r\nproto\r\n:3\r\n$7\r\nmodules\r\n*0\r\n"
+        );
+        assert_eq!(&Value::Null.to_bytes(Proto::Resp2)[..], b"$-1\r\n");
+        assert_eq!(&Value::Null.to_bytes(Proto::Resp3)[..], b"_\r\n");
+        assert_eq!(
+            &Value::Verbatim("id=1".into()).to_bytes(Proto::Resp3)[..],
+            b"=8\r\ntxt:id=1\r\n"
+        );
+    }
+
+    #[test]
+    fn errors_are_single_lines() {
+        let e = ClientError::Protocol(ProtocolError::InvalidBulkLength);
+        assert_eq!(
+            &e.to_bytes()[..],
+            b"-ERR Protocol error: invalid bulk length\r\n"
+        );
+        assert_eq!(
+            ClientError::Syntax.value().to_bytes(Proto::Resp3),
+            e_bytes("ERR syntax error")
+        );
+    }
+
+    fn e_bytes(t: &str) -> Bytes {
+        Bytes::from(format!("-{t}\r\n"))
+    }
+}

@@ -1,0 +1,332 @@
+//! One client connection, from its first byte to its close.
+//!
+//! The session reads frames, classifies each command, answers the ones the proxy owns
+//! ([`local`]), runs the stateful ones with Redis's own semantics ([`commands`]), and sends the
+//! rest, batched, to a backend connection ([`route`]). Replies come back through the session's
+//! [`Inbox`] and are written in request order. When a backend connection fails under it, the
+//! session decides per command what can be sent again and what gets an error ([`recover`]).
+//!
+//! The session owns every piece of per-client state; nothing else writes it. Bounds: input is
+//! read only while few enough commands are in flight and the unprocessed input is small; a
+//! single frame larger than the query buffer limit, or replies beyond the output buffer limit,
+//! close the client, and no other client notices.
+
+mod commands;
+mod local;
+mod recover;
+pub mod registry;
+mod route;
+pub mod state;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::auth::Users;
+use crate::backend::{Inbox, NodeId, Pool};
+use crate::resp::reply::ClientError;
+use crate::resp::{FrameLimits, Request, RequestParser};
+use crate::shutdown::Drain;
+use crate::topology::TopologyHandle;
+use registry::Registry;
+use route::{Batch, Conn};
+use state::{ClientState, Subscriptions, TxBuffer};
+
+/// Read at most this much at a time from a client.
+const READ_CHUNK: usize = 16 * 1024;
+/// Stop reading while this much unprocessed input is buffered (and a frame is complete).
+const READ_PAUSE: usize = 4 * 1024 * 1024;
+
+/// Writes some of `buf`, or flushes when it is empty; returns whether the transport is
+/// flushed (TLS keeps written bytes until flushed).
+async fn write_or_flush<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    buf: &mut BytesMut,
+) -> std::io::Result<bool> {
+    if buf.is_empty() {
+        writer.flush().await?;
+        return Ok(true);
+    }
+    if writer.write_buf(buf).await? == 0 {
+        return Err(std::io::ErrorKind::WriteZero.into());
+    }
+    Ok(false)
+}
+
+/// Per-client limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Frame size limits.
+    pub frames: FrameLimits,
+    /// Largest single command accepted (Redis `client-query-buffer-limit`).
+    pub query_buffer: usize,
+    /// Replies buffered for a client that does not read them (normal clients).
+    pub output_buffer: usize,
+    /// The same for subscribers.
+    pub pubsub_output_buffer: usize,
+    /// Dispatches in flight before the session stops reading.
+    pub max_in_flight: usize,
+}
+
+/// What every session shares.
+#[derive(Debug)]
+pub struct Context {
+    /// Limits.
+    pub limits: Limits,
+    /// Backend connections.
+    pub pool: Arc<Pool>,
+    /// Current topology.
+    pub topology: Arc<TopologyHandle>,
+    /// Proxy users (replaced whole on reload).
+    pub users: ArcSwap<Users>,
+    /// Guarded commands the operator allowed (`CONFIG`, `CONFIG|SET`, ...).
+    pub allow: HashSet<String>,
+    /// Connected clients.
+    pub registry: Registry,
+    /// How long SELECT waits to learn whether the database exists.
+    pub select_timeout: Duration,
+}
+
+/// Why a session ended.
+#[derive(Debug)]
+enum End {
+    /// The client closed, or QUIT / a protocol error finished.
+    Closed,
+    /// The client did not read its replies.
+    OutputLimit,
+    /// The transport failed.
+    Io,
+}
+
+/// One client session.
+#[derive(Debug)]
+pub struct Session {
+    ctx: Arc<Context>,
+    info: Arc<registry::Entry>,
+    inbox: Arc<Inbox>,
+    state: ClientState,
+    subs: Subscriptions,
+    /// A MULTI block being buffered (no WATCH).
+    tx: Option<TxBuffer>,
+    /// The backend connection in use.
+    conn: Conn,
+    /// Commands accumulated for one backend write.
+    batch: Batch,
+    parser: RequestParser,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+    /// A command waiting until earlier ones are answered (see `route`).
+    stalled: Option<Request>,
+    /// Stop reading; close once everything is answered (QUIT, protocol error, drain).
+    closing: bool,
+    /// The master this client last wrote to (WAIT counts acknowledgements there).
+    last_write: Option<Arc<NodeId>>,
+    /// The transport needs a flush (TLS buffers).
+    needs_flush: bool,
+}
+
+impl Session {
+    /// A session for a client that connected from `addr` to `laddr`.
+    pub fn new(ctx: Arc<Context>, addr: SocketAddr, laddr: SocketAddr) -> Self {
+        let info = ctx.registry.join(addr, laddr);
+        let initial = ctx.users.load().initial();
+        let inbox = Inbox::new(ctx.limits.output_buffer);
+        let parser = RequestParser::new(ctx.limits.frames);
+        let s = Self {
+            ctx,
+            info,
+            inbox,
+            state: ClientState::new(initial),
+            subs: Subscriptions::default(),
+            tx: None,
+            conn: Conn::None,
+            batch: Batch::default(),
+            parser,
+            rbuf: BytesMut::with_capacity(READ_CHUNK),
+            wbuf: BytesMut::new(),
+            stalled: None,
+            closing: false,
+            last_write: None,
+            needs_flush: false,
+        };
+        s.publish_view();
+        s
+    }
+
+    /// The proxy's id for this client.
+    pub fn id(&self) -> u64 {
+        self.info.id
+    }
+
+    /// Serves the client until it leaves, misbehaves, or the proxy drains.
+    pub async fn run<R, W>(mut self, mut reader: R, mut writer: W, mut drain: Drain)
+    where
+        R: AsyncRead + Unpin + Send,
+        W: AsyncWrite + Unpin + Send,
+    {
+        let end = self.serve(&mut reader, &mut writer, &mut drain).await;
+        match end {
+            End::OutputLimit => {
+                tracing::info!(client.id = self.id(), client.addr = %self.info.addr, "closing client: output buffer limit reached");
+            }
+            End::Closed | End::Io => {}
+        }
+        let _ = writer.shutdown().await;
+        self.inbox.close();
+        self.ctx.registry.leave(self.id());
+    }
+
+    async fn serve<R, W>(&mut self, reader: &mut R, writer: &mut W, drain: &mut Drain) -> End
+    where
+        R: AsyncRead + Unpin + Send,
+        W: AsyncWrite + Unpin + Send,
+    {
+        loop {
+            self.process().await;
+            if let Err(end) = self.collect().await {
+                return end;
+            }
+            if self.finished() {
+                return self.flush_all(writer).await;
+            }
+            let want_read = self.want_read();
+            let want_write = !self.wbuf.is_empty() || self.needs_flush;
+            tokio::select! {
+                _ = drain.signaled(), if !self.closing => self.closing = true,
+                r = reader.read_buf(&mut self.rbuf), if want_read => match r {
+                    Ok(0) | Err(_) => return End::Closed,
+                    Ok(_) => self.info.touch(),
+                },
+                r = write_or_flush(writer, &mut self.wbuf), if want_write => match r {
+                    Ok(flushed) => self.needs_flush = !flushed,
+                    Err(_) => return End::Io,
+                },
+                _ = self.inbox.changed() => {}
+            }
+        }
+    }
+
+    /// Whether to read more input now.
+    fn want_read(&self) -> bool {
+        if self.closing {
+            return false;
+        }
+        let buffered = self.rbuf.len();
+        // Keep reading while the frame at the front is incomplete (up to the query buffer
+        // limit, checked in `process`); pause while complete input waits to be processed.
+        let waiting =
+            self.stalled.is_some() || self.inbox.in_flight() >= self.ctx.limits.max_in_flight;
+        if waiting {
+            return buffered < READ_PAUSE;
+        }
+        true
+    }
+
+    /// Whether the session is done: closing, and everything answered and written.
+    fn finished(&self) -> bool {
+        self.closing
+            && self.stalled.is_none()
+            && self.batch.is_empty()
+            && self.inbox.in_flight() == 0
+    }
+
+    async fn flush_all<W: AsyncWrite + Unpin>(&mut self, writer: &mut W) -> End {
+        let taken = self.inbox.take();
+        self.wbuf.extend_from_slice(&taken.out);
+        if writer.write_all(&self.wbuf).await.is_err() || writer.flush().await.is_err() {
+            return End::Io;
+        }
+        End::Closed
+    }
+
+    /// Parses and handles buffered commands until input runs out, a command must wait, or
+    /// enough is in flight.
+    async fn process(&mut self) {
+        if let Some(req) = self.stalled.take() {
+            self.handle(req).await;
+        }
+        while !self.closing && self.stalled.is_none() {
+            if self.inbox.in_flight() >= self.ctx.limits.max_in_flight {
+                break;
+            }
+            let unauth = !self.state.authenticated();
+            match self.parser.next(&mut self.rbuf, unauth) {
+                Ok(Some(req)) => self.handle(req).await,
+                Ok(None) => {
+                    if self.rbuf.len() > self.ctx.limits.query_buffer {
+                        self.protocol_error(crate::resp::ProtocolError::QueryBufferLimit)
+                            .await;
+                    }
+                    break;
+                }
+                Err(e) => self.protocol_error(e).await,
+            }
+        }
+        self.flush_batch().await;
+    }
+
+    /// Redis answers a malformed frame with an error and closes the connection.
+    async fn protocol_error(&mut self, e: crate::resp::ProtocolError) {
+        tracing::debug!(client.id = self.id(), error = %e, "protocol error");
+        self.flush_batch().await;
+        self.inbox.push_local(&ClientError::Protocol(e).to_bytes());
+        self.rbuf.clear();
+        self.closing = true;
+    }
+
+    /// Moves replies to the write buffer, resolves a failed dispatch, releases a dedicated
+    /// connection no longer needed.
+    async fn collect(&mut self) -> Result<(), End> {
+        loop {
+            let taken = self.inbox.take();
+            if taken.overflow {
+                return Err(End::OutputLimit);
+            }
+            self.wbuf.extend_from_slice(&taken.out);
+            let Some(fault) = taken.fault else {
+                break;
+            };
+            self.resolve(fault).await;
+        }
+        self.release_idle_conn();
+        Ok(())
+    }
+
+    /// Updates the registry view from the session's state.
+    fn publish_view(&self) {
+        let (sub, psub, ssub) = self.subs.counts();
+        let st = &self.state;
+        let multi = self.tx.as_ref().map_or(-1, |t| i64::from(t.queued));
+        let pinned = self.conn.pinned_identity();
+        self.info.update(|v| {
+            v.name = st
+                .name
+                .as_deref()
+                .map(|n| String::from_utf8_lossy(n).into())
+                .unwrap_or_default();
+            v.db = st.db;
+            v.user = st.user_name().to_string();
+            v.resp = st.proto.number();
+            v.lib_name = st
+                .lib_name
+                .as_deref()
+                .map(|n| String::from_utf8_lossy(n).into())
+                .unwrap_or_default();
+            v.lib_ver = st
+                .lib_ver
+                .as_deref()
+                .map(|n| String::from_utf8_lossy(n).into())
+                .unwrap_or_default();
+            v.sub = sub;
+            v.psub = psub;
+            v.ssub = ssub;
+            v.multi = multi;
+            v.pinned = pinned;
+        });
+    }
+}

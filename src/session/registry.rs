@@ -1,0 +1,196 @@
+//! Every connected client, as `CLIENT LIST` / `CLIENT INFO` show it and as `CLIENT TRACKING
+//! ... REDIRECT <id>` needs it (the id a client knows is the proxy's; the redirect must name
+//! the server's id of the target client's dedicated connection). Each session owns its entry
+//! and updates it when its visible state changes; the entry leaves with the session.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use crate::backend::NodeId;
+
+/// What a client looks like from outside its session.
+#[derive(Debug, Clone, Default)]
+pub struct View {
+    /// CLIENT SETNAME.
+    pub name: String,
+    /// Selected database.
+    pub db: u32,
+    /// Authenticated user.
+    pub user: String,
+    /// Protocol number.
+    pub resp: i64,
+    /// CLIENT SETINFO.
+    pub lib_name: String,
+    /// CLIENT SETINFO.
+    pub lib_ver: String,
+    /// Subscription counts.
+    pub sub: usize,
+    /// Pattern subscription counts.
+    pub psub: usize,
+    /// Shard subscription counts.
+    pub ssub: usize,
+    /// Commands queued in MULTI (-1 outside MULTI).
+    pub multi: i64,
+    /// Last command, lower case.
+    pub cmd: String,
+    /// The dedicated connection, when pinned: its node and the server's id for it.
+    pub pinned: Option<(Arc<NodeId>, i64)>,
+}
+
+/// One client's entry.
+#[derive(Debug)]
+pub struct Entry {
+    /// Proxy client id (CLIENT ID).
+    pub id: u64,
+    /// Client address.
+    pub addr: SocketAddr,
+    /// Address it connected to.
+    pub laddr: SocketAddr,
+    since: Instant,
+    last: Mutex<Instant>,
+    view: Mutex<View>,
+}
+
+impl Entry {
+    fn lock(&self) -> MutexGuard<'_, View> {
+        self.view.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Updates the visible state.
+    pub fn update(&self, f: impl FnOnce(&mut View)) {
+        f(&mut self.lock());
+    }
+
+    /// Records activity (for `idle=`).
+    pub fn touch(&self) {
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+    }
+
+    /// A copy of the visible state.
+    pub fn view(&self) -> View {
+        self.lock().clone()
+    }
+
+    /// The line `CLIENT INFO` and `CLIENT LIST` print for this client, in Redis's format.
+    pub fn line(&self) -> String {
+        let v = self.view();
+        let idle = self
+            .last
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .elapsed();
+        let mut out = String::new();
+        let _ = write!(
+            out,
+            "id={} addr={} laddr={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} multi={} cmd={} user={} lib-name={} lib-ver={} resp={}",
+            self.id,
+            self.addr,
+            self.laddr,
+            v.name,
+            self.since.elapsed().as_secs(),
+            idle.as_secs(),
+            if v.sub + v.psub + v.ssub > 0 { "P" } else { "N" },
+            v.db,
+            v.sub,
+            v.psub,
+            v.ssub,
+            v.multi,
+            if v.cmd.is_empty() { "NULL" } else { &v.cmd },
+            v.user,
+            v.lib_name,
+            v.lib_ver,
+            v.resp,
+        );
+        out
+    }
+}
+
+/// All clients.
+#[derive(Debug, Default)]
+pub struct Registry {
+    next: AtomicU64,
+    clients: Mutex<HashMap<u64, Arc<Entry>>>,
+}
+
+impl Registry {
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, Arc<Entry>>> {
+        self.clients.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a new client and gives it an id.
+    pub fn join(&self, addr: SocketAddr, laddr: SocketAddr) -> Arc<Entry> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        let now = Instant::now();
+        let entry = Arc::new(Entry {
+            id,
+            addr,
+            laddr,
+            since: now,
+            last: Mutex::new(now),
+            view: Mutex::new(View {
+                multi: -1,
+                resp: 2,
+                ..View::default()
+            }),
+        });
+        self.lock().insert(id, Arc::clone(&entry));
+        entry
+    }
+
+    /// Removes a client.
+    pub fn leave(&self, id: u64) {
+        self.lock().remove(&id);
+    }
+
+    /// A client by id.
+    pub fn get(&self, id: u64) -> Option<Arc<Entry>> {
+        self.lock().get(&id).cloned()
+    }
+
+    /// Number of clients.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// `CLIENT LIST` text (one line per client, ordered by id).
+    pub fn list(&self) -> String {
+        let mut entries: Vec<Arc<Entry>> = self.lock().values().cloned().collect();
+        entries.sort_by_key(|e| e.id);
+        entries.iter().map(|e| e.line() + "\n").collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_shows_every_client_once() {
+        let r = Registry::default();
+        let a = r.join(
+            "127.0.0.1:1000".parse().unwrap(),
+            "127.0.0.1:6380".parse().unwrap(),
+        );
+        let b = r.join(
+            "127.0.0.1:1001".parse().unwrap(),
+            "127.0.0.1:6380".parse().unwrap(),
+        );
+        a.update(|v| v.name = "worker".into());
+        let list = r.list();
+        assert_eq!(list.lines().count(), 2);
+        assert!(list.contains(&format!("id={} addr=127.0.0.1:1000", a.id)));
+        assert!(list.contains("name=worker"));
+        r.leave(b.id);
+        assert_eq!(r.len(), 1);
+        assert!(r.get(b.id).is_none());
+    }
+}

@@ -1,0 +1,446 @@
+//! Which backend connection a session's commands go to, and how they get there.
+//!
+//! A session uses one connection at a time: a shared lane for its key, a dedicated connection
+//! pinned while it holds server-side state, or one borrowed for a blocking command. Ordinary
+//! commands accumulate in a [`Batch`] and leave in one send.
+//!
+//! The ordering rule: a command is sent on a connection only when nothing earlier of this
+//! client is still open on another connection and no failed dispatch waits to be resolved
+//! ([`Inbox::busy_elsewhere`]). Otherwise the command *stalls* until that is true. This is what
+//! makes a client's commands execute in the order it sent them even across connection
+//! switches (SELECT, WATCH, a blocking command, a new master) and failures.
+
+use bytes::{Bytes, BytesMut};
+use smallvec::SmallVec;
+
+use super::Session;
+use crate::backend::{Dedicated, Dispatch, Lane, NodeId, Outgoing, PoolKey, ReplyMode, Sent};
+use crate::resp::command::Kind;
+use crate::resp::reply::ClientError;
+use crate::resp::Request;
+use std::sync::Arc;
+
+/// Why a dedicated connection is pinned (several reasons may hold at once).
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Pins {
+    pub(super) watch: bool,
+    pub(super) pubsub: bool,
+    pub(super) tracking: bool,
+    pub(super) monitor: bool,
+    /// A MULTI was forwarded on the pinned connection (EXEC/DISCARD pending).
+    pub(super) tx: bool,
+    /// A command in that MULTI was refused by the proxy: EXEC must abort.
+    pub(super) tx_dirty: bool,
+}
+
+impl Pins {
+    pub(super) fn any(&self) -> bool {
+        self.watch || self.pubsub || self.tracking || self.monitor || self.tx
+    }
+}
+
+/// The backend connection a session uses.
+#[derive(Debug, Default)]
+pub(super) enum Conn {
+    /// None yet (or released).
+    #[default]
+    None,
+    /// A shared lane.
+    Shared { lane: Lane, key: PoolKey },
+    /// A dedicated connection holding server-side state.
+    Pinned {
+        conn: Dedicated,
+        pins: Pins,
+        /// Its state changed in a way that forbids reuse (SELECT, tracking off).
+        dirty: bool,
+    },
+    /// A dedicated connection lent for a blocking command (or WAIT).
+    Borrowed { conn: Dedicated },
+}
+
+impl Conn {
+    pub(super) fn id(&self) -> Option<u64> {
+        match self {
+            Conn::None => None,
+            Conn::Shared { lane, .. } => Some(lane.id()),
+            Conn::Pinned { conn, .. } | Conn::Borrowed { conn } => Some(conn.id()),
+        }
+    }
+
+    pub(super) fn pins(&self) -> Option<&Pins> {
+        match self {
+            Conn::Pinned { pins, .. } => Some(pins),
+            _ => None,
+        }
+    }
+
+    pub(super) fn pins_mut(&mut self) -> Option<&mut Pins> {
+        match self {
+            Conn::Pinned { pins, .. } => Some(pins),
+            _ => None,
+        }
+    }
+
+    pub(super) fn is_pinned(&self) -> bool {
+        matches!(self, Conn::Pinned { .. })
+    }
+
+    /// The node and server id of a pinned connection (for TRACKING REDIRECT).
+    pub(super) fn pinned_identity(&self) -> Option<(Arc<NodeId>, i64)> {
+        match self {
+            Conn::Pinned { conn, .. } => Some((Arc::clone(&conn.key().node), conn.client_id)),
+            _ => None,
+        }
+    }
+
+    /// Sends on this connection.
+    pub(super) async fn send_out(&self, out: Outgoing) {
+        self.send(out).await;
+    }
+
+    async fn send(&self, out: Outgoing) {
+        match self {
+            Conn::Shared { lane, .. } => lane.send(out).await,
+            Conn::Pinned { conn, .. } | Conn::Borrowed { conn } => conn.send(out).await,
+            // Dropping the batch fails its entry as not sent; never reached, since a batch is
+            // only built for an existing connection.
+            Conn::None => drop(out),
+        }
+    }
+}
+
+/// Commands accumulated for one send.
+#[derive(Debug, Default)]
+pub(super) struct Batch {
+    /// The first command, kept as is (a batch of one is not copied).
+    first: Option<Bytes>,
+    buf: BytesMut,
+    cmds: SmallVec<[Sent; 1]>,
+    expect: u32,
+    silent: bool,
+    mode: Option<ReplyMode>,
+}
+
+impl Batch {
+    pub(super) fn is_empty(&self) -> bool {
+        self.cmds.is_empty()
+    }
+
+    fn len(&self) -> usize {
+        self.first.as_ref().map_or(0, Bytes::len) + self.buf.len()
+    }
+
+    fn push(&mut self, frame: &Bytes, kind: Kind) {
+        let start = self.len();
+        if self.cmds.is_empty() {
+            self.first = Some(frame.clone());
+        } else {
+            if let Some(first) = self.first.take() {
+                self.buf.extend_from_slice(&first);
+            }
+            self.buf.extend_from_slice(frame);
+        }
+        self.cmds.push(Sent {
+            range: start..start + frame.len(),
+            kind,
+            frames: 1,
+            replies: 1,
+        });
+        self.expect += 1;
+    }
+
+    fn take(&mut self) -> (Bytes, SmallVec<[Sent; 1]>, u32, bool, ReplyMode) {
+        let payload = match self.first.take() {
+            Some(first) => first,
+            None => self.buf.split().freeze(),
+        };
+        let out = (
+            payload,
+            std::mem::take(&mut self.cmds),
+            self.expect,
+            self.silent,
+            self.mode.take().unwrap_or(ReplyMode::Counted),
+        );
+        self.expect = 0;
+        self.silent = false;
+        out
+    }
+}
+
+/// Batches grow at most this large before they are sent.
+const BATCH_BYTES: usize = 256 * 1024;
+
+/// A dispatch of one special command (or a few the proxy composed).
+#[derive(Debug)]
+pub(super) struct Single {
+    pub(super) payload: Bytes,
+    pub(super) cmds: SmallVec<[Sent; 1]>,
+    pub(super) expect: u32,
+    pub(super) skip: u32,
+    pub(super) timed: bool,
+    /// Reply mode to use instead of the session's current one.
+    pub(super) mode: Option<ReplyMode>,
+}
+
+impl Single {
+    /// One client command producing `frames` replies, all visible.
+    pub(super) fn command(req: &Request, kind: Kind, frames: u32, timed: bool) -> Self {
+        let payload = req.bytes().clone();
+        let len = payload.len();
+        Self {
+            payload,
+            cmds: SmallVec::from_elem(
+                Sent {
+                    range: 0..len,
+                    kind,
+                    frames,
+                    replies: frames,
+                },
+                1,
+            ),
+            expect: frames,
+            skip: 0,
+            timed,
+            mode: None,
+        }
+    }
+}
+
+/// Where a command may go now.
+#[derive(Debug)]
+pub(super) enum Route {
+    /// Send on the current connection.
+    Go,
+    /// Wait for earlier commands (the caller stalls the request).
+    Stall,
+    /// Cannot be routed: answer with this error.
+    Refuse(ClientError),
+}
+
+impl Session {
+    /// Reply mode for a dispatch on the current connection.
+    fn reply_mode(&self) -> ReplyMode {
+        match self.conn.pins() {
+            Some(p) if p.monitor => ReplyMode::Monitor,
+            Some(_) if self.subs.any() => ReplyMode::PubSub,
+            _ => ReplyMode::Counted,
+        }
+    }
+
+    /// The shared-lane key for this client now, or why there is none.
+    pub(super) fn shared_key(&self) -> Result<PoolKey, ClientError> {
+        let topo = self.ctx.topology.load();
+        let Some(master) = topo.routable_master() else {
+            return Err(ClientError::NoMaster {
+                why: topo.reason.clone(),
+            });
+        };
+        let Some(user) = &self.state.user else {
+            return Err(ClientError::NoAuth);
+        };
+        Ok(PoolKey {
+            node: Arc::clone(&master.node),
+            db: self.state.db,
+            proto: self.state.proto,
+            auth: Arc::clone(&user.backend),
+        })
+    }
+
+    /// Makes the connection for ordinary commands current: the pinned one if pinned, else a
+    /// shared lane for the current key.
+    pub(super) async fn route_data(&mut self) -> Route {
+        if let Conn::Pinned { conn, .. } = &self.conn {
+            return self.may_send(conn.id());
+        }
+        let key = match self.shared_key() {
+            Ok(k) => k,
+            Err(e) => return Route::Refuse(e),
+        };
+        if let Conn::Shared { lane, key: k } = &self.conn {
+            if *k == key && !lane.is_closed() {
+                return self.may_send(lane.id());
+            }
+        }
+        // Switching connections: everything earlier must be answered first.
+        if self.switch_blocked().await {
+            return Route::Stall;
+        }
+        match self.ctx.pool.lane(&key) {
+            Ok(lane) => {
+                self.release_conn();
+                self.conn = Conn::Shared { lane, key };
+                Route::Go
+            }
+            Err(_) => Route::Refuse(ClientError::NotSent),
+        }
+    }
+
+    /// Whether sending on `id` must wait (a failed dispatch is pending resolution).
+    fn may_send(&self, id: u64) -> Route {
+        if self.inbox.has_fault() || (self.batch.is_empty() && self.inbox.busy_elsewhere(id)) {
+            return Route::Stall;
+        }
+        Route::Go
+    }
+
+    /// Flushes the batch and tells whether a switch to another connection must wait.
+    pub(super) async fn switch_blocked(&mut self) -> bool {
+        self.flush_batch().await;
+        self.inbox.busy_elsewhere(0)
+    }
+
+    /// Adds an ordinary command to the batch for the current connection.
+    pub(super) async fn batch_command(&mut self, req: &Request, kind: Kind, silent: bool) {
+        if !self.batch.is_empty()
+            && (self.batch.silent != silent || self.batch.len() >= BATCH_BYTES)
+        {
+            self.flush_batch().await;
+        }
+        if self.batch.is_empty() {
+            self.batch.silent = silent;
+            self.batch.mode = Some(self.reply_mode());
+        }
+        self.batch.push(req.bytes(), kind);
+        if kind == Kind::Write {
+            self.note_write();
+        }
+    }
+
+    /// Remembers where this client's writes go (for WAIT).
+    pub(super) fn note_write(&mut self) {
+        let node = match &self.conn {
+            Conn::Shared { key, .. } => Some(&key.node),
+            Conn::Pinned { conn, .. } | Conn::Borrowed { conn } => Some(&conn.key().node),
+            Conn::None => None,
+        };
+        if let Some(node) = node {
+            if self.last_write.as_ref() != Some(node) {
+                self.last_write = Some(Arc::clone(node));
+            }
+        }
+    }
+
+    /// Sends the batch.
+    pub(super) async fn flush_batch(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let Some(conn_id) = self.conn.id() else {
+            return;
+        };
+        let (payload, cmds, expect, silent, mode) = self.batch.take();
+        let to = self.inbox.push_dispatch(Dispatch {
+            conn: conn_id,
+            expect,
+            skip: 0,
+            silent,
+            payload: payload.clone(),
+            cmds,
+            attempt: 0,
+        });
+        self.conn
+            .send(Outgoing {
+                payload,
+                expect,
+                mode,
+                timed: true,
+                to,
+            })
+            .await;
+    }
+
+    /// Sends one composed dispatch on the current connection, after the batch.
+    pub(super) async fn send_single(&mut self, single: Single, silent: bool) {
+        self.flush_batch().await;
+        let Some(conn_id) = self.conn.id() else {
+            return;
+        };
+        let mode = single.mode.unwrap_or_else(|| self.reply_mode());
+        let to = self.inbox.push_dispatch(Dispatch {
+            conn: conn_id,
+            expect: single.expect,
+            skip: single.skip,
+            silent,
+            payload: single.payload.clone(),
+            cmds: single.cmds,
+            attempt: 0,
+        });
+        self.conn
+            .send(Outgoing {
+                payload: single.payload,
+                expect: single.expect,
+                mode,
+                timed: single.timed,
+                to,
+            })
+            .await;
+    }
+
+    /// Takes a dedicated connection for the current key, releasing the current connection.
+    /// The caller has checked that nothing is in flight.
+    pub(super) async fn take_dedicated(&mut self) -> Result<Dedicated, ClientError> {
+        let key = self.shared_key()?;
+        if let Conn::Borrowed { conn } = &self.conn {
+            if *conn.key() == key && !conn.is_closed() {
+                if let Conn::Borrowed { conn } = std::mem::take(&mut self.conn) {
+                    return Ok(conn);
+                }
+            }
+        }
+        self.release_conn();
+        self.ctx.pool.dedicated(&key).await.map_err(|e| match e {
+            crate::backend::DedicatedError::TooMany => ClientError::TooManyPinned,
+            crate::backend::DedicatedError::Conn(_) => ClientError::NotSent,
+        })
+    }
+
+    /// Pins a dedicated connection (the caller sets the reasons).
+    pub(super) async fn pin(&mut self) -> Result<(), ClientError> {
+        if self.conn.is_pinned() {
+            return Ok(());
+        }
+        let conn = self.take_dedicated().await?;
+        self.conn = Conn::Pinned {
+            conn,
+            pins: Pins::default(),
+            dirty: false,
+        };
+        self.publish_view();
+        Ok(())
+    }
+
+    /// Gives up the current connection: a clean dedicated one returns to the pool.
+    pub(super) fn release_conn(&mut self) {
+        match std::mem::take(&mut self.conn) {
+            Conn::Pinned { conn, pins, dirty } if !pins.any() && !dirty => {
+                self.ctx.pool.give_back(conn)
+            }
+            Conn::Borrowed { conn } => self.ctx.pool.give_back(conn),
+            // A pinned connection with state (or changed) is closed by dropping it.
+            _ => {}
+        }
+    }
+
+    /// Drops the current connection without returning it (its state is unknown).
+    pub(super) fn discard_conn(&mut self) {
+        self.conn = Conn::None;
+        self.publish_view();
+    }
+
+    /// Returns a dedicated connection nobody needs any more, once it is quiet.
+    pub(super) fn release_idle_conn(&mut self) {
+        let idle = match &self.conn {
+            Conn::Pinned { pins, .. } => !pins.any(),
+            Conn::Borrowed { .. } => true,
+            _ => false,
+        };
+        if idle && self.batch.is_empty() && self.inbox.in_flight() == 0 {
+            let was_pinned = self.conn.is_pinned();
+            self.release_conn();
+            if was_pinned {
+                self.inbox.set_limit(self.ctx.limits.output_buffer);
+                self.publish_view();
+            }
+        }
+    }
+}

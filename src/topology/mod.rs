@@ -1,0 +1,165 @@
+//! The proxy's view of the Redis deployment, published as one immutable snapshot.
+//!
+//! [`Topology`] says which node is the verified master (if any), what state routing is in, and
+//! how every node looked at its last probes. Sessions read it once per command with a lock-free
+//! load; only the failover task publishes, and a snapshot whose epoch is not higher than the
+//! current one is refused, so a late writer can never roll the view back.
+//!
+//! Submodules: [`probe`] reads one node's state on its own connection, [`health`] runs the
+//! probes with hysteresis.
+
+pub mod health;
+pub mod probe;
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio::sync::watch;
+
+use crate::backend::NodeId;
+pub use probe::{Observation, Role};
+
+/// Whether commands that need the master can be routed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteState {
+    /// A master is verified: route to it.
+    Verified,
+    /// A change is under way (a demotion signal, a failover announced): hold commands that
+    /// need the master until a master is verified or the hold deadline passes.
+    Holding,
+    /// No master can be used; `why` says why.
+    NoMaster,
+}
+
+impl RouteState {
+    /// Label for metrics, logs and `/topology`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            RouteState::Verified => "verified",
+            RouteState::Holding => "holding",
+            RouteState::NoMaster => "no_master",
+        }
+    }
+}
+
+/// The master commands go to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Master {
+    /// Where it is and which process it is.
+    pub node: Arc<NodeId>,
+    /// Its replication ID when it was verified.
+    pub replid: String,
+    /// Redis version it reports (echoed in the proxy's HELLO reply).
+    pub version: String,
+    /// Modules it has loaded (echoed in the proxy's HELLO reply).
+    pub modules: Vec<(String, i64)>,
+}
+
+/// How one node looked at its latest probes.
+#[derive(Debug, Clone)]
+pub struct NodeStatus {
+    /// The node's name and address.
+    pub endpoint: crate::backend::Endpoint,
+    /// Passed its recent probes (after hysteresis).
+    pub healthy: bool,
+    /// Latest observation, if any probe succeeded.
+    pub seen: Option<Observation>,
+    /// Latest probe error, if the last probe failed.
+    pub error: Option<String>,
+}
+
+/// One published view.
+#[derive(Debug, Clone)]
+pub struct Topology {
+    /// Grows with every publication.
+    pub epoch: u64,
+    /// Routing state.
+    pub state: RouteState,
+    /// The verified master, when `state` is `Verified` (and the last one while `Holding`).
+    pub master: Option<Arc<Master>>,
+    /// Every known node.
+    pub nodes: Vec<NodeStatus>,
+    /// Why the last change happened (one line, for logs and operators).
+    pub reason: String,
+}
+
+impl Topology {
+    /// The view before the first probe round.
+    pub fn initial() -> Self {
+        Self {
+            epoch: 0,
+            state: RouteState::NoMaster,
+            master: None,
+            nodes: Vec::new(),
+            reason: "starting: no probe finished yet".into(),
+        }
+    }
+
+    /// The master to route to, when routing is allowed.
+    pub fn routable_master(&self) -> Option<&Arc<Master>> {
+        match self.state {
+            RouteState::Verified => self.master.as_ref(),
+            _ => None,
+        }
+    }
+}
+
+/// Shared handle to the current snapshot.
+#[derive(Debug)]
+pub struct TopologyHandle {
+    current: ArcSwap<Topology>,
+    changed: watch::Sender<u64>,
+}
+
+impl TopologyHandle {
+    /// A handle holding the initial view.
+    pub fn new() -> Arc<Self> {
+        let (changed, _) = watch::channel(0);
+        Arc::new(Self {
+            current: ArcSwap::from_pointee(Topology::initial()),
+            changed,
+        })
+    }
+
+    /// The current snapshot (cheap; do not hold it across long waits).
+    pub fn load(&self) -> Arc<Topology> {
+        self.current.load_full()
+    }
+
+    /// Publishes `next` if its epoch is higher than the current one. Only the failover task
+    /// calls this.
+    pub fn publish(&self, next: Topology) -> bool {
+        let epoch = next.epoch;
+        let current = self.current.load();
+        if epoch <= current.epoch {
+            return false;
+        }
+        self.current.store(Arc::new(next));
+        self.changed.send_replace(epoch);
+        true
+    }
+
+    /// Notified at every publication.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epochs_only_grow() {
+        let h = TopologyHandle::new();
+        let mut t = Topology::initial();
+        t.epoch = 2;
+        assert!(h.publish(t.clone()));
+        t.epoch = 2;
+        assert!(!h.publish(t.clone()));
+        t.epoch = 1;
+        assert!(!h.publish(t));
+        assert_eq!(h.load().epoch, 2);
+        assert_eq!(*h.subscribe().borrow(), 2);
+    }
+}

@@ -1,0 +1,246 @@
+//! One node's state, read on the proxy's own probe connection to it: `PING` and
+//! `INFO server replication persistence` in one round trip, under the probe deadline. The
+//! connection is kept between rounds and reopened after any failure.
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
+use tokio::time::timeout;
+
+use crate::backend::conn::BoxIo;
+use crate::backend::handshake::{hello_command, info_field, read_reply};
+use crate::backend::{BackendAuth, ConnError, Dialer, Endpoint};
+use crate::resp::decode::Reply;
+use crate::resp::reply::Proto;
+use crate::resp::Request;
+
+/// A node's replication role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    /// Accepts writes (unless loading or failing over).
+    Master,
+    /// Replicates from `master` (`host:port` as the replica was told).
+    Replica {
+        /// Its master's address as configured on the replica.
+        master: String,
+        /// `master_link_status:up`.
+        link_up: bool,
+    },
+    /// Anything else the node reports.
+    Other(String),
+}
+
+/// What one probe round saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observation {
+    /// Process identity (changes on restart).
+    pub run_id: String,
+    /// `redis_version`.
+    pub version: String,
+    /// Role.
+    pub role: Role,
+    /// `master_replid`: identity of the history it serves.
+    pub replid: String,
+    /// `master_replid2`: the history it was promoted from, if any.
+    pub replid2: String,
+    /// `master_repl_offset`.
+    pub offset: i64,
+    /// `second_repl_offset` (-1 when `replid2` is unset).
+    pub second_offset: i64,
+    /// Loading its dataset (answers ROLE, refuses commands).
+    pub loading: bool,
+    /// `master_failover_state` (`no-failover` normally).
+    pub failover_state: String,
+    /// `connected_slaves`.
+    pub replicas: u32,
+    /// Loaded modules: name and version (INFO modules).
+    pub modules: Vec<(String, i64)>,
+}
+
+impl Observation {
+    /// Whether the node can take writes now.
+    pub fn writable_master(&self) -> bool {
+        self.role == Role::Master && !self.loading && self.failover_state == "no-failover"
+    }
+
+    /// Parses the INFO text of one round.
+    pub fn from_info(info: &str) -> Result<Self, String> {
+        let field = |name: &str| info_field(info, name).map(str::to_string);
+        let num = |name: &str| field(name).and_then(|v| v.parse::<i64>().ok());
+        let role = match field("role").as_deref() {
+            Some("master") => Role::Master,
+            Some("slave") => Role::Replica {
+                master: format!(
+                    "{}:{}",
+                    field("master_host").unwrap_or_default(),
+                    field("master_port").unwrap_or_default()
+                ),
+                link_up: field("master_link_status").as_deref() == Some("up"),
+            },
+            Some(other) => Role::Other(other.to_string()),
+            None => return Err("INFO without role".into()),
+        };
+        Ok(Self {
+            run_id: field("run_id").ok_or("INFO without run_id")?,
+            version: field("redis_version").unwrap_or_default(),
+            role,
+            replid: field("master_replid").unwrap_or_default(),
+            replid2: field("master_replid2").unwrap_or_default(),
+            offset: num("master_repl_offset").unwrap_or(0),
+            second_offset: num("second_repl_offset").unwrap_or(-1),
+            loading: num("loading").unwrap_or(0) != 0,
+            failover_state: field("master_failover_state").unwrap_or_else(|| "no-failover".into()),
+            replicas: num("connected_slaves").unwrap_or(0) as u32,
+            modules: info.lines().filter_map(parse_module).collect(),
+        })
+    }
+}
+
+/// Parses `module:name=search,ver=20608,...`.
+fn parse_module(line: &str) -> Option<(String, i64)> {
+    let rest = line.strip_prefix("module:")?;
+    let mut name = None;
+    let mut ver = 0;
+    for kv in rest.trim_end().split(',') {
+        match kv.split_once('=') {
+            Some(("name", v)) => name = Some(v.to_string()),
+            Some(("ver", v)) => ver = v.parse().unwrap_or(0),
+            _ => {}
+        }
+    }
+    name.map(|n| (n, ver))
+}
+
+/// Why a probe failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// Connecting or talking failed.
+    #[error(transparent)]
+    Conn(#[from] ConnError),
+    /// No answer within the probe deadline.
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    /// The node answered with an error.
+    #[error("{0}")]
+    Refused(String),
+    /// The answer made no sense.
+    #[error("unexpected answer: {0}")]
+    Malformed(String),
+}
+
+/// A node's probe connection.
+pub struct Prober {
+    endpoint: Endpoint,
+    dialer: Dialer,
+    auth: BackendAuth,
+    deadline: Duration,
+    conn: Option<(BoxIo, BytesMut)>,
+}
+
+impl std::fmt::Debug for Prober {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prober")
+            .field("endpoint", &self.endpoint)
+            .field("connected", &self.conn.is_some())
+            .finish()
+    }
+}
+
+impl Prober {
+    /// A prober for `endpoint`; `deadline` bounds each round (connecting included).
+    pub fn new(endpoint: Endpoint, dialer: Dialer, auth: BackendAuth, deadline: Duration) -> Self {
+        Self {
+            endpoint,
+            dialer,
+            auth,
+            deadline,
+            conn: None,
+        }
+    }
+
+    /// The node probed.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// One round. Any failure drops the connection so the next round starts afresh.
+    pub async fn probe(&mut self) -> Result<Observation, ProbeError> {
+        let result = match timeout(self.deadline, self.round()).await {
+            Ok(r) => r,
+            Err(_) => Err(ProbeError::Timeout(self.deadline)),
+        };
+        if result.is_err() {
+            self.conn = None;
+        }
+        result
+    }
+
+    async fn round(&mut self) -> Result<Observation, ProbeError> {
+        if self.conn.is_none() {
+            self.conn = Some(self.connect().await?);
+        }
+        let Some((io, rbuf)) = self.conn.as_mut() else {
+            return Err(ProbeError::Malformed("no connection".into()));
+        };
+        let mut out = BytesMut::new();
+        out.extend_from_slice(Request::from_args(&["PING"]).bytes());
+        out.extend_from_slice(
+            Request::from_args(&["INFO", "server", "replication", "persistence", "modules"])
+                .bytes(),
+        );
+        io.write_all(&out).await.map_err(ConnError::from)?;
+        let pong = read_reply(io, rbuf, Proto::Resp3).await?;
+        if let Some(e) = pong.as_error() {
+            return Err(ProbeError::Refused(e.to_string()));
+        }
+        let info = read_reply(io, rbuf, Proto::Resp3).await?;
+        let text = match (&info, info.as_text()) {
+            (_, Some(t)) => t,
+            (Reply::Error(e), _) => return Err(ProbeError::Refused(e.clone())),
+            _ => return Err(ProbeError::Malformed(format!("{info:?}"))),
+        };
+        Observation::from_info(&text).map_err(ProbeError::Malformed)
+    }
+
+    async fn connect(&self) -> Result<(BoxIo, BytesMut), ProbeError> {
+        let mut io = self.dialer.connect(&self.endpoint).await?;
+        io.write_all(hello_command(Proto::Resp3, &self.auth).bytes())
+            .await
+            .map_err(ConnError::from)?;
+        let mut rbuf = BytesMut::with_capacity(8192);
+        let hello = read_reply(&mut io, &mut rbuf, Proto::Resp3).await?;
+        if let Some(e) = hello.as_error() {
+            return Err(ProbeError::Refused(e.to_string()));
+        }
+        Ok((io, rbuf))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_master_and_replica_info() {
+        let master = "run_id:aaa\r\nredis_version:7.0.15\r\nloading:0\r\nrole:master\r\nconnected_slaves:2\r\nmaster_failover_state:no-failover\r\nmaster_replid:r1\r\nmaster_replid2:0000\r\nmaster_repl_offset:42\r\nsecond_repl_offset:-1\r\n";
+        let o = Observation::from_info(master).unwrap();
+        assert_eq!(o.role, Role::Master);
+        assert!(o.writable_master());
+        assert_eq!((o.offset, o.replicas, o.replid.as_str()), (42, 2, "r1"));
+        let replica = "run_id:bbb\r\nloading:0\r\nrole:slave\r\nmaster_host:10.0.0.1\r\nmaster_port:6379\r\nmaster_link_status:up\r\nmaster_replid:r1\r\n";
+        let o = Observation::from_info(replica).unwrap();
+        assert_eq!(
+            o.role,
+            Role::Replica {
+                master: "10.0.0.1:6379".into(),
+                link_up: true
+            }
+        );
+        assert!(!o.writable_master());
+        assert!(Observation::from_info("run_id:x\r\n").is_err());
+        let with_module = format!("{master}module:name=search,ver=20608,api=1\r\n");
+        let o = Observation::from_info(&with_module).unwrap();
+        assert_eq!(o.modules, vec![("search".to_string(), 20608)]);
+    }
+}

@@ -1,0 +1,19 @@
+//! Test support: real `redis-server` processes on free loopback ports in temporary folders, the
+//! real proxy binary, and a small RESP client that shows replies exactly as they arrive.
+//! Every process is killed when its handle drops, also when a test fails.
+#![allow(dead_code, unreachable_pub, unused_imports)]
+
+pub mod client;
+pub mod procs;
+
+pub use client::{Client, Frame};
+pub use procs::{free_port, Proxy, ProxyBuilder, RedisBuilder, RedisServer};
+
+/// Installs a tracing subscriber once (RUST_LOG controls it), so proxy logs from in-process
+/// parts show up in failing tests.
+pub fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}

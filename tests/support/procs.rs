@@ -1,0 +1,387 @@
+//! Processes under test: `redis-server` and the proxy binary.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::client::{Client, Frame};
+
+/// A free TCP port on 127.0.0.1 (bound and released; the caller binds it right away).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port")
+}
+
+fn wait_port(addr: SocketAddr, deadline: Duration) -> bool {
+    let until = Instant::now() + deadline;
+    while Instant::now() < until {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// Options for a `redis-server`.
+#[derive(Debug, Default, Clone)]
+pub struct RedisBuilder {
+    args: Vec<String>,
+    port: Option<u16>,
+}
+
+impl RedisBuilder {
+    /// Adds `--name value` (or any raw argument list).
+    pub fn arg(mut self, name: &str, value: &str) -> Self {
+        self.args.push(format!("--{name}"));
+        self.args.extend(value.split(' ').map(str::to_string));
+        self
+    }
+
+    /// Makes it a replica of `master`.
+    pub fn replica_of(self, master: &RedisServer) -> Self {
+        self.arg("replicaof", &format!("127.0.0.1 {}", master.port))
+    }
+
+    /// Requires this password.
+    pub fn password(self, pw: &str) -> Self {
+        self.arg("requirepass", pw).arg("masterauth", pw)
+    }
+
+    /// Uses this port (to restart a server on the same address).
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = Some(port);
+        self
+    }
+
+    /// Starts it and waits until it answers PING.
+    pub fn start(self) -> RedisServer {
+        let port = self.port.unwrap_or_else(free_port);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let child = Command::new("redis-server")
+            .arg("--port")
+            .arg(port.to_string())
+            .arg("--bind")
+            .arg("127.0.0.1")
+            .arg("--save")
+            .arg("")
+            .arg("--appendonly")
+            .arg("no")
+            .arg("--dir")
+            .arg(dir.path())
+            .arg("--logfile")
+            .arg(dir.path().join("redis.log"))
+            .args(&self.args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (scripts/install-deps)");
+        let server = RedisServer {
+            port,
+            child: Some(child),
+            dir,
+            builder: self,
+        };
+        assert!(
+            wait_port(server.addr(), Duration::from_secs(10)),
+            "redis-server on {port} did not start: {}",
+            server.log()
+        );
+        server
+    }
+}
+
+/// A running `redis-server`, killed on drop.
+#[derive(Debug)]
+pub struct RedisServer {
+    /// Its port.
+    pub port: u16,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    builder: RedisBuilder,
+}
+
+impl RedisServer {
+    /// A builder.
+    pub fn builder() -> RedisBuilder {
+        RedisBuilder::default()
+    }
+
+    /// A plain server.
+    pub fn start() -> Self {
+        RedisBuilder::default().start()
+    }
+
+    /// `127.0.0.1:port`.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// `127.0.0.1:port` as text.
+    pub fn addr_str(&self) -> String {
+        self.addr().to_string()
+    }
+
+    /// A client connected straight to this server.
+    pub fn client(&self) -> Client {
+        Client::connect(self.addr())
+    }
+
+    /// Runs one command straight on the server.
+    pub fn cmd(&self, args: &[&str]) -> Frame {
+        self.client().cmd(args)
+    }
+
+    /// The server's log (for failure messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default()
+    }
+
+    /// Kills it with SIGKILL.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Stops it with SIGSTOP (it keeps its sockets but answers nothing).
+    pub fn pause(&self) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill")
+                .arg("-STOP")
+                .arg(c.id().to_string())
+                .status();
+        }
+    }
+
+    /// Resumes it after [`pause`](Self::pause).
+    pub fn resume(&self) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill")
+                .arg("-CONT")
+                .arg(c.id().to_string())
+                .status();
+        }
+    }
+
+    /// Starts a fresh server on the same port and options (a restart: new run_id).
+    pub fn restart(&mut self) {
+        self.kill();
+        let fresh = self.builder.clone().port(self.port).start();
+        *self = fresh;
+    }
+
+    /// Waits until `INFO replication` shows `master_link_status:up` (replicas).
+    pub fn wait_link_up(&self) {
+        let until = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < until {
+            if let Frame::Bulk(b) = self.cmd(&["INFO", "replication"]) {
+                if String::from_utf8_lossy(&b).contains("master_link_status:up") {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("replica on {} never linked up", self.port);
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.resume();
+        self.kill();
+    }
+}
+
+/// Options for the proxy binary.
+#[derive(Debug, Default, Clone)]
+pub struct ProxyBuilder {
+    args: Vec<String>,
+    config: Option<String>,
+    env: Vec<(String, String)>,
+}
+
+impl ProxyBuilder {
+    /// Adds raw arguments.
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.args.extend(args.iter().map(|a| a.to_string()));
+        self
+    }
+
+    /// Sets `--nodes`.
+    pub fn nodes(self, nodes: &[&RedisServer]) -> Self {
+        let list: Vec<String> = nodes.iter().map(|n| n.addr_str()).collect();
+        self.args(&["--nodes", &list.join(",")])
+    }
+
+    /// Uses a configuration file with this content (written to a temporary file).
+    pub fn config(mut self, toml: &str) -> Self {
+        self.config = Some(toml.to_string());
+        self
+    }
+
+    /// Sets an environment variable for the proxy.
+    pub fn env(mut self, k: &str, v: &str) -> Self {
+        self.env.push((k.into(), v.into()));
+        self
+    }
+
+    /// Starts the proxy and waits until it serves (a master is verified).
+    pub fn start(self) -> Proxy {
+        let proxy = self.spawn();
+        proxy.wait_ready();
+        proxy
+    }
+
+    /// Starts the proxy and waits only until it accepts connections.
+    pub fn spawn(self) -> Proxy {
+        let port = free_port();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("proxy.log");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_redis-failover-proxy"));
+        if let Some(toml) = &self.config {
+            let path = dir.path().join("proxy.toml");
+            std::fs::write(&path, toml).expect("write config");
+            cmd.arg("--config").arg(&path);
+        }
+        cmd.arg("--listen").arg(format!("127.0.0.1:{port}"));
+        cmd.args(&self.args);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let logfile = std::fs::File::create(&log).expect("log file");
+        let child = cmd
+            .env(
+                "RUST_LOG",
+                std::env::var("PROXY_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(logfile)
+            .spawn()
+            .expect("proxy binary");
+        let proxy = Proxy {
+            port,
+            child: Some(child),
+            dir,
+            log,
+        };
+        assert!(
+            wait_port(proxy.addr(), Duration::from_secs(10)),
+            "proxy did not start: {}",
+            proxy.log()
+        );
+        proxy
+    }
+}
+
+/// The running proxy binary, killed on drop.
+#[derive(Debug)]
+pub struct Proxy {
+    /// Its client port.
+    pub port: u16,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    log: PathBuf,
+}
+
+impl Proxy {
+    /// A builder.
+    pub fn builder() -> ProxyBuilder {
+        ProxyBuilder::default()
+    }
+
+    /// A proxy in front of `nodes` with default settings.
+    pub fn start(nodes: &[&RedisServer]) -> Self {
+        ProxyBuilder::default().nodes(nodes).start()
+    }
+
+    /// Client address.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// A client connected to the proxy.
+    pub fn client(&self) -> Client {
+        Client::connect(self.addr())
+    }
+
+    /// The proxy's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until a write through the proxy succeeds.
+    pub fn wait_ready(&self) {
+        let until = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < until {
+            if let Ok(mut c) = Client::try_connect(self.addr()) {
+                if c.cmd(&["SET", "__ready__", "1"]) == Frame::ok() {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("proxy never became ready: {}", self.log());
+    }
+
+    /// Sends a signal (`TERM`, `INT`, `HUP`).
+    pub fn signal(&self, sig: &str) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill")
+                .arg(format!("-{sig}"))
+                .arg(c.id().to_string())
+                .status();
+        }
+    }
+
+    /// Waits for the process to exit; returns its exit code.
+    pub fn wait_exit(&mut self, deadline: Duration) -> Option<i32> {
+        let until = Instant::now() + deadline;
+        let child = self.child.as_mut()?;
+        while Instant::now() < until {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Resident memory of the proxy process in KiB (from /proc).
+    pub fn rss_kib(&self) -> u64 {
+        let Some(c) = &self.child else { return 0 };
+        std::fs::read_to_string(format!("/proc/{}/status", c.id()))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+            })
+            .unwrap_or(0)
+    }
+
+    /// Whether the process still runs.
+    pub fn alive(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("--- proxy log ---\n{}", self.log());
+        }
+    }
+}
