@@ -11,14 +11,18 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{User, Users};
-use crate::backend::{BackendAuth, Dialer, Endpoint, Pool, PoolConfig};
-use crate::config::{Config, Password};
-use crate::failover::Failover;
+use std::sync::atomic::AtomicUsize;
+
+use crate::backend::{BackendAuth, Dialer, Pool, PoolConfig};
+use crate::config::{Authority, Config, Password};
+use crate::failover::{Failover, Reach, Settings};
 use crate::resp::FrameLimits;
+use crate::session::scripts::Scripts;
 use crate::session::{registry::Registry, Context, Limits};
 use crate::shutdown::{self, DrainTrigger, Tasks};
+use crate::topology::discovery::{DnsSettings, Resolver};
 use crate::topology::health::HealthConfig;
-use crate::topology::probe::Prober;
+use crate::topology::sentinel::SentinelSettings;
 use crate::topology::TopologyHandle;
 
 /// Why the proxy could not start.
@@ -70,15 +74,54 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
         dedicated_idle: cfg.backend.dedicated_idle,
     });
     let topology = TopologyHandle::new();
-    let probers = build_probers(cfg, dialer, &backend).await?;
+    let stop = CancellationToken::new();
+    let resolver = Resolver::new(DnsSettings {
+        nameservers: cfg.dns.nameservers.clone(),
+        min_ttl: cfg.dns.min_ttl,
+        max_ttl: cfg.dns.max_ttl,
+        retry: cfg.dns.retry,
+        timeout: cfg.dns.timeout,
+    })
+    .map_err(|reason| StartError::Resolve {
+        name: "resolver".into(),
+        reason,
+    })?;
     let health = HealthConfig {
         interval: cfg.health.interval,
         timeout: cfg.health.timeout,
         rise: cfg.health.rise,
         fall: cfg.health.fall,
     };
-    let stop = CancellationToken::new();
-    let failover = Failover::new(Arc::clone(&topology), Arc::clone(&pool), probers, health);
+    let sentinel = match &cfg.failover.authority {
+        Authority::Sentinel { master_name } => Some(SentinelSettings {
+            master_name: master_name.clone(),
+            user: cfg.failover.sentinel_user.clone(),
+            password: cfg.failover.sentinel_password.clone(),
+            interval: cfg.health.interval,
+            timeout: cfg.health.timeout,
+        }),
+        _ => None,
+    };
+    let reach = Reach {
+        resolver,
+        dialer,
+        auth: (*backend).clone(),
+        health,
+        sentinel,
+    };
+    let settings = Settings {
+        authority: cfg.failover.authority.clone(),
+        failback_after: cfg.failover.failback_after,
+        interval: cfg.health.interval,
+    };
+    let (failover, signals) = Failover::new(
+        Arc::clone(&topology),
+        Arc::clone(&pool),
+        cfg.sites.clone(),
+        settings,
+        reach,
+        &stop,
+    );
     let failover_stop = stop.clone();
     tokio::spawn(async move {
         failover.run(failover_stop.clone()).await;
@@ -105,6 +148,11 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
         allow: cfg.allow_commands.iter().cloned().collect(),
         registry: Registry::default(),
         select_timeout: cfg.backend.connect_timeout + cfg.backend.handshake_timeout,
+        signals,
+        hold_timeout: cfg.failover.hold_timeout,
+        max_held_clients: cfg.failover.max_held_clients,
+        held: AtomicUsize::new(0),
+        scripts: Scripts::default(),
     });
 
     let listener = TcpListener::bind(cfg.listen)
@@ -196,38 +244,4 @@ fn build_users(cfg: &Config, backend: &Arc<BackendAuth>) -> Result<Users, StartE
         named.push(make(&u.name, &u.password, b)?);
     }
     Ok(Users::new(default, named))
-}
-
-async fn build_probers(
-    cfg: &Config,
-    dialer: Dialer,
-    backend: &BackendAuth,
-) -> Result<Vec<Prober>, StartError> {
-    let mut probers = Vec::new();
-    for site in &cfg.sites {
-        for name in &site.nodes {
-            let addr = tokio::net::lookup_host(name.as_str())
-                .await
-                .map_err(|e| StartError::Resolve {
-                    name: name.clone(),
-                    reason: e.to_string(),
-                })?
-                .next()
-                .ok_or_else(|| StartError::Resolve {
-                    name: name.clone(),
-                    reason: "no address".into(),
-                })?;
-            let endpoint = Endpoint {
-                addr,
-                name: name.as_str().into(),
-            };
-            probers.push(Prober::new(
-                endpoint,
-                dialer,
-                backend.clone(),
-                cfg.health.timeout,
-            ));
-        }
-    }
-    Ok(probers)
 }

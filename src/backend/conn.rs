@@ -91,6 +91,14 @@ struct Pending {
     end_at: u64,
 }
 
+/// What a round of driver work asks of its caller.
+enum Step {
+    /// Yield to the scheduler once, then continue (write coalescing).
+    Coalesce,
+    /// The connection is no longer wanted.
+    Ended,
+}
+
 /// Drives one socket until it fails or its channel closes.
 pub(crate) struct Driver<'a> {
     io: BoxIo,
@@ -117,6 +125,10 @@ pub(crate) struct Driver<'a> {
     /// Retirement signal (shared connections): stop writing, finish what was written.
     retire: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
     retiring: bool,
+    /// Whether the driver already yielded once to gather more batches before this write.
+    coalesced: bool,
+    /// `written` when the write queue last became empty.
+    flushed_at: u64,
     frames: Vec<std::ops::Range<usize>>,
     reply_timeout: Duration,
     timer: Pin<Box<Sleep>>,
@@ -159,6 +171,8 @@ impl<'a> Driver<'a> {
             idle_owner: None,
             retire: None,
             retiring: false,
+            coalesced: false,
+            flushed_at: 0,
             frames: Vec::new(),
             reply_timeout,
             timer: Box::pin(tokio::time::sleep(reply_timeout)),
@@ -176,7 +190,13 @@ impl<'a> Driver<'a> {
     /// Runs until the connection fails or is no longer wanted. Unanswered batches are failed
     /// before returning.
     pub(crate) async fn run(mut self) -> Result<(), ConnError> {
-        let result = poll_fn(|cx| self.poll_work(cx)).await;
+        let result = loop {
+            match poll_fn(|cx| self.poll_work(cx)).await {
+                Ok(Step::Coalesce) => tokio::task::yield_now().await,
+                Ok(Step::Ended) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
         self.fail_pending();
         result
     }
@@ -194,15 +214,26 @@ impl<'a> Driver<'a> {
         }
     }
 
-    fn poll_work(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ConnError>> {
+    fn poll_work(&mut self, cx: &mut Context<'_>) -> Poll<Result<Step, ConnError>> {
         self.poll_retire(cx);
         for _ in 0..POLL_BUDGET {
             let mut progress = false;
             progress |= self.intake(cx);
             if !self.accepting && (self.abandon_on_close || self.idle()) {
-                return Poll::Ready(Ok(()));
+                return Poll::Ready(Ok(Step::Ended));
+            }
+            // A shared connection that just received a batch lets every other ready task run
+            // once before writing, so that batches of many clients leave in one write: Redis
+            // then reads (and the kernel carries) one packet for all of them.
+            if std::env::var_os("RFP_NO_COALESCE").is_none() && !self.abandon_on_close && !self.coalesced && self.queued > 0 && self.written == self.flushed_at {
+                self.coalesced = true;
+                return Poll::Ready(Ok(Step::Coalesce));
             }
             progress |= self.write(cx)?;
+            if self.queued == 0 {
+                self.coalesced = false;
+                self.flushed_at = self.written;
+            }
             progress |= self.read(cx)?;
             if !progress {
                 return self.poll_deadline(cx);
@@ -383,11 +414,19 @@ impl<'a> Driver<'a> {
                 self.deliver_oob(range);
                 continue;
             }
+            let refused = info.kind == b'-' && is_refusal(&self.rbuf[range.clone()]);
+            if refused {
+                self.deliver_run();
+            }
             let Some(front) = self.pending.front_mut() else {
                 return Err(ConnError::Protocol("reply without a request"));
             };
             front.got += 1;
-            self.frames.push(range);
+            if refused {
+                front.to.refuse(&self.rbuf[range]);
+            } else {
+                self.frames.push(range);
+            }
             if front.got >= front.expect {
                 self.deliver_run();
                 self.complete_front();
@@ -471,7 +510,7 @@ impl<'a> Driver<'a> {
         self.timer_armed = true;
     }
 
-    fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ConnError>> {
+    fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<Result<Step, ConnError>> {
         let waiting = self
             .pending
             .front()
@@ -484,6 +523,21 @@ impl<'a> Driver<'a> {
             Poll::Pending => Poll::Pending,
         }
     }
+}
+
+/// Errors Redis raises before running a command (the command had no effect, whatever it
+/// was), which the session may answer by sending it again elsewhere.
+pub(crate) const REFUSALS: [&[u8]; 6] = [
+    b"-READONLY ",
+    b"-MASTERDOWN ",
+    b"-NOREPLICAS ",
+    b"-LOADING ",
+    b"-UNBLOCKED ",
+    b"-NOSCRIPT ",
+];
+
+fn is_refusal(frame: &[u8]) -> bool {
+    REFUSALS.iter().any(|r| frame.starts_with(r))
 }
 
 /// Pub/sub confirmations: replies owed to (P|S)(UN)SUBSCRIBE commands.

@@ -11,5 +11,5 @@ pub mod pool;
 pub use conn::{Outgoing, ReplyMode};
 pub use error::ConnError;
 pub use handshake::{BackendAuth, Dialer, Endpoint};
-pub use inbox::{Dispatch, Fault, FaultKind, Inbox, ReplyTo, Resolution, Sent, Taken};
+pub use inbox::{Dispatch, Fault, FaultKind, Inbox, ReplyTo, Resolution, Sent, Tail, Taken};
 pub use pool::{Dedicated, DedicatedError, Lane, NodeId, Pool, PoolConfig, PoolKey};

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use super::{Config, ConfigError, LogFormat, Site};
+use super::{Authority, Config, ConfigError, LogFormat, Quorum, Site};
 
 /// A Redis-protocol failover proxy: one address for clients, whichever node is master.
 #[derive(Debug, Parser)]
@@ -24,6 +24,15 @@ pub struct Cli {
     /// Redis nodes, comma-separated host:port; traffic goes to the one whose role is master.
     #[arg(long, value_name = "HOST:PORT,...", value_delimiter = ',')]
     pub nodes: Vec<String>,
+
+    /// Sentinel addresses, comma-separated host:port; the master is the one a majority of
+    /// them names (needs --master-name).
+    #[arg(long, value_name = "HOST:PORT,...", value_delimiter = ',')]
+    pub sentinels: Vec<String>,
+
+    /// Name of the master the Sentinels monitor.
+    #[arg(long, value_name = "NAME")]
+    pub master_name: Option<String>,
 
     /// Address of the admin HTTP endpoint (metrics, health, topology).
     #[arg(long, value_name = "HOST:PORT")]
@@ -69,11 +78,25 @@ impl Cli {
         if let Some(t) = self.threads {
             cfg.threads = t;
         }
-        if !self.nodes.is_empty() {
+        if !self.nodes.is_empty() || !self.sentinels.is_empty() {
+            // The quick-start flags describe one group of nodes, not a layout of sites: any
+            // healthy node is enough for it to take traffic.
             cfg.sites = vec![Site {
-                name: "default".into(),
                 nodes: self.nodes.iter().map(|n| n.trim().to_string()).collect(),
+                sentinels: self.sentinels.iter().map(|n| n.trim().to_string()).collect(),
+                quorum: Quorum::Count(1),
+                ..Site::default()
             }];
+        }
+        if let Some(name) = &self.master_name {
+            cfg.failover.authority = Authority::Sentinel {
+                master_name: name.clone(),
+            };
+        } else if !self.sentinels.is_empty() {
+            return Err(ConfigError(vec![super::Problem {
+                path: "--master-name".into(),
+                message: "--sentinels needs --master-name".into(),
+            }]));
         }
         cfg.allow_commands.extend(
             self.allow_commands

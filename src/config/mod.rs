@@ -5,12 +5,15 @@
 //! valid. A leaf module: it imports nothing else from the crate.
 
 pub mod cli;
+mod file;
 mod reader;
 pub mod secret;
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
+
+use file::*;
 
 pub use reader::{parse_duration_str, Problem, Problems, Reader};
 pub use secret::{Secret, SecretSource};
@@ -108,13 +111,126 @@ impl Default for Health {
     }
 }
 
+/// How many healthy nodes a site needs to take traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quorum {
+    /// More than half of the site's known nodes.
+    Majority,
+    /// At least this many.
+    Count(usize),
+}
+
+impl Quorum {
+    /// Healthy nodes needed out of `known`.
+    pub fn needed(self, known: usize) -> usize {
+        match self {
+            Quorum::Majority => known / 2 + 1,
+            Quorum::Count(n) => n,
+        }
+    }
+}
+
 /// A group of Redis nodes (a Kubernetes cluster, a region).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Site {
     /// Name, for logs and `/topology`.
     pub name: String,
-    /// Node addresses, `host:port`.
+    /// Preference: lower is preferred (active-active traffic goes to the first healthy site).
+    pub priority: u32,
+    /// Node addresses, `host:port` (DNS names are re-resolved as their TTL runs out).
     pub nodes: Vec<String>,
+    /// SRV names yielding nodes.
+    pub srv: Vec<String>,
+    /// Sentinel addresses, `host:port`.
+    pub sentinels: Vec<String>,
+    /// Healthy nodes needed for the site to take traffic.
+    pub quorum: Quorum,
+}
+
+impl Default for Site {
+    fn default() -> Self {
+        Self {
+            name: "default".into(),
+            priority: 0,
+            nodes: Vec::new(),
+            srv: Vec::new(),
+            sentinels: Vec::new(),
+            quorum: Quorum::Majority,
+        }
+    }
+}
+
+/// Who decides which node is the master.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Authority {
+    /// No Sentinel: the node that reports itself master (with replication-ID succession to
+    /// settle two claimants).
+    Nodes,
+    /// Sentinel: the master named by a majority of the configured Sentinels at the highest
+    /// configuration epoch, confirmed on the node.
+    Sentinel {
+        /// The monitored master's name.
+        master_name: String,
+    },
+    /// Every site is writable: traffic goes to the preferred healthy site.
+    ActiveActive,
+}
+
+/// Failover behaviour.
+#[derive(Debug, Clone)]
+pub struct Failover {
+    /// Who decides.
+    pub authority: Authority,
+    /// How long commands wait for a master during a change before failing (not executed).
+    pub hold_timeout: Duration,
+    /// Clients that may wait at once; beyond it, commands fail at once.
+    pub max_held_clients: usize,
+    /// Active-active: a preferred site must stay healthy this long before traffic returns.
+    pub failback_after: Duration,
+    /// Sentinel user (when Sentinels require ACL authentication).
+    pub sentinel_user: Option<String>,
+    /// Sentinel password.
+    pub sentinel_password: Option<Secret>,
+}
+
+impl Default for Failover {
+    fn default() -> Self {
+        Self {
+            authority: Authority::Nodes,
+            hold_timeout: Duration::from_secs(2),
+            max_held_clients: 10_000,
+            failback_after: Duration::from_secs(30),
+            sentinel_user: None,
+            sentinel_password: None,
+        }
+    }
+}
+
+/// DNS resolution of node and Sentinel names.
+#[derive(Debug, Clone)]
+pub struct Dns {
+    /// Name servers (`ip:port`); empty: the system's.
+    pub nameservers: Vec<SocketAddr>,
+    /// Shortest interval between lookups of a name.
+    pub min_ttl: Duration,
+    /// Longest interval between lookups of a name.
+    pub max_ttl: Duration,
+    /// Retry interval after a failed lookup (the last good answer stays in use).
+    pub retry: Duration,
+    /// Deadline of one query.
+    pub timeout: Duration,
+}
+
+impl Default for Dns {
+    fn default() -> Self {
+        Self {
+            nameservers: Vec::new(),
+            min_ttl: Duration::from_secs(1),
+            max_ttl: Duration::from_secs(30),
+            retry: Duration::from_secs(1),
+            timeout: Duration::from_secs(2),
+        }
+    }
 }
 
 /// How a user's password is given.
@@ -201,6 +317,10 @@ pub struct Config {
     pub health: Health,
     /// Redis nodes, by site.
     pub sites: Vec<Site>,
+    /// Who decides the master, and how a change is handled.
+    pub failover: Failover,
+    /// DNS resolution.
+    pub dns: Dns,
     /// Client authentication.
     pub auth: Auth,
     /// Commands refused by default that the operator allows (`CONFIG`, `CONFIG|SET`).
@@ -221,6 +341,8 @@ impl Default for Config {
             backend: Backend::default(),
             health: Health::default(),
             sites: Vec::new(),
+            failover: Failover::default(),
+            dns: Dns::default(),
             auth: Auth::default(),
             allow_commands: Vec::new(),
             shutdown: Shutdown::default(),
@@ -294,6 +416,10 @@ impl Config {
                 .into_iter()
                 .map(|t| read_site(t, p))
                 .collect(),
+            failover: r
+                .table("failover", p)
+                .map_or(d.failover.clone(), |t| read_failover(t, p)),
+            dns: r.table("dns", p).map_or(d.dns.clone(), |t| read_dns(t, p)),
             auth: r
                 .table("auth", p)
                 .map_or(d.auth.clone(), |t| read_auth(t, p)),
@@ -315,22 +441,7 @@ impl Config {
     /// Checks what only makes sense for the whole configuration (after flags were applied).
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut p = Problems::default();
-        if self.sites.iter().all(|s| s.nodes.is_empty()) {
-            p.add(
-                "sites",
-                "no Redis node configured (give --nodes or [[sites]] nodes)",
-            );
-        }
-        for (i, site) in self.sites.iter().enumerate() {
-            for (j, node) in site.nodes.iter().enumerate() {
-                if split_host_port(node).is_none() {
-                    p.add(
-                        &format!("sites[{i}].nodes[{j}]"),
-                        format!("{node:?} is not host:port"),
-                    );
-                }
-            }
-        }
+        self.validate_sites(&mut p);
         if self.backend.pool_size == 0 {
             p.add("backend.pool_size", "must be at least 1");
         }
@@ -359,6 +470,48 @@ impl Config {
     }
 }
 
+impl Config {
+    fn validate_sites(&self, p: &mut Problems) {
+        let has = |f: fn(&Site) -> bool| self.sites.iter().any(f);
+        match &self.failover.authority {
+            Authority::Sentinel { master_name } => {
+                if !has(|s| !s.sentinels.is_empty()) {
+                    p.add("sites", "the sentinel authority needs Sentinel addresses (--sentinels or [[sites]] sentinels)");
+                }
+                if master_name.is_empty() {
+                    p.add("failover.master_name", "the sentinel authority needs the master name");
+                }
+            }
+            Authority::Nodes | Authority::ActiveActive => {
+                if !has(|s| !s.nodes.is_empty() || !s.srv.is_empty()) {
+                    p.add("sites", "no Redis node configured (give --nodes or [[sites]] nodes)");
+                }
+            }
+        }
+        for (i, site) in self.sites.iter().enumerate() {
+            for (key, list) in [("nodes", &site.nodes), ("sentinels", &site.sentinels)] {
+                for (j, addr) in list.iter().enumerate() {
+                    if split_host_port(addr).is_none() {
+                        p.add(&format!("sites[{i}].{key}[{j}]"), format!("{addr:?} is not host:port"));
+                    }
+                }
+            }
+            if site.quorum == Quorum::Count(0) {
+                p.add(&format!("sites[{i}].quorum"), "must be at least 1");
+            }
+            if self.sites[..i].iter().any(|o| o.name == site.name) {
+                p.add(&format!("sites[{i}].name"), format!("site name {:?} is used twice", site.name));
+            }
+        }
+        if self.failover.hold_timeout.is_zero() {
+            p.add("failover.hold_timeout", "must be more than 0");
+        }
+        if self.dns.min_ttl > self.dns.max_ttl {
+            p.add("dns.min_ttl", "must not exceed dns.max_ttl");
+        }
+    }
+}
+
 /// Splits `host:port` (IPv6 as `[::1]:6379`).
 pub fn split_host_port(s: &str) -> Option<(&str, u16)> {
     let (host, port) = s.rsplit_once(':')?;
@@ -368,141 +521,6 @@ pub fn split_host_port(s: &str) -> Option<(&str, u16)> {
         .unwrap_or(host);
     let port = port.parse().ok()?;
     (!host.is_empty()).then_some((host, port))
-}
-
-fn read_limits(mut r: Reader<'_>, p: &mut Problems) -> Limits {
-    let d = Limits::default();
-    let l = Limits {
-        max_clients: r.get_or("max_clients", d.max_clients, p),
-        max_bulk_len: r.size("max_bulk_len", d.max_bulk_len, p),
-        max_args: r.get_or("max_args", d.max_args, p),
-        query_buffer: r.size("query_buffer", d.query_buffer, p),
-        output_buffer: r.size("output_buffer", d.output_buffer, p),
-        pubsub_output_buffer: r.size("pubsub_output_buffer", d.pubsub_output_buffer, p),
-        max_in_flight: r.get_or("max_in_flight", d.max_in_flight, p),
-    };
-    r.finish(p);
-    l
-}
-
-fn read_secret(r: &mut Reader<'_>, key: &str, p: &mut Problems) -> Option<Secret> {
-    let src: SecretSource = r.get(key, p)?;
-    match src.load() {
-        Ok(s) => Some(s),
-        Err(e) => {
-            p.add(&r.path_of(key), e);
-            None
-        }
-    }
-}
-
-fn read_backend(mut r: Reader<'_>, p: &mut Problems) -> Backend {
-    let d = Backend::default();
-    let b = Backend {
-        pool_size: r.get_or("pool_size", d.pool_size, p),
-        connect_timeout: r.duration("connect_timeout", d.connect_timeout, p),
-        handshake_timeout: r.duration("handshake_timeout", d.handshake_timeout, p),
-        reply_timeout: r.duration("reply_timeout", d.reply_timeout, p),
-        max_dedicated: r.get_or("max_dedicated", d.max_dedicated, p),
-        dedicated_idle: r.duration("dedicated_idle", d.dedicated_idle, p),
-        user: r.get("user", p),
-        password: read_secret(&mut r, "password", p),
-    };
-    r.finish(p);
-    b
-}
-
-fn read_health(mut r: Reader<'_>, p: &mut Problems) -> Health {
-    let d = Health::default();
-    let h = Health {
-        interval: r.duration("interval", d.interval, p),
-        timeout: r.duration("timeout", d.timeout, p),
-        rise: r.get_or("rise", d.rise, p),
-        fall: r.get_or("fall", d.fall, p),
-    };
-    r.finish(p);
-    h
-}
-
-fn read_site(mut r: Reader<'_>, p: &mut Problems) -> Site {
-    let s = Site {
-        name: r.get_or("name", "default".to_string(), p),
-        nodes: r.get_or("nodes", Vec::new(), p),
-    };
-    r.finish(p);
-    s
-}
-
-fn read_password(r: &mut Reader<'_>, p: &mut Problems) -> Password {
-    let plain = read_secret(r, "password", p);
-    let digest: Option<String> = r.get("password_sha256", p);
-    match (plain, digest) {
-        (Some(_), Some(_)) => {
-            p.add(
-                &r.path_of("password"),
-                "give password or password_sha256, not both",
-            );
-            Password::None
-        }
-        (Some(s), None) => Password::Plain(s),
-        (None, Some(h)) if h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit()) => {
-            Password::Sha256(h.to_ascii_lowercase())
-        }
-        (None, Some(_)) => {
-            p.add(
-                &r.path_of("password_sha256"),
-                "expected 64 hexadecimal digits (a SHA-256 digest)",
-            );
-            Password::None
-        }
-        (None, None) => Password::None,
-    }
-}
-
-fn read_auth(mut r: Reader<'_>, p: &mut Problems) -> Auth {
-    let password = read_password(&mut r, p);
-    let users = r
-        .tables("users", p)
-        .into_iter()
-        .map(|mut u| {
-            let user = UserConfig {
-                name: u.get_or("name", String::new(), p),
-                password: read_password(&mut u, p),
-                backend_user: u.get("backend_user", p),
-                backend_password: read_secret(&mut u, "backend_password", p),
-            };
-            if user.name.is_empty() {
-                p.add(&u.path_of("name"), "every user needs a name");
-            }
-            u.finish(p);
-            user
-        })
-        .collect();
-    r.finish(p);
-    Auth { password, users }
-}
-
-fn read_shutdown(mut r: Reader<'_>, p: &mut Problems) -> Shutdown {
-    let d = Shutdown::default();
-    let s = Shutdown {
-        grace: r.duration("grace", d.grace, p),
-    };
-    r.finish(p);
-    s
-}
-
-fn read_log_format(r: &mut Reader<'_>, p: &mut Problems) -> LogFormat {
-    match r.get::<String>("log_format", p).as_deref() {
-        None | Some("human") => LogFormat::Human,
-        Some("json") => LogFormat::Json,
-        Some(other) => {
-            p.add(
-                "log_format",
-                format!("{other:?} is not \"human\" or \"json\""),
-            );
-            LogFormat::Human
-        }
-    }
 }
 
 #[cfg(test)]

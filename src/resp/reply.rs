@@ -43,6 +43,10 @@ pub enum Value {
     Bulk(Bytes),
     /// Null (`$-1` in RESP2, `_` in RESP3).
     Null,
+    /// Null array (`*-1` in RESP2, `_` in RESP3): EXEC aborted by WATCH, a timed-out BLPOP.
+    NullArray,
+    /// Set (an array in RESP2).
+    Set(Vec<Value>),
     /// Array.
     Array(Vec<Value>),
     /// Map (a flat array in RESP2).
@@ -64,6 +68,10 @@ impl Value {
 
     /// Encodes the value for `proto` at the end of `buf`.
     pub fn encode(&self, proto: Proto, buf: &mut BytesMut) {
+        if *self == Value::NullArray && proto == Proto::Resp2 {
+            buf.extend_from_slice(b"*-1\r\n");
+            return;
+        }
         // Encoding a well-formed frame into a growable buffer cannot fail; the results are
         // checked by the unit tests below.
         let _ = match proto {
@@ -90,7 +98,11 @@ impl Value {
             Value::Int(i) => Frame2::Integer(*i),
             Value::Bulk(b) => Frame2::BulkString(b.clone()),
             Value::Null => Frame2::Null,
-            Value::Array(items) => Frame2::Array(items.iter().map(Value::to_resp2).collect()),
+            // redis-protocol encodes a RESP2 null as `$-1`; a null array is written directly.
+            Value::NullArray => Frame2::Null,
+            Value::Array(items) | Value::Set(items) => {
+                Frame2::Array(items.iter().map(Value::to_resp2).collect())
+            }
             Value::Map(pairs) => Frame2::Array(
                 pairs
                     .iter()
@@ -119,11 +131,21 @@ impl Value {
                 data: b.clone(),
                 attributes: None,
             },
-            Value::Null => Frame3::Null,
+            Value::Null | Value::NullArray => Frame3::Null,
             Value::Array(items) => Frame3::Array {
                 data: items.iter().map(Value::to_resp3).collect(),
                 attributes: None,
             },
+            Value::Set(items) => {
+                let mut set = redis_protocol::resp3::types::FrameSet::with_capacity(items.len());
+                for i in items {
+                    set.insert(i.to_resp3());
+                }
+                Frame3::Set {
+                    data: set,
+                    attributes: None,
+                }
+            }
             Value::Map(pairs) => {
                 let mut map = FrameMap::with_capacity(pairs.len());
                 for (k, v) in pairs {
@@ -164,12 +186,12 @@ pub enum ClientError {
     WrongPass,
     /// AUTH with a password while no password is configured.
     AuthNotConfigured,
-    /// Too many failed AUTH attempts from this client address.
-    AuthRateLimited,
     /// A command the user's permissions do not include.
     NoPerm { command: String },
     /// Wrong number of arguments.
     Arity { command: String },
+    /// A command the master does not know.
+    UnknownCommand { name: String, args: Vec<String> },
     /// Syntax error in a command the proxy answers.
     Syntax,
     /// A subcommand the proxy does not know.
@@ -239,9 +261,9 @@ impl ClientError {
             NoAuth => "NOAUTH Authentication required.".into(),
             WrongPass => "WRONGPASS invalid username-password pair or user is disabled.".into(),
             AuthNotConfigured => "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?".into(),
-            AuthRateLimited => "ERR too many failed authentication attempts from this address; try again later (proxy)".into(),
             NoPerm { command } => format!("NOPERM this user has no permissions to run the '{command}' command"),
             Arity { command } => format!("ERR wrong number of arguments for '{command}' command"),
+            UnknownCommand { name, args } => format!("ERR unknown command '{}', with args beginning with: {}", clip(name, 128), quoted_args(args)),
             Syntax => "ERR syntax error".into(),
             UnknownSubcommand { command, sub } => format!("ERR unknown subcommand '{sub}'. Try {command} HELP."),
             NotInteger => "ERR value is not an integer or out of range".into(),
@@ -252,7 +274,7 @@ impl ClientError {
             BadClientInfo { attr } => format!("ERR Unrecognized option '{attr}'"),
             BadLibInfo { attr } => format!("ERR {attr} cannot contain spaces, newlines or special characters."),
             HelloProtoNotInteger => "ERR Protocol version is not an integer or out of range".into(),
-            HelloNoAuth => "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time".into(),
+            HelloNoAuth => "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time".into(),
             Refused { command } => format!("ERR command '{command}' is disabled on the proxy's data port; an operator can allow it with allow_commands (proxy)"),
             Unsupported { command } => format!("ERR command '{command}' cannot run through the proxy (proxy)"),
             NotInMulti { command } => format!("ERR '{command}' inside MULTI is not supported through the proxy (proxy)"),
@@ -294,9 +316,44 @@ impl ClientError {
     }
 }
 
+/// At most `n` bytes of `s` (on a character boundary), as Redis's `%.128s`.
+fn clip(s: &str, n: usize) -> &str {
+    let mut end = s.len().min(n);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Redis's argument list for "unknown command" errors: `'a' 'b' `, about 128 bytes at most.
+fn quoted_args(args: &[String]) -> String {
+    let mut out = String::new();
+    for a in args {
+        if out.len() >= 128 {
+            break;
+        }
+        let room = 128 - out.len();
+        out.push('\'');
+        out.push_str(clip(a, room));
+        out.push_str("' ");
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unknown_command_text_matches_redis() {
+        let e = ClientError::UnknownCommand {
+            name: "NOSUCHCOMMAND".into(),
+            args: vec!["x".into()],
+        };
+        assert_eq!(e.text(), "ERR unknown command 'NOSUCHCOMMAND', with args beginning with: 'x' ");
+        assert_eq!(&Value::NullArray.to_bytes(Proto::Resp2)[..], b"*-1\r\n");
+        assert_eq!(&Value::NullArray.to_bytes(Proto::Resp3)[..], b"_\r\n");
+    }
 
     #[test]
     fn maps_and_nulls_follow_the_protocol() {

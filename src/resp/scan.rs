@@ -93,6 +93,12 @@ impl Request {
         walk_args(&self.bytes)
     }
 
+    /// Parses one complete command frame (one the proxy sent before, for instance).
+    pub fn parse(frame: &[u8]) -> Option<Request> {
+        let mut buf = BytesMut::from(frame);
+        RequestParser::new(FrameLimits::default()).next(&mut buf, false).ok().flatten()
+    }
+
     /// Builds a request from argument strings (commands the proxy issues itself, inline
     /// commands rewritten as multibulk, and tests).
     pub fn from_args<A: AsRef<[u8]>>(args: &[A]) -> Self {

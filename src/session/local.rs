@@ -57,12 +57,17 @@ impl Session {
         }
     }
 
-    async fn reply_value(&mut self, v: Value, silent: bool) {
+    pub(super) async fn reply_value(&mut self, v: Value, silent: bool) {
         let bytes = v.to_bytes(self.state.proto);
         self.reply(&bytes, silent).await;
     }
 
     async fn ping(&mut self, req: &Request, silent: bool) {
+        // PING takes at most one argument (Redis checks this in the command itself).
+        if req.argc() > 2 {
+            let command = "ping".to_string();
+            return self.reply_error(ClientError::Arity { command }, silent).await;
+        }
         match req.args().get(1) {
             Some(arg) => self.reply_value(Value::bulk(arg.to_vec()), silent).await,
             None => self.reply(PONG, silent).await,

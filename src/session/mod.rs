@@ -12,14 +12,20 @@
 //! close the client, and no other client notices.
 
 mod commands;
+mod hold;
 mod local;
+mod pin;
 mod recover;
 pub mod registry;
 mod route;
+pub mod scripts;
 pub mod state;
+mod tracking;
+mod tx;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,6 +35,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::auth::Users;
 use crate::backend::{Inbox, NodeId, Pool};
+use crate::failover::Signals;
 use crate::resp::reply::ClientError;
 use crate::resp::{FrameLimits, Request, RequestParser};
 use crate::shutdown::Drain;
@@ -41,6 +48,14 @@ use state::{ClientState, Subscriptions, TxBuffer};
 const READ_CHUNK: usize = 16 * 1024;
 /// Stop reading while this much unprocessed input is buffered (and a frame is complete).
 const READ_PAUSE: usize = 4 * 1024 * 1024;
+
+/// Sleeps until `at` (callers only poll this when it is `Some`).
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
 
 /// Writes some of `buf`, or flushes when it is empty; returns whether the transport is
 /// flushed (TLS keeps written bytes until flushed).
@@ -90,6 +105,16 @@ pub struct Context {
     pub registry: Registry,
     /// How long SELECT waits to learn whether the database exists.
     pub select_timeout: Duration,
+    /// Where demotion signals go (the failover task).
+    pub signals: Signals,
+    /// How long commands wait for a master during a change.
+    pub hold_timeout: Duration,
+    /// Clients that may wait at once.
+    pub max_held_clients: usize,
+    /// Clients waiting now.
+    pub held: AtomicUsize,
+    /// Script bodies seen, for reloading after a failover.
+    pub scripts: scripts::Scripts,
 }
 
 /// Why a session ended.
@@ -128,6 +153,16 @@ pub struct Session {
     last_write: Option<Arc<NodeId>>,
     /// The transport needs a flush (TLS buffers).
     needs_flush: bool,
+    /// Waiting for a master (see [`hold`]).
+    hold: hold::Hold,
+    /// A failed dispatch waiting for a master, and the topology epoch when it failed.
+    deferred: Option<(u64, u64)>,
+    /// Topology publications.
+    topology: tokio::sync::watch::Receiver<u64>,
+    /// The WATCH connection was lost with its master: the next EXEC answers null.
+    watch_broken: bool,
+    /// CLIENT TRACKING mode, while on.
+    tracking: Option<tracking::Tracking>,
 }
 
 impl Session {
@@ -137,6 +172,7 @@ impl Session {
         let initial = ctx.users.load().initial();
         let inbox = Inbox::new(ctx.limits.output_buffer);
         let parser = RequestParser::new(ctx.limits.frames);
+        let topology = ctx.topology.subscribe();
         let s = Self {
             ctx,
             info,
@@ -153,6 +189,11 @@ impl Session {
             closing: false,
             last_write: None,
             needs_flush: false,
+            hold: hold::Hold::default(),
+            deferred: None,
+            topology,
+            watch_broken: false,
+            tracking: None,
         };
         s.publish_view();
         s
@@ -177,6 +218,7 @@ impl Session {
             End::Closed | End::Io => {}
         }
         let _ = writer.shutdown().await;
+        self.end_hold();
         self.inbox.close();
         self.ctx.registry.leave(self.id());
     }
@@ -196,6 +238,8 @@ impl Session {
             }
             let want_read = self.want_read();
             let want_write = !self.wbuf.is_empty() || self.needs_flush;
+            let watch_topology = self.waits_for_topology();
+            let hold_deadline = self.hold.deadline(self.ctx.hold_timeout);
             tokio::select! {
                 _ = drain.signaled(), if !self.closing => self.closing = true,
                 r = reader.read_buf(&mut self.rbuf), if want_read => match r {
@@ -207,6 +251,13 @@ impl Session {
                     Err(_) => return End::Io,
                 },
                 _ = self.inbox.changed() => {}
+                r = self.topology.changed(), if watch_topology => {
+                    if r.is_err() {
+                        return End::Closed;
+                    }
+                    self.on_topology().await;
+                }
+                _ = sleep_until(hold_deadline), if hold_deadline.is_some() => self.hold.expire(),
             }
         }
     }
@@ -256,6 +307,9 @@ impl Session {
             }
             let unauth = !self.state.authenticated();
             match self.parser.next(&mut self.rbuf, unauth) {
+                Ok(Some(req)) if req.bytes().len() > self.ctx.limits.query_buffer => {
+                    self.protocol_error(crate::resp::ProtocolError::QueryBufferLimit).await;
+                }
                 Ok(Some(req)) => self.handle(req).await,
                 Ok(None) => {
                     if self.rbuf.len() > self.ctx.limits.query_buffer {
@@ -291,9 +345,11 @@ impl Session {
             let Some(fault) = taken.fault else {
                 break;
             };
-            self.resolve(fault).await;
+            if !self.resolve(fault).await {
+                break;
+            }
         }
-        self.release_idle_conn();
+        self.release_idle_conn().await;
         Ok(())
     }
 

@@ -1,42 +1,280 @@
-//! What happens to commands whose backend connection failed under them.
+//! What happens to commands whose dispatch failed: the connection died, or Redis refused a
+//! command before running it (the master was demoted, is loading, lost its replicas, or
+//! forgot a script).
 //!
-//! A dispatch that never reached the socket did not run: it is sent again, once, on a fresh
-//! connection. A dispatch that was written and then lost may or may not have run: its
-//! read-only commands are sent again (running them twice changes nothing), every other command
-//! gets an error saying its outcome is unknown. Nothing is ever dropped: each command gets its
-//! reply or an error, in its place. State that lived on a lost dedicated connection
-//! (subscriptions, WATCH, MONITOR, tracking) cannot be rebuilt behind the client's back, so
-//! the client is told and disconnected, as Redis's own clients expect after such a loss.
+//! Each command of the failed dispatch gets a [`Plan`] ([`plan`], a pure function): a command
+//! that provably did not run (never written, or refused) is sent again; a read-only one is
+//! sent again in any case (running it twice changes nothing); a write whose outcome is unknown
+//! gets an error saying so; a reply that did arrive is released as it is. Sending again waits
+//! for a master: after a refusal, for a topology newer than the refusal (the failover task is
+//! told at once), so that a demoted master is never asked twice. The wait is the session's
+//! hold, bounded by the hold timeout. Nothing is dropped: every command gets its reply or an
+//! error, in its place.
 
-use bytes::BytesMut;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
 use smallvec::SmallVec;
 
 use super::route::Conn;
 use super::Session;
 use crate::backend::{Dispatch, Fault, FaultKind, Outgoing, ReplyMode, Resolution, Sent};
+use crate::failover::Signal;
 use crate::resp::command::Kind;
-use crate::resp::reply::ClientError;
+use crate::resp::reply::{ClientError, Proto, Value};
+use crate::resp::Request;
 
-/// Times a dispatch that did not reach the socket is sent again.
-const MAX_RESEND: u8 = 1;
+mod plan;
+use plan::{plan, Plan};
 
-/// Commands of a fault that go out again, in order.
+/// Times a dispatch may be sent again.
+const MAX_RESEND: u8 = 3;
+
+impl Session {
+    /// Resolves the failed dispatch at the front of the inbox; returns false when it must
+    /// wait for a master (it stays at the front meanwhile).
+    pub(super) async fn resolve(&mut self, f: Fault) -> bool {
+        let plans = plan(&f, &self.ctx.scripts);
+        let needs_master = plans.iter().any(|(_, p)| p.needs_master());
+        let pinned = self.conn.is_pinned() && self.conn.id() == Some(f.conn);
+        if pinned {
+            if self.lost_pinned_state() {
+                self.answer(&f, &plans);
+                return true;
+            }
+        }
+        if needs_master && !self.master_ready(&f) {
+            return false;
+        }
+        self.deferred = None;
+        let fail = if needs_master { self.resend_target(&f, pinned).await } else { None };
+        self.apply(&f, plans, fail).await;
+        true
+    }
+
+    /// Whether a master is ready for what must be sent again; signals the failover task and
+    /// holds otherwise.
+    fn master_ready(&mut self, f: &Fault) -> bool {
+        let topo = self.ctx.topology.load();
+        let (id, seen_at) = *self.deferred.get_or_insert((f.id, topo.epoch));
+        if id != f.id {
+            self.deferred = Some((f.id, topo.epoch));
+        }
+        let demoted = f.kind == FaultKind::Refused && !only_noscript(f);
+        if seen_at == topo.epoch || f.kind != FaultKind::Refused {
+            self.signal(f, demoted);
+        }
+        let newer = !demoted || topo.epoch > seen_at;
+        if newer && topo.routable_master().is_some() {
+            return true;
+        }
+        match self.hold_for(&topo.reason) {
+            super::hold::Wait::Hold => false,
+            // The hold ran out: answer now (the resends become errors).
+            super::hold::Wait::Fail(_) => true,
+        }
+    }
+
+    /// Tells the failover task the master in use failed this dispatch.
+    fn signal(&self, f: &Fault, demoted: bool) {
+        let master = match &self.conn {
+            Conn::Shared { key, .. } if f.conn == self.conn.id().unwrap_or(0) => Some(&key.node),
+            Conn::Pinned { conn, .. } | Conn::Borrowed { conn } if conn.id() == f.conn => Some(&conn.key().node),
+            _ => None,
+        };
+        let Some(master) = master else { return };
+        let reason = match f.kind {
+            FaultKind::Refused if demoted => refusal_code(f),
+            FaultKind::Refused => return,
+            FaultKind::Lost | FaultKind::NotSent => "a lost connection".into(),
+        };
+        self.ctx.signals.send(Signal {
+            master: std::sync::Arc::clone(master),
+            reason,
+        });
+    }
+
+    /// Whether a failed pinned connection held state that cannot be rebuilt (MONITOR,
+    /// tracking): the dispatch is then answered with errors and the client closed, so that it
+    /// reconnects (and a tracking client flushes its cache).
+    fn lost_pinned_state(&mut self) -> bool {
+        let Some(pins) = self.conn.pins().copied() else {
+            return false;
+        };
+        if pins.monitor || pins.tracking {
+            tracing::info!(client.id = self.id(), "dedicated connection lost under MONITOR or tracking; closing client");
+            self.discard_conn();
+            self.closing = true;
+            return true;
+        }
+        false
+    }
+
+    /// Makes the connection resends go to current; returns an error for them instead when
+    /// there is none (the hold ran out, or no connection could be had).
+    async fn resend_target(&mut self, f: &Fault, pinned: bool) -> Option<ClientError> {
+        let topo = self.ctx.topology.load();
+        if topo.routable_master().is_none() {
+            return Some(ClientError::NoMaster { why: topo.reason.clone() });
+        }
+        if f.attempt >= MAX_RESEND {
+            return Some(ClientError::NotSent);
+        }
+        self.end_hold();
+        if pinned {
+            let pins = self.conn.pins().copied().unwrap_or_default();
+            if pins.pubsub {
+                self.resubscribe().await;
+                return self.conn.is_pinned().then_some(()).map_or(Some(ClientError::NotSent), |_| None);
+            }
+            if pins.watch {
+                self.watch_broken = true;
+            }
+            self.discard_conn();
+        }
+        let blocking = f.cmds.iter().any(|c| matches!(c.kind, Kind::Blocking | Kind::Wait));
+        if blocking {
+            if let Conn::Borrowed { .. } = self.conn {
+                self.discard_conn();
+            }
+            return match self.take_dedicated().await {
+                Ok(conn) => {
+                    self.conn = Conn::Borrowed { conn };
+                    None
+                }
+                Err(_) => Some(ClientError::NotSent),
+            };
+        }
+        let key = match self.shared_key() {
+            Ok(k) => k,
+            Err(_) => return Some(ClientError::NoMaster { why: topo.reason.clone() }),
+        };
+        let stale = !matches!(&self.conn, Conn::Shared { lane, key: k } if *k == key && !lane.is_closed());
+        if stale {
+            match self.ctx.pool.lane(&key) {
+                Ok(lane) => {
+                    if let Conn::Borrowed { .. } = self.conn {
+                        self.discard_conn();
+                    }
+                    self.conn = Conn::Shared { lane, key };
+                }
+                Err(_) => return Some(ClientError::NotSent),
+            }
+        }
+        None
+    }
+
+    /// Replaces the failed dispatch with what the plans say, and sends what goes again.
+    async fn apply(&mut self, f: &Fault, plans: Vec<(Sent, Plan)>, fail: Option<ClientError>) {
+        let conn = self.conn.id().unwrap_or(0);
+        let mut items = Vec::new();
+        let mut resend = Batch::default();
+        for (cmd, p) in plans {
+            let p = match (&fail, p) {
+                (Some(e), p) if p.needs_master() => Plan::Fail(e.clone()),
+                (_, p) => p,
+            };
+            match p {
+                Plan::Resend => resend.push(&f.payload[cmd.range.clone()], &cmd),
+                Plan::Reissue(remaining) => {
+                    resend.flush(&mut items, conn, f);
+                    items.push(self.reissue(f, &cmd, remaining));
+                }
+                Plan::ReloadScript(body) => {
+                    resend.flush(&mut items, conn, f);
+                    items.push(Resolution::Dispatch(reload(conn, f, &cmd, &body)));
+                }
+                other => {
+                    resend.flush(&mut items, conn, f);
+                    for bytes in self.answer_bytes(&cmd, other, f.silent) {
+                        items.push(Resolution::Local(bytes));
+                    }
+                }
+            }
+        }
+        resend.flush(&mut items, conn, f);
+        let sends: Vec<(Bytes, u32, bool)> = items
+            .iter()
+            .filter_map(|i| match i {
+                Resolution::Dispatch(d) => Some((d.payload.clone(), d.expect, d.started.is_none())),
+                Resolution::Local(_) => None,
+            })
+            .collect();
+        let mode = if self.subs.any() && self.state.proto == Proto::Resp2 { ReplyMode::PubSub } else { ReplyMode::Counted };
+        let tos = self.inbox.resolve(f.id, items);
+        for (to, (payload, expect, timed)) in tos.into_iter().zip(sends) {
+            self.conn.send_out(Outgoing { payload, expect, mode, timed, to }).await;
+        }
+    }
+
+    /// A blocking command sent again with the time it had left, or its timeout reply.
+    fn reissue(&self, f: &Fault, cmd: &Sent, remaining: Option<Duration>) -> Resolution {
+        let rebuilt = Request::parse(&f.payload[cmd.range.clone()]).and_then(|r| plan::with_timeout(&r, remaining));
+        match rebuilt {
+            Some(req) => {
+                let len = req.bytes().len();
+                Resolution::Dispatch(Dispatch {
+                    conn: self.conn.id().unwrap_or(0),
+                    expect: 1,
+                    skip: 0,
+                    silent: f.silent,
+                    payload: req.bytes().clone(),
+                    cmds: SmallVec::from_elem(Sent { range: 0..len, ..cmd.clone() }, 1),
+                    attempt: f.attempt + 1,
+                    started: f.started,
+                })
+            }
+            None => Resolution::Local(Value::NullArray.to_bytes(self.state.proto)),
+        }
+    }
+
+    /// The bytes a plan that sends nothing answers with.
+    fn answer_bytes(&self, cmd: &Sent, p: Plan, silent: bool) -> Vec<Bytes> {
+        let visible = |b: Bytes| if silent { None } else { Some(b) };
+        match p {
+            Plan::Release(frames) => frames.into_iter().filter_map(visible).collect(),
+            Plan::Fail(e) => (0..cmd.replies).filter_map(|_| visible(e.to_bytes())).collect(),
+            Plan::FailRemaining(e, n) => (0..n).filter_map(|_| visible(e.to_bytes())).collect(),
+            Plan::Null => visible(Value::NullArray.to_bytes(self.state.proto)).into_iter().collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Answers every command of a dispatch without sending anything (lost pinned state).
+    fn answer(&mut self, f: &Fault, plans: &[(Sent, Plan)]) {
+        let mut items = Vec::new();
+        for (cmd, p) in plans {
+            let p = match p {
+                Plan::Done => continue,
+                Plan::Release(frames) => Plan::Release(frames.clone()),
+                _ if f.kind == FaultKind::NotSent => Plan::Fail(ClientError::NotSent),
+                _ => Plan::Fail(ClientError::OutcomeUnknown),
+            };
+            for bytes in self.answer_bytes(cmd, p, f.silent) {
+                items.push(Resolution::Local(bytes));
+            }
+        }
+        self.inbox.resolve(f.id, items);
+    }
+}
+
+/// Commands of a fault that go out again together, in order.
 #[derive(Debug, Default)]
-struct Resend {
+struct Batch {
     payload: BytesMut,
     cmds: SmallVec<[Sent; 1]>,
     expect: u32,
     skip: u32,
 }
 
-impl Resend {
+impl Batch {
     fn push(&mut self, payload: &[u8], cmd: &Sent) {
         if self.expect == self.skip {
             // Nothing visible yet: hidden frames of this command are skipped too.
             self.skip += cmd.frames - cmd.replies;
         }
         let start = self.payload.len();
-        self.payload.extend_from_slice(&payload[cmd.range.clone()]);
+        self.payload.extend_from_slice(payload);
         self.cmds.push(Sent {
             range: start..self.payload.len(),
             ..cmd.clone()
@@ -44,129 +282,56 @@ impl Resend {
         self.expect += cmd.frames;
     }
 
-    fn take(&mut self, conn: u64, attempt: u8, silent: bool) -> Option<Dispatch> {
+    fn flush(&mut self, items: &mut Vec<Resolution>, conn: u64, f: &Fault) {
         if self.cmds.is_empty() {
-            return None;
+            return;
         }
-        let r = std::mem::take(self);
-        Some(Dispatch {
+        let b = std::mem::take(self);
+        items.push(Resolution::Dispatch(Dispatch {
             conn,
-            expect: r.expect,
-            skip: r.skip,
-            silent,
-            payload: r.payload.freeze(),
-            cmds: r.cmds,
-            attempt,
-        })
+            expect: b.expect,
+            skip: b.skip,
+            silent: f.silent,
+            payload: b.payload.freeze(),
+            cmds: b.cmds,
+            attempt: f.attempt + 1,
+            started: None,
+        }));
     }
 }
 
-impl Session {
-    /// Resolves the failed dispatch at the front of the inbox.
-    pub(super) async fn resolve(&mut self, f: Fault) {
-        let shared = matches!(self.conn, Conn::Shared { .. }) || self.conn.id() != Some(f.conn);
-        if !shared {
-            // A dedicated connection died: its state is gone.
-            let closing = self.conn.is_pinned();
-            self.discard_conn();
-            self.answer_all(&f, ClientError::OutcomeUnknown);
-            if closing {
-                tracing::info!(
-                    client.id = self.id(),
-                    "dedicated backend connection lost; closing client"
-                );
-                self.closing = true;
-            }
-            return;
-        }
-        let target = self.resend_target(&f);
-        let mut items = Vec::new();
-        let mut resend = Resend::default();
-        let mut answered = f.received;
-        for cmd in &f.cmds {
-            let got = answered.min(cmd.frames);
-            answered -= got;
-            if got == cmd.frames {
-                continue;
-            }
-            let again = target.is_some()
-                && got == 0
-                && f.attempt < MAX_RESEND
-                && (f.kind == FaultKind::NotSent || cmd.kind == Kind::Read);
-            if again {
-                resend.push(&f.payload, cmd);
-                continue;
-            }
-            if let Some(d) = resend.take(target.unwrap_or(0), f.attempt + 1, f.silent) {
-                items.push(Resolution::Dispatch(d));
-            }
-            let error = match f.kind {
-                FaultKind::NotSent => ClientError::NotSent,
-                FaultKind::Lost => ClientError::OutcomeUnknown,
-            };
-            let hidden = cmd.frames - cmd.replies;
-            let visible_left = cmd.replies - got.saturating_sub(hidden).min(cmd.replies);
-            if !f.silent {
-                let bytes = error.to_bytes();
-                for _ in 0..visible_left {
-                    items.push(Resolution::Local(bytes.clone()));
-                }
-            }
-        }
-        if let Some(d) = resend.take(target.unwrap_or(0), f.attempt + 1, f.silent) {
-            items.push(Resolution::Dispatch(d));
-        }
-        let payloads: Vec<_> = items
-            .iter()
-            .filter_map(|i| match i {
-                Resolution::Dispatch(d) => Some((d.payload.clone(), d.expect)),
-                Resolution::Local(_) => None,
-            })
-            .collect();
-        let tos = self.inbox.resolve(f.id, items);
-        for (to, (payload, expect)) in tos.into_iter().zip(payloads) {
-            let out = Outgoing {
-                payload,
-                expect,
-                mode: ReplyMode::Counted,
-                timed: true,
-                to,
-            };
-            self.conn.send_out(out).await;
-        }
+/// `SCRIPT LOAD <body>` then the command again (its reply only).
+fn reload(conn: u64, f: &Fault, cmd: &Sent, body: &Bytes) -> Dispatch {
+    let mut payload = BytesMut::new();
+    payload.extend_from_slice(Request::from_args(&[&b"SCRIPT"[..], b"LOAD", body]).bytes());
+    let split = payload.len();
+    payload.extend_from_slice(&f.payload[cmd.range.clone()]);
+    let total = payload.len();
+    Dispatch {
+        conn,
+        expect: 2,
+        skip: 1,
+        silent: f.silent,
+        payload: payload.freeze(),
+        cmds: SmallVec::from_vec(vec![
+            Sent { range: 0..split, kind: Kind::Write, frames: 1, replies: 0 },
+            Sent { range: split..total, ..cmd.clone() },
+        ]),
+        attempt: f.attempt + 1,
+        started: None,
     }
+}
 
-    /// A fresh shared lane to send again on (the failed one is gone), if one can be had.
-    fn resend_target(&mut self, f: &Fault) -> Option<u64> {
-        if f.attempt >= MAX_RESEND {
-            return None;
-        }
-        let key = self.shared_key().ok()?;
-        let lane = self.ctx.pool.lane(&key).ok()?;
-        let id = lane.id();
-        self.conn = Conn::Shared { lane, key };
-        Some(id)
-    }
+/// Whether every refusal in the fault is NOSCRIPT (not a sign of demotion).
+fn only_noscript(f: &Fault) -> bool {
+    f.tail.iter().filter(|t| t.refused).all(|t| t.bytes.starts_with(b"-NOSCRIPT"))
+}
 
-    /// Answers every command of a failed dispatch with `error` (in place, in order).
-    fn answer_all(&mut self, f: &Fault, error: ClientError) {
-        let error = match f.kind {
-            FaultKind::NotSent => ClientError::NotSent,
-            FaultKind::Lost => error,
-        };
-        let mut answered = f.received;
-        let mut items = Vec::new();
-        for cmd in &f.cmds {
-            let got = answered.min(cmd.frames);
-            answered -= got;
-            let hidden = cmd.frames - cmd.replies;
-            let visible_left = cmd.replies - got.saturating_sub(hidden).min(cmd.replies);
-            if !f.silent {
-                for _ in 0..visible_left {
-                    items.push(Resolution::Local(error.to_bytes()));
-                }
-            }
-        }
-        self.inbox.resolve(f.id, items);
-    }
+/// The error code of the first refusal (`READONLY`, ...).
+fn refusal_code(f: &Fault) -> String {
+    f.tail
+        .iter()
+        .find(|t| t.refused)
+        .and_then(|t| t.bytes[1..].split(|&c| c == b' ').next().map(|c| String::from_utf8_lossy(c).into_owned()))
+        .unwrap_or_else(|| "a refusal".into())
 }

@@ -13,11 +13,13 @@
 use bytes::{Bytes, BytesMut};
 use smallvec::SmallVec;
 
+use super::hold::Wait;
 use super::Session;
 use crate::backend::{Dedicated, Dispatch, Lane, NodeId, Outgoing, PoolKey, ReplyMode, Sent};
 use crate::resp::command::Kind;
-use crate::resp::reply::ClientError;
+use crate::resp::reply::{ClientError, Proto};
 use crate::resp::Request;
+use crate::topology::RouteState;
 use std::sync::Arc;
 
 /// Why a dedicated connection is pinned (several reasons may hold at once).
@@ -27,15 +29,11 @@ pub(super) struct Pins {
     pub(super) pubsub: bool,
     pub(super) tracking: bool,
     pub(super) monitor: bool,
-    /// A MULTI was forwarded on the pinned connection (EXEC/DISCARD pending).
-    pub(super) tx: bool,
-    /// A command in that MULTI was refused by the proxy: EXEC must abort.
-    pub(super) tx_dirty: bool,
 }
 
 impl Pins {
     pub(super) fn any(&self) -> bool {
-        self.watch || self.pubsub || self.tracking || self.monitor || self.tx
+        self.watch || self.pubsub || self.tracking || self.monitor
     }
 }
 
@@ -180,6 +178,8 @@ pub(super) struct Single {
     pub(super) timed: bool,
     /// Reply mode to use instead of the session's current one.
     pub(super) mode: Option<ReplyMode>,
+    /// When a blocking command was first sent (its timeout runs from there).
+    pub(super) started: Option<std::time::Instant>,
 }
 
 impl Single {
@@ -202,8 +202,18 @@ impl Single {
             skip: 0,
             timed,
             mode: None,
+            started: None,
         }
     }
+}
+
+/// Why no master can take a command now.
+#[derive(Debug)]
+pub(super) enum Unroutable {
+    /// A change is under way: hold.
+    Hold(String),
+    /// Waiting will not help: answer this error.
+    Refuse(ClientError),
 }
 
 /// Where a command may go now.
@@ -220,23 +230,29 @@ pub(super) enum Route {
 impl Session {
     /// Reply mode for a dispatch on the current connection.
     fn reply_mode(&self) -> ReplyMode {
+        // RESP3 messages are push frames, recognised in any mode; only a RESP2 subscriber's
+        // messages look like replies.
         match self.conn.pins() {
             Some(p) if p.monitor => ReplyMode::Monitor,
-            Some(_) if self.subs.any() => ReplyMode::PubSub,
+            Some(_) if self.subs.any() && self.state.proto == Proto::Resp2 => ReplyMode::PubSub,
             _ => ReplyMode::Counted,
         }
     }
 
     /// The shared-lane key for this client now, or why there is none.
-    pub(super) fn shared_key(&self) -> Result<PoolKey, ClientError> {
+    pub(super) fn shared_key(&self) -> Result<PoolKey, Unroutable> {
         let topo = self.ctx.topology.load();
-        let Some(master) = topo.routable_master() else {
-            return Err(ClientError::NoMaster {
-                why: topo.reason.clone(),
-            });
+        let master = match (&topo.state, topo.routable_master()) {
+            (RouteState::Verified, Some(m)) => m,
+            (RouteState::NoMaster, _) => {
+                return Err(Unroutable::Refuse(ClientError::NoMaster {
+                    why: topo.reason.clone(),
+                }))
+            }
+            _ => return Err(Unroutable::Hold(topo.reason.clone())),
         };
         let Some(user) = &self.state.user else {
-            return Err(ClientError::NoAuth);
+            return Err(Unroutable::Refuse(ClientError::NoAuth));
         };
         Ok(PoolKey {
             node: Arc::clone(&master.node),
@@ -244,6 +260,17 @@ impl Session {
             proto: self.state.proto,
             auth: Arc::clone(&user.backend),
         })
+    }
+
+    /// Routing outcome when no master can take the command now.
+    pub(super) fn unroutable(&mut self, u: Unroutable) -> Route {
+        match u {
+            Unroutable::Refuse(e) => Route::Refuse(e),
+            Unroutable::Hold(why) => match self.hold_for(&why) {
+                Wait::Hold => Route::Stall,
+                Wait::Fail(e) => Route::Refuse(e),
+            },
+        }
     }
 
     /// Makes the connection for ordinary commands current: the pinned one if pinned, else a
@@ -254,8 +281,11 @@ impl Session {
         }
         let key = match self.shared_key() {
             Ok(k) => k,
-            Err(e) => return Route::Refuse(e),
+            Err(u) => return self.unroutable(u),
         };
+        if self.hold.active() {
+            self.end_hold();
+        }
         if let Conn::Shared { lane, key: k } = &self.conn {
             if *k == key && !lane.is_closed() {
                 return self.may_send(lane.id());
@@ -271,7 +301,7 @@ impl Session {
                 self.conn = Conn::Shared { lane, key };
                 Route::Go
             }
-            Err(_) => Route::Refuse(ClientError::NotSent),
+            Err(_) => self.unroutable(Unroutable::Hold("the master cannot be reached".into())),
         }
     }
 
@@ -337,6 +367,7 @@ impl Session {
             payload: payload.clone(),
             cmds,
             attempt: 0,
+            started: None,
         });
         self.conn
             .send(Outgoing {
@@ -364,6 +395,7 @@ impl Session {
             payload: single.payload.clone(),
             cmds: single.cmds,
             attempt: 0,
+            started: single.started,
         });
         self.conn
             .send(Outgoing {
@@ -374,73 +406,5 @@ impl Session {
                 to,
             })
             .await;
-    }
-
-    /// Takes a dedicated connection for the current key, releasing the current connection.
-    /// The caller has checked that nothing is in flight.
-    pub(super) async fn take_dedicated(&mut self) -> Result<Dedicated, ClientError> {
-        let key = self.shared_key()?;
-        if let Conn::Borrowed { conn } = &self.conn {
-            if *conn.key() == key && !conn.is_closed() {
-                if let Conn::Borrowed { conn } = std::mem::take(&mut self.conn) {
-                    return Ok(conn);
-                }
-            }
-        }
-        self.release_conn();
-        self.ctx.pool.dedicated(&key).await.map_err(|e| match e {
-            crate::backend::DedicatedError::TooMany => ClientError::TooManyPinned,
-            crate::backend::DedicatedError::Conn(_) => ClientError::NotSent,
-        })
-    }
-
-    /// Pins a dedicated connection (the caller sets the reasons).
-    pub(super) async fn pin(&mut self) -> Result<(), ClientError> {
-        if self.conn.is_pinned() {
-            return Ok(());
-        }
-        let conn = self.take_dedicated().await?;
-        self.conn = Conn::Pinned {
-            conn,
-            pins: Pins::default(),
-            dirty: false,
-        };
-        self.publish_view();
-        Ok(())
-    }
-
-    /// Gives up the current connection: a clean dedicated one returns to the pool.
-    pub(super) fn release_conn(&mut self) {
-        match std::mem::take(&mut self.conn) {
-            Conn::Pinned { conn, pins, dirty } if !pins.any() && !dirty => {
-                self.ctx.pool.give_back(conn)
-            }
-            Conn::Borrowed { conn } => self.ctx.pool.give_back(conn),
-            // A pinned connection with state (or changed) is closed by dropping it.
-            _ => {}
-        }
-    }
-
-    /// Drops the current connection without returning it (its state is unknown).
-    pub(super) fn discard_conn(&mut self) {
-        self.conn = Conn::None;
-        self.publish_view();
-    }
-
-    /// Returns a dedicated connection nobody needs any more, once it is quiet.
-    pub(super) fn release_idle_conn(&mut self) {
-        let idle = match &self.conn {
-            Conn::Pinned { pins, .. } => !pins.any(),
-            Conn::Borrowed { .. } => true,
-            _ => false,
-        };
-        if idle && self.batch.is_empty() && self.inbox.in_flight() == 0 {
-            let was_pinned = self.conn.is_pinned();
-            self.release_conn();
-            if was_pinned {
-                self.inbox.set_limit(self.ctx.limits.output_buffer);
-                self.publish_view();
-            }
-        }
     }
 }

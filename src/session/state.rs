@@ -113,6 +113,20 @@ impl Subscriptions {
         !(self.plain.is_empty() && self.pattern.is_empty() && self.shard.is_empty())
     }
 
+    /// Every subscription, by namespace.
+    pub fn lists(&self) -> [(Channels, Vec<Bytes>); 3] {
+        let list = |s: &HashSet<Bytes>| {
+            let mut v: Vec<Bytes> = s.iter().cloned().collect();
+            v.sort();
+            v
+        };
+        [
+            (Channels::Plain, list(&self.plain)),
+            (Channels::Pattern, list(&self.pattern)),
+            (Channels::Shard, list(&self.shard)),
+        ]
+    }
+
     /// Counts for CLIENT INFO (`sub`, `psub`, `ssub`).
     pub fn counts(&self) -> (usize, usize, usize) {
         (self.plain.len(), self.pattern.len(), self.shard.len())

@@ -8,8 +8,10 @@
 //! Submodules: [`probe`] reads one node's state on its own connection, [`health`] runs the
 //! probes with hysteresis.
 
+pub mod discovery;
 pub mod health;
 pub mod probe;
+pub mod sentinel;
 
 use std::sync::Arc;
 
@@ -53,11 +55,23 @@ pub struct Master {
     pub version: String,
     /// Modules it has loaded (echoed in the proxy's HELLO reply).
     pub modules: Vec<(String, i64)>,
+    /// Commands it knows (lower case), when it said.
+    pub commands: Option<Arc<std::collections::HashSet<String>>>,
+}
+
+impl Master {
+    /// Whether the master knows command `name`; `None` when its command list is unknown.
+    pub fn knows(&self, name: &[u8]) -> Option<bool> {
+        let set = self.commands.as_ref()?;
+        Some(set.contains(&String::from_utf8_lossy(name).to_ascii_lowercase()))
+    }
 }
 
 /// How one node looked at its latest probes.
 #[derive(Debug, Clone)]
 pub struct NodeStatus {
+    /// The site it belongs to.
+    pub site: String,
     /// The node's name and address.
     pub endpoint: crate::backend::Endpoint,
     /// Passed its recent probes (after hysteresis).
@@ -66,6 +80,38 @@ pub struct NodeStatus {
     pub seen: Option<Observation>,
     /// Latest probe error, if the last probe failed.
     pub error: Option<String>,
+}
+
+/// A site's health.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteStatus {
+    /// Name.
+    pub name: String,
+    /// Nodes known (from configuration, DNS, Sentinel).
+    pub known: usize,
+    /// Nodes passing their probes.
+    pub healthy: usize,
+    /// Healthy nodes needed.
+    pub needed: usize,
+}
+
+impl SiteStatus {
+    /// Whether the site may take traffic.
+    pub fn has_quorum(&self) -> bool {
+        self.known > 0 && self.healthy >= self.needed
+    }
+}
+
+/// The failover authority's state, for readiness and operators.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorityStatus {
+    /// `nodes`, `sentinel` or `active-active`.
+    pub kind: &'static str,
+    /// Whether the authority can be consulted from here (a majority of Sentinels answering;
+    /// for the others, at least one node answering).
+    pub reachable: bool,
+    /// Voters answering / configured (Sentinel only).
+    pub voters: (usize, usize),
 }
 
 /// One published view.
@@ -79,6 +125,10 @@ pub struct Topology {
     pub master: Option<Arc<Master>>,
     /// Every known node.
     pub nodes: Vec<NodeStatus>,
+    /// Every site.
+    pub sites: Vec<SiteStatus>,
+    /// The authority.
+    pub authority: AuthorityStatus,
     /// Why the last change happened (one line, for logs and operators).
     pub reason: String,
 }
@@ -88,9 +138,15 @@ impl Topology {
     pub fn initial() -> Self {
         Self {
             epoch: 0,
-            state: RouteState::NoMaster,
+            state: RouteState::Holding,
             master: None,
             nodes: Vec::new(),
+            sites: Vec::new(),
+            authority: AuthorityStatus {
+                kind: "nodes",
+                reachable: false,
+                voters: (0, 0),
+            },
             reason: "starting: no probe finished yet".into(),
         }
     }

@@ -2,6 +2,8 @@
 //! `INFO server replication persistence` in one round trip, under the probe deadline. The
 //! connection is kept between rounds and reopened after any failure.
 
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -56,6 +58,8 @@ pub struct Observation {
     pub replicas: u32,
     /// Loaded modules: name and version (INFO modules).
     pub modules: Vec<(String, i64)>,
+    /// Command names the node knows (`COMMAND LIST`, lower case), when it answers that.
+    pub commands: Option<Arc<HashSet<String>>>,
 }
 
 impl Observation {
@@ -93,6 +97,7 @@ impl Observation {
             failover_state: field("master_failover_state").unwrap_or_else(|| "no-failover".into()),
             replicas: num("connected_slaves").unwrap_or(0) as u32,
             modules: info.lines().filter_map(parse_module).collect(),
+            commands: None,
         })
     }
 }
@@ -136,6 +141,8 @@ pub struct Prober {
     auth: BackendAuth,
     deadline: Duration,
     conn: Option<(BoxIo, BytesMut)>,
+    /// The node's command list, read once per connection.
+    commands: Option<Arc<HashSet<String>>>,
 }
 
 impl std::fmt::Debug for Prober {
@@ -156,6 +163,7 @@ impl Prober {
             auth,
             deadline,
             conn: None,
+            commands: None,
         }
     }
 
@@ -178,7 +186,8 @@ impl Prober {
 
     async fn round(&mut self) -> Result<Observation, ProbeError> {
         if self.conn.is_none() {
-            self.conn = Some(self.connect().await?);
+            let conn = self.connect().await?;
+            self.conn = Some(conn);
         }
         let Some((io, rbuf)) = self.conn.as_mut() else {
             return Err(ProbeError::Malformed("no connection".into()));
@@ -200,19 +209,33 @@ impl Prober {
             (Reply::Error(e), _) => return Err(ProbeError::Refused(e.clone())),
             _ => return Err(ProbeError::Malformed(format!("{info:?}"))),
         };
-        Observation::from_info(&text).map_err(ProbeError::Malformed)
+        let mut obs = Observation::from_info(&text).map_err(ProbeError::Malformed)?;
+        obs.commands = self.commands.clone();
+        Ok(obs)
     }
 
-    async fn connect(&self) -> Result<(BoxIo, BytesMut), ProbeError> {
+    async fn connect(&mut self) -> Result<(BoxIo, BytesMut), ProbeError> {
         let mut io = self.dialer.connect(&self.endpoint).await?;
-        io.write_all(hello_command(Proto::Resp3, &self.auth).bytes())
-            .await
-            .map_err(ConnError::from)?;
+        let mut out = BytesMut::new();
+        out.extend_from_slice(hello_command(Proto::Resp3, &self.auth).bytes());
+        out.extend_from_slice(Request::from_args(&["COMMAND", "LIST"]).bytes());
+        io.write_all(&out).await.map_err(ConnError::from)?;
         let mut rbuf = BytesMut::with_capacity(8192);
         let hello = read_reply(&mut io, &mut rbuf, Proto::Resp3).await?;
         if let Some(e) = hello.as_error() {
             return Err(ProbeError::Refused(e.to_string()));
         }
+        // Older servers (and ACL users without +command) answer an error: the proxy then
+        // simply does not know which commands the node lacks.
+        let list = read_reply(&mut io, &mut rbuf, Proto::Resp3).await?;
+        self.commands = list.as_array().map(|names| {
+            Arc::new(
+                names
+                    .iter()
+                    .filter_map(|n| n.as_text().map(|t| t.to_ascii_lowercase()))
+                    .collect(),
+            )
+        });
         Ok((io, rbuf))
     }
 }

@@ -1,12 +1,13 @@
 //! The meeting point of one client session and the backend connections serving it: replies
 //! arrive here from any connection and leave in the client's request order.
 //!
-//! The session registers one [`Entry`] per dispatch (a run of commands sent together) or per
+//! The session registers one entry per dispatch (a run of commands sent together) or per
 //! reply it produces itself, in request order. Connections deliver reply frames to an entry by
 //! id. Bytes for the entry at the front go straight to the output buffer; bytes for entries
 //! further back wait inside their entry until everything before them is complete. An entry
-//! that fails (its connection died) stops at the front until the session decides what to do
-//! with the commands it carried, so a failure can never reorder or drop a reply.
+//! that fails (its connection died, or Redis refused a command before running it) stops at the
+//! front until the session decides what to do with the commands it carried, so a failure can
+//! never reorder or drop a reply.
 //!
 //! Every dispatched entry is answered exactly once: a [`ReplyTo`] dropped before its entry
 //! completed marks the entry as not sent, which the session turns into a retry or an error.
@@ -15,124 +16,18 @@
 //! the inbox stops storing and flags the overflow, and the session closes the client. A
 //! connection never waits for a client.
 
+mod entry;
+
 use std::collections::VecDeque;
 use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use bytes::{Bytes, BytesMut};
-use smallvec::SmallVec;
+use bytes::BytesMut;
 use tokio::sync::Notify;
 
-use crate::resp::command::Kind;
-
-/// One command inside a dispatched entry, remembered so that it can be re-sent or answered
-/// with an error if its connection fails.
-#[derive(Debug, Clone)]
-pub struct Sent {
-    /// Byte range of the command inside the entry's payload.
-    pub range: Range<usize>,
-    /// How the command is handled (decides whether it may be re-sent).
-    pub kind: Kind,
-    /// Reply frames the command produces.
-    pub frames: u32,
-    /// Of those, frames the client sees (the others belong to commands the proxy added).
-    pub replies: u32,
-}
-
-/// Why an entry stopped before receiving all its replies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FaultKind {
-    /// The payload never reached the connection's socket.
-    NotSent,
-    /// The payload was written, and the connection was lost before all replies arrived.
-    Lost,
-}
-
-/// A stopped entry, as handed to the session. The entry stays at the front of the inbox until
-/// the session calls [`Inbox::resolve`] with what replaces it.
-#[derive(Debug)]
-pub struct Fault {
-    /// The entry.
-    pub id: u64,
-    /// What happened.
-    pub kind: FaultKind,
-    /// Frames received (and released to the client) before the fault.
-    pub received: u32,
-    /// The payload that was dispatched.
-    pub payload: Bytes,
-    /// The commands it carried, in order.
-    pub cmds: SmallVec<[Sent; 1]>,
-    /// Frames of the payload the client must not see (see [`Dispatch::skip`]).
-    pub skip: u32,
-    /// Connection it was sent on.
-    pub conn: u64,
-    /// How many times it was sent already.
-    pub attempt: u8,
-    /// Whether its replies were to be dropped.
-    pub silent: bool,
-}
-
-/// What replaces a faulted entry.
-#[derive(Debug)]
-pub enum Resolution {
-    /// A reply the proxy writes (an error, typically).
-    Local(Bytes),
-    /// Commands sent again.
-    Dispatch(Dispatch),
-}
-
-/// How a session registers a dispatch.
-#[derive(Debug)]
-pub struct Dispatch {
-    /// Id of the connection it is sent on (see [`Inbox::busy_elsewhere`]).
-    pub conn: u64,
-    /// Reply frames expected.
-    pub expect: u32,
-    /// Leading frames to drop instead of forwarding (replies to commands the proxy added,
-    /// such as the MULTI and QUEUED replies of a transaction it buffered).
-    pub skip: u32,
-    /// Drop every frame (CLIENT REPLY OFF / SKIP).
-    pub silent: bool,
-    /// The bytes sent.
-    pub payload: Bytes,
-    /// The commands they carry.
-    pub cmds: SmallVec<[Sent; 1]>,
-    /// 0 for a first send, then 1, 2... for re-sends.
-    pub attempt: u8,
-}
-
-#[derive(Debug)]
-enum EntryState {
-    /// Waiting for frames.
-    Open,
-    /// Stopped; waits for the session.
-    Faulted(FaultKind),
-}
-
-#[derive(Debug)]
-struct Entry {
-    id: u64,
-    /// Connection carrying it (0 for local replies).
-    conn: u64,
-    /// Frames still expected (0 for local replies).
-    expect: u32,
-    got: u32,
-    skip: u32,
-    silent: bool,
-    /// Bytes waiting for this entry to reach the front.
-    held: BytesMut,
-    state: EntryState,
-    payload: Bytes,
-    cmds: SmallVec<[Sent; 1]>,
-    attempt: u8,
-}
-
-impl Entry {
-    fn done(&self) -> bool {
-        matches!(self.state, EntryState::Open) && self.got >= self.expect
-    }
-}
+pub use entry::{Dispatch, Fault, FaultKind, Resolution, Sent, Tail};
+use entry::{Entry, State as EntryState};
 
 #[derive(Debug, Default)]
 struct State {
@@ -141,7 +36,7 @@ struct State {
     /// Entries not yet released, in request order.
     queue: VecDeque<Entry>,
     next_id: u64,
-    /// Bytes held in `out` and in entries.
+    /// Bytes held in `out`, in entries and in refusal tails.
     buffered: usize,
     overflow: bool,
     closed: bool,
@@ -172,10 +67,8 @@ pub struct ReplyTo {
 pub struct Taken {
     /// Bytes to write to the client.
     pub out: BytesMut,
-    /// The front entry stopped: the session must resolve it.
+    /// The front entry stopped and is settled: the session must resolve it.
     pub fault: Option<Fault>,
-    /// Dispatched entries still open.
-    pub in_flight: usize,
     /// The output buffer limit was exceeded.
     pub overflow: bool,
 }
@@ -214,63 +107,31 @@ impl Inbox {
         self.notify.notified().await;
     }
 
+    fn new_id(st: &mut State) -> u64 {
+        let id = st.next_id;
+        st.next_id += 1;
+        id
+    }
+
     /// Appends a reply the proxy produced itself.
     pub fn push_local(&self, bytes: &[u8]) {
         let mut st = self.lock();
         if st.queue.is_empty() {
             st.out.extend_from_slice(bytes);
-            st.buffered += bytes.len();
         } else {
-            let entry = Self::local_entry(&mut st, bytes);
-            st.queue.push_back(entry);
+            let id = Self::new_id(&mut st);
+            st.queue.push_back(Entry::local(id, bytes));
         }
+        st.buffered += bytes.len();
         self.check_limit(&mut st);
     }
 
     /// Registers a dispatch; the returned [`ReplyTo`] goes to the connection that sends it.
     pub fn push_dispatch(self: &Arc<Self>, d: Dispatch) -> ReplyTo {
         let mut st = self.lock();
-        let entry = Self::new_entry(&mut st, d);
-        let id = entry.id;
-        st.queue.push_back(entry);
+        let id = Self::new_id(&mut st);
+        st.queue.push_back(Entry::dispatched(id, d));
         self.reply_to(id)
-    }
-
-    fn new_entry(st: &mut State, d: Dispatch) -> Entry {
-        let id = st.next_id;
-        st.next_id += 1;
-        Entry {
-            id,
-            conn: d.conn,
-            expect: d.expect,
-            got: 0,
-            skip: d.skip,
-            silent: d.silent,
-            held: BytesMut::new(),
-            state: EntryState::Open,
-            payload: d.payload,
-            cmds: d.cmds,
-            attempt: d.attempt,
-        }
-    }
-
-    fn local_entry(st: &mut State, bytes: &[u8]) -> Entry {
-        let id = st.next_id;
-        st.next_id += 1;
-        st.buffered += bytes.len();
-        Entry {
-            id,
-            conn: 0,
-            expect: 0,
-            got: 0,
-            skip: 0,
-            silent: false,
-            held: BytesMut::from(bytes),
-            state: EntryState::Open,
-            payload: Bytes::new(),
-            cmds: SmallVec::new(),
-            attempt: 0,
-        }
     }
 
     fn reply_to(self: &Arc<Self>, id: u64) -> ReplyTo {
@@ -290,18 +151,24 @@ impl Inbox {
             return tos;
         }
         if let Some(e) = st.queue.pop_front() {
-            if matches!(e.state, EntryState::Faulted(_)) {
+            if e.faulted() {
                 self.faults.fetch_sub(1, Ordering::AcqRel);
             }
+            st.buffered = st
+                .buffered
+                .saturating_sub(e.tail.iter().map(|t| t.bytes.len()).sum::<usize>());
         }
         let mut fresh = Vec::with_capacity(items.len());
         for item in items {
+            let id = Self::new_id(&mut st);
             match item {
-                Resolution::Local(bytes) => fresh.push(Self::local_entry(&mut st, &bytes)),
+                Resolution::Local(bytes) => {
+                    st.buffered += bytes.len();
+                    fresh.push(Entry::local(id, &bytes));
+                }
                 Resolution::Dispatch(d) => {
-                    let e = Self::new_entry(&mut st, d);
-                    tos.push(self.reply_to(e.id));
-                    fresh.push(e);
+                    tos.push(self.reply_to(id));
+                    fresh.push(Entry::dispatched(id, d));
                 }
             }
         }
@@ -315,43 +182,31 @@ impl Inbox {
         tos
     }
 
-    /// Takes the output ready for the client and the faulted front entry, if any.
+    /// Takes the output ready for the client and the faulted front entry, if it is settled.
     pub fn take(&self) -> Taken {
         let mut st = self.lock();
         Self::release(&mut st);
         let out = st.out.split();
-        st.buffered -= out.len();
-        let fault = match st.queue.front() {
-            Some(
-                e @ Entry {
-                    state: EntryState::Faulted(kind),
-                    ..
-                },
-            ) => Some(Fault {
-                id: e.id,
-                kind: *kind,
-                received: e.got,
-                payload: e.payload.clone(),
-                cmds: e.cmds.clone(),
-                skip: e.skip,
-                conn: e.conn,
-                attempt: e.attempt,
-                silent: e.silent,
-            }),
-            _ => None,
-        };
-        let in_flight = st.queue.iter().filter(|e| e.expect > 0).count();
+        st.buffered = st.buffered.saturating_sub(out.len());
+        let fault = st
+            .queue
+            .front()
+            .filter(|e| e.settled())
+            .and_then(Entry::fault);
         Taken {
             out,
             fault,
-            in_flight,
             overflow: st.overflow,
         }
     }
 
-    /// Dispatched entries still waiting for replies.
+    /// Dispatched entries still waiting for replies (or for the session, when faulted).
     pub fn in_flight(&self) -> usize {
-        self.lock().queue.iter().filter(|e| e.expect > 0).count()
+        self.lock()
+            .queue
+            .iter()
+            .filter(|e| e.open() || e.faulted())
+            .count()
     }
 
     /// Whether sending on connection `conn` now could run a command before an earlier one:
@@ -359,10 +214,10 @@ impl Inbox {
     /// on another connection. The session sends only when this is false, which keeps each
     /// client's commands executing in the order it sent them.
     pub fn busy_elsewhere(&self, conn: u64) -> bool {
-        self.lock().queue.iter().any(|e| {
-            matches!(e.state, EntryState::Faulted(_))
-                || (e.expect > 0 && !e.done() && e.conn != conn)
-        })
+        self.lock()
+            .queue
+            .iter()
+            .any(|e| e.faulted() || (e.open() && e.conn != conn))
     }
 
     /// Marks the inbox as abandoned: later deliveries are dropped.
@@ -370,9 +225,9 @@ impl Inbox {
         let mut st = self.lock();
         st.closed = true;
         st.queue.clear();
-        self.faults.store(0, Ordering::Release);
         st.out = BytesMut::new();
         st.buffered = 0;
+        self.faults.store(0, Ordering::Release);
     }
 
     /// Whether the session is gone.
@@ -412,32 +267,53 @@ impl Inbox {
         let st = &mut *st;
         let entry = &mut st.queue[pos];
         // Straight to the output only when nothing of this entry is still held back.
-        let at_front = pos == 0 && entry.held.is_empty();
+        let direct = pos == 0 && entry.held.is_empty();
         let mut added = 0;
         for r in frames {
-            let keep = entry.got >= entry.skip && !entry.silent;
+            if entry.faulted() {
+                added += push_tail(entry, &buf[r.clone()], false);
+                continue;
+            }
+            let keep = entry.visible();
             entry.got += 1;
             if keep {
                 added += r.len();
-                if at_front {
-                    st.out.extend_from_slice(&buf[r.clone()]);
-                } else {
-                    entry.held.extend_from_slice(&buf[r.clone()]);
-                }
+                let to = if direct { &mut st.out } else { &mut entry.held };
+                to.extend_from_slice(&buf[r.clone()]);
             }
         }
         if let Some(r) = partial {
-            if entry.got >= entry.skip && !entry.silent {
+            if entry.faulted() {
+                entry.tail_partial.extend_from_slice(&buf[r.clone()]);
                 added += r.len();
-                if at_front {
-                    st.out.extend_from_slice(&buf[r]);
-                } else {
-                    entry.held.extend_from_slice(&buf[r]);
-                }
+            } else if entry.visible() {
+                added += r.len();
+                let to = if direct { &mut st.out } else { &mut entry.held };
+                to.extend_from_slice(&buf[r]);
             }
         }
         st.buffered += added;
         Self::release(st);
+        self.check_limit(st);
+        self.notify.notify_one();
+    }
+
+    /// A refusal frame (the command did not run): the entry stops releasing replies; this and
+    /// every later frame are held for the session.
+    fn refuse(&self, id: u64, frame: &[u8]) {
+        let mut st = self.lock();
+        if st.closed {
+            return;
+        }
+        let st = &mut *st;
+        let Some(entry) = st.queue.iter_mut().find(|e| e.id == id) else {
+            return;
+        };
+        if !entry.faulted() {
+            entry.state = EntryState::Faulted(FaultKind::Refused);
+            self.faults.fetch_add(1, Ordering::AcqRel);
+        }
+        st.buffered += push_tail(entry, frame, true);
         self.check_limit(st);
         self.notify.notify_one();
     }
@@ -470,14 +346,33 @@ impl Inbox {
             return;
         }
         if let Some(entry) = st.queue.iter_mut().find(|e| e.id == id) {
-            if entry.got < entry.expect && matches!(entry.state, EntryState::Open) {
-                entry.state = EntryState::Faulted(kind);
-                self.faults.fetch_add(1, Ordering::AcqRel);
+            match entry.state {
+                EntryState::Open if entry.got < entry.expect => {
+                    entry.state = EntryState::Faulted(kind);
+                    self.faults.fetch_add(1, Ordering::AcqRel);
+                }
+                EntryState::Faulted(FaultKind::Refused) if entry.got < entry.expect => {
+                    entry.lost_after_refusal = true;
+                }
+                _ => {}
             }
         }
         drop(st);
         self.notify.notify_one();
     }
+}
+
+/// Stores a frame received after a refusal; returns the bytes added.
+fn push_tail(entry: &mut entry::Entry, frame: &[u8], refused: bool) -> usize {
+    let mut bytes = std::mem::take(&mut entry.tail_partial);
+    bytes.extend_from_slice(frame);
+    let len = frame.len();
+    entry.got += 1;
+    entry.tail.push(Tail {
+        bytes: bytes.freeze(),
+        refused,
+    });
+    len
 }
 
 // === impl ReplyTo ===
@@ -492,6 +387,11 @@ impl ReplyTo {
     /// of an unfinished frame (`partial`).
     pub fn deliver(&self, buf: &[u8], frames: &[Range<usize>], partial: Option<Range<usize>>) {
         self.inbox.deliver(self.id, buf, frames, partial);
+    }
+
+    /// Delivers a frame in which Redis refused a command before running it.
+    pub fn refuse(&self, frame: &[u8]) {
+        self.inbox.refuse(self.id, frame);
     }
 
     /// Delivers an out-of-band frame in arrival order relative to this entry's replies.
@@ -535,5 +435,4 @@ pub fn deliver_oob_idle(inbox: &Inbox, bytes: &[u8]) {
 }
 
 #[cfg(test)]
-#[path = "inbox_tests.rs"]
 mod tests;

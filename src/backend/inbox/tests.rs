@@ -1,3 +1,6 @@
+use bytes::Bytes;
+use smallvec::SmallVec;
+
 use super::*;
 
 fn dispatch(expect: u32) -> Dispatch {
@@ -9,6 +12,7 @@ fn dispatch(expect: u32) -> Dispatch {
         payload: Bytes::from_static(b"payload"),
         cmds: SmallVec::new(),
         attempt: 0,
+        started: None,
     }
 }
 

@@ -1,0 +1,331 @@
+//! Turning the gathered facts into a decision and publishing it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::decide::{self, Choice, NodeFacts, SentinelFacts, SiteFacts, Vote};
+use super::{Failover, Hold, ANNOUNCE_MAX};
+use crate::backend::NodeId;
+use crate::config::Authority;
+use crate::topology::{AuthorityStatus, Master, NodeStatus, RouteState, SiteStatus, Topology};
+
+impl Failover {
+    /// Decides and publishes when something material changed.
+    pub(super) fn decide(&mut self) {
+        let sites = self.site_statuses();
+        let addrs: Vec<std::net::SocketAddr> = self.reg.nodes.keys().copied().collect();
+        // Owned copies, so that the decision can update the failover's own state meanwhile.
+        let seen: Vec<Option<crate::topology::Observation>> =
+            self.reg.nodes.values().map(|n| n.seen.clone()).collect();
+        let facts: Vec<NodeFacts<'_>> = self
+            .reg
+            .nodes
+            .values()
+            .zip(&seen)
+            .map(|(n, seen)| NodeFacts {
+                healthy: n.last.as_ref().is_some_and(|r| r.healthy),
+                site_ok: sites[n.site].has_quorum(),
+                seen: seen.as_ref(),
+            })
+            .collect();
+        let current = self.handle.load();
+        let choice = match &self.settings.authority {
+            Authority::Nodes => decide::by_role(&facts),
+            Authority::Sentinel { .. } => self.by_sentinels(&facts, &addrs, &current.master),
+            Authority::ActiveActive => self.by_preference(&facts, &sites),
+        };
+        let master = match &choice {
+            Choice::Master(i) => self.master_of(addrs[*i], &facts[*i]),
+            _ => None,
+        };
+        let (state, master, reason) = self.overlay_hold(choice, master, &current.master);
+        let authority = self.authority_status(&facts);
+        let nodes = self.node_statuses();
+        if !material(&current, &state, &master, &nodes, &sites, &authority) {
+            return;
+        }
+        self.retire_for(&current, &state, &master);
+        self.epoch = self.epoch.max(current.epoch) + 1;
+        if current.state != state || current.master.as_ref().map(|m| &m.node) != master.as_ref().map(|m| &m.node) {
+            tracing::info!(
+                topology.epoch = self.epoch,
+                state = state.label(),
+                master = master.as_ref().map(|m| m.node.endpoint.to_string()).unwrap_or_default(),
+                reason = %reason,
+                "topology changed"
+            );
+        }
+        self.handle.publish(Topology {
+            epoch: self.epoch,
+            state,
+            master,
+            nodes,
+            sites,
+            authority,
+            reason,
+        });
+    }
+
+    /// Applies a suspension: a suspended master is not used until the hold is cleared.
+    fn overlay_hold(
+        &mut self,
+        choice: Choice,
+        chosen: Option<Arc<Master>>,
+        previous: &Option<Arc<Master>>,
+    ) -> (RouteState, Option<Arc<Master>>, String) {
+        if let Some(h) = &self.hold {
+            if h.announced && h.since.elapsed() > ANNOUNCE_MAX && !self.failover_in_progress() {
+                self.hold = None;
+            }
+        }
+        match (choice, chosen) {
+            (Choice::Master(_), Some(m)) => {
+                let blocked = self.hold.as_ref().is_some_and(|h| self.hold_blocks(h, &m.node));
+                if blocked {
+                    let cause = self.hold.as_ref().map(|h| h.cause.clone()).unwrap_or_default();
+                    return (RouteState::Holding, Some(m), cause);
+                }
+                self.hold = None;
+                let why = format!("{} verified as master", m.node.endpoint);
+                (RouteState::Verified, Some(m), why)
+            }
+            (Choice::Refuse(why), _) => (RouteState::NoMaster, None, why),
+            (Choice::Wait(why), _) => (RouteState::Holding, previous.clone(), why_or(&self.hold, why)),
+            (Choice::Master(_), None) => {
+                let why = "the chosen master has no observation yet".to_string();
+                (RouteState::Holding, previous.clone(), why_or(&self.hold, why))
+            }
+        }
+    }
+
+    /// Whether `node` stays suspended by `hold`: it is the suspended master and no fresh
+    /// evidence cleared it (a probe after a refusal; the end of an announced failover).
+    fn hold_blocks(&self, hold: &Hold, node: &Arc<NodeId>) -> bool {
+        if hold.master.as_ref() != Some(node) {
+            return false;
+        }
+        if hold.announced {
+            return true;
+        }
+        let probed_since = self
+            .reg
+            .nodes
+            .get(&node.endpoint.addr)
+            .and_then(|n| n.seen_at)
+            .is_some_and(|at| at > hold.since);
+        !probed_since
+    }
+
+    fn failover_in_progress(&self) -> bool {
+        self.reg
+            .sentinels
+            .values()
+            .filter_map(|s| s.last.as_ref().and_then(|(_, v)| v.as_ref().ok()))
+            .any(|v| v.flags.contains("failover_in_progress"))
+    }
+
+    fn master_of(&self, addr: std::net::SocketAddr, facts: &NodeFacts<'_>) -> Option<Arc<Master>> {
+        let node = self.reg.nodes.get(&addr)?;
+        let seen = facts.seen?;
+        Some(Arc::new(Master {
+            node: Arc::new(NodeId {
+                endpoint: node.endpoint.clone(),
+                run_id: seen.run_id.as_str().into(),
+            }),
+            replid: seen.replid.clone(),
+            version: seen.version.clone(),
+            modules: seen.modules.clone(),
+            commands: seen.commands.clone(),
+        }))
+    }
+
+    /// Fresh Sentinel answers, as votes.
+    fn votes(&self) -> Vec<Vote> {
+        let fresh = self.settings.interval * 3 + Duration::from_secs(1);
+        self.reg
+            .sentinels
+            .values()
+            .filter_map(|s| match &s.last {
+                Some((at, Ok(v))) if at.elapsed() <= fresh => Some(Vote {
+                    addr: format!("{}:{}", v.host, v.port),
+                    run_id: v.run_id.clone(),
+                    epoch: v.epoch,
+                    troubled: v.troubled(),
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn by_sentinels(
+        &self,
+        facts: &[NodeFacts<'_>],
+        addrs: &[std::net::SocketAddr],
+        current: &Option<Arc<Master>>,
+    ) -> Choice {
+        let votes = self.votes();
+        let cur = current.as_ref().and_then(|m| {
+            let i = addrs.iter().position(|a| *a == m.node.endpoint.addr)?;
+            Some((i, m.replid.as_str()))
+        });
+        let sf = SentinelFacts {
+            voters: self.reg.voters(),
+            current: cur,
+        };
+        let locate = |v: &Vote| -> Option<usize> {
+            if !v.run_id.is_empty() {
+                let by_run = facts
+                    .iter()
+                    .position(|f| f.seen.is_some_and(|o| o.run_id == v.run_id));
+                if by_run.is_some() {
+                    return by_run;
+                }
+            }
+            addrs.iter().position(|a| a.to_string() == v.addr).or_else(|| {
+                self.reg
+                    .nodes
+                    .values()
+                    .position(|n| n.endpoint.name.as_ref() == v.addr)
+            })
+        };
+        decide::by_sentinels(&votes, facts, sf, locate)
+    }
+
+    fn by_preference(&mut self, facts: &[NodeFacts<'_>], sites: &[SiteStatus]) -> Choice {
+        let now = Instant::now();
+        let configured = sites.len().saturating_sub(1);
+        let site_facts: Vec<SiteFacts> = (0..configured)
+            .map(|i| {
+                let up = sites[i].has_quorum();
+                let since = if up {
+                    *self.up_since.entry(i).or_insert(now)
+                } else {
+                    self.up_since.remove(&i);
+                    now
+                };
+                SiteFacts {
+                    priority: self.reg.sites[i].priority,
+                    up,
+                    up_for: now - since,
+                }
+            })
+            .collect();
+        let chosen = decide::by_preference(&site_facts, self.site_in_use, self.settings.failback_after);
+        if chosen != self.site_in_use {
+            tracing::info!(
+                from = self.site_in_use.map(|i| self.reg.sites[i].name.clone()).unwrap_or_default(),
+                to = chosen.map(|i| self.reg.sites[i].name.clone()).unwrap_or_default(),
+                "active-active site changed"
+            );
+            self.site_in_use = chosen;
+        }
+        let Some(site) = chosen else {
+            return Choice::Wait("no site has quorum".into());
+        };
+        let node = self
+            .reg
+            .nodes
+            .values()
+            .zip(facts)
+            .position(|(n, f)| n.site == site && f.healthy && f.seen.is_some());
+        match node {
+            Some(i) => Choice::Master(i),
+            None => Choice::Wait(format!("site {} has no healthy node", self.reg.sites[site].name)),
+        }
+    }
+
+    fn site_statuses(&self) -> Vec<SiteStatus> {
+        self.reg
+            .sites
+            .iter()
+            .enumerate()
+            .map(|(i, site)| {
+                let nodes = self.reg.nodes.values().filter(|n| n.site == i);
+                let known = nodes.clone().count();
+                let healthy = nodes.filter(|n| n.last.as_ref().is_some_and(|r| r.healthy)).count();
+                SiteStatus {
+                    name: site.name.clone(),
+                    known,
+                    healthy,
+                    needed: site.quorum.needed(known),
+                }
+            })
+            .collect()
+    }
+
+    fn node_statuses(&self) -> Vec<NodeStatus> {
+        self.reg
+            .nodes
+            .values()
+            .map(|n| NodeStatus {
+                site: self.reg.sites[n.site].name.clone(),
+                endpoint: n.endpoint.clone(),
+                healthy: n.last.as_ref().is_some_and(|r| r.healthy),
+                seen: n.seen.clone(),
+                error: n.last.as_ref().and_then(|r| r.error.clone()),
+            })
+            .collect()
+    }
+
+    fn authority_status(&self, facts: &[NodeFacts<'_>]) -> AuthorityStatus {
+        match self.settings.authority {
+            Authority::Sentinel { .. } => {
+                let answering = self.votes().len();
+                let voters = self.reg.voters();
+                AuthorityStatus {
+                    kind: "sentinel",
+                    reachable: answering > voters / 2,
+                    voters: (answering, voters),
+                }
+            }
+            Authority::Nodes | Authority::ActiveActive => AuthorityStatus {
+                kind: if self.settings.authority == Authority::Nodes { "nodes" } else { "active-active" },
+                reachable: facts.iter().any(|f| f.seen.is_some() && f.healthy),
+                voters: (0, 0),
+            },
+        }
+    }
+
+    /// Stops connections to a master no longer in use (or suspended).
+    fn retire_for(&self, current: &Topology, state: &RouteState, master: &Option<Arc<Master>>) {
+        let keep = match state {
+            RouteState::Verified => master.as_ref().map(|m| Arc::clone(&m.node)),
+            _ => None,
+        };
+        let was = current.routable_master().map(|m| Arc::clone(&m.node));
+        if was.is_some() && was != keep {
+            self.pool.retire_nodes(|n| keep.as_deref() == Some(n));
+        }
+    }
+}
+
+fn why_or(hold: &Option<Hold>, why: String) -> String {
+    match hold {
+        Some(h) => format!("{}; {why}", h.cause),
+        None => why,
+    }
+}
+
+/// Whether a new snapshot is worth publishing: routing changed, or a node's health or role,
+/// a site's quorum, or the authority's reachability did (offsets move every round and are not
+/// worth a new epoch).
+fn material(
+    current: &Topology,
+    state: &RouteState,
+    master: &Option<Arc<Master>>,
+    nodes: &[NodeStatus],
+    sites: &[SiteStatus],
+    authority: &AuthorityStatus,
+) -> bool {
+    if current.epoch == 0 || &current.state != state || current.master.as_ref().map(|m| &m.node) != master.as_ref().map(|m| &m.node) {
+        return true;
+    }
+    current.sites != sites
+        || current.authority != *authority
+        || current.nodes.len() != nodes.len()
+        || current.nodes.iter().zip(nodes).any(|(a, b)| {
+            a.endpoint != b.endpoint
+                || a.healthy != b.healthy
+                || a.seen.as_ref().map(|o| (&o.role, &o.run_id)) != b.seen.as_ref().map(|o| (&o.role, &o.run_id))
+        })
+}

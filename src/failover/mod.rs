@@ -1,0 +1,217 @@
+//! The single writer of the topology. It gathers what DNS, the probes, the Sentinels and the
+//! sessions report, decides who the master is ([`decide`]), and publishes a new snapshot (with
+//! a higher epoch) whenever that, or the health of a node or site, changed. Every change is
+//! logged once, with its reason.
+//!
+//! HOLD: when a failover is announced (a Sentinel starts one) or the master refuses writes
+//! (`-READONLY` and friends seen by a session), the master in use is suspended at once: the
+//! snapshot goes to `holding`, its connections are retired, and sessions keep new commands
+//! until a master is verified again: a different one, or the same one after a fresh probe
+//! shows it writable (for a refusal) or after Sentinel ended or aborted the failover (for an
+//! announcement).
+
+pub mod decide;
+mod registry;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::backend::{NodeId, Pool};
+use crate::config::Authority;
+use crate::topology::sentinel::Report as SentinelReport;
+use crate::topology::{RouteState, TopologyHandle};
+pub use registry::{Outputs, Reach, Registry, LEARNED_SITE};
+
+/// A Sentinel failover announcement that is never followed by an end or an abort is forgotten
+/// after this long, once no Sentinel reports the failover as in progress.
+const ANNOUNCE_MAX: Duration = Duration::from_secs(30);
+
+/// A session's report that the master in use refused a command or vanished.
+#[derive(Debug, Clone)]
+pub struct Signal {
+    /// The master the session was using.
+    pub master: Arc<NodeId>,
+    /// What happened (`READONLY`, `connection lost`, ...).
+    pub reason: String,
+}
+
+/// The sessions' way to report demotion signals (never blocks; a full channel means the
+/// failover task already has plenty to re-check).
+#[derive(Debug, Clone)]
+pub struct Signals(mpsc::Sender<Signal>);
+
+impl Signals {
+    /// Reports a signal.
+    pub fn send(&self, signal: Signal) {
+        let _ = self.0.try_send(signal);
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Hold {
+    since: Instant,
+    master: Option<Arc<NodeId>>,
+    cause: String,
+    /// Held because Sentinel announced a failover (cleared by its end or abort).
+    announced: bool,
+}
+
+/// Timing and behaviour.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Who decides.
+    pub authority: Authority,
+    /// Active-active failback grace.
+    pub failback_after: Duration,
+    /// Probe interval (also the decision tick).
+    pub interval: Duration,
+}
+
+/// The failover task.
+#[derive(Debug)]
+pub struct Failover {
+    handle: Arc<TopologyHandle>,
+    pool: Arc<Pool>,
+    settings: Settings,
+    reg: Registry,
+    dns: mpsc::Receiver<registry::DnsEvent>,
+    health: mpsc::Receiver<crate::topology::health::Report>,
+    sentinel: mpsc::Receiver<SentinelReport>,
+    signals: mpsc::Receiver<Signal>,
+    epoch: u64,
+    hold: Option<Hold>,
+    /// Active-active: the site in use, and since when each site has had quorum.
+    site_in_use: Option<usize>,
+    up_since: HashMap<usize, Instant>,
+}
+
+impl Failover {
+    /// Builds the task (it starts DNS watches at once) and the handle sessions signal on.
+    pub fn new(
+        handle: Arc<TopologyHandle>,
+        pool: Arc<Pool>,
+        sites: Vec<crate::config::Site>,
+        settings: Settings,
+        reach: Reach,
+        stop: &CancellationToken,
+    ) -> (Self, Signals) {
+        let (dns_tx, dns) = mpsc::channel(64);
+        let (health_tx, health) = mpsc::channel(256);
+        let (sentinel_tx, sentinel) = mpsc::channel(64);
+        let (signal_tx, signals) = mpsc::channel(256);
+        let out = Outputs {
+            dns: dns_tx,
+            health: health_tx,
+            sentinel: sentinel_tx,
+        };
+        let reg = Registry::new(sites, reach, out, stop.child_token());
+        let failover = Self {
+            handle,
+            pool,
+            settings,
+            reg,
+            dns,
+            health,
+            sentinel,
+            signals,
+            epoch: 0,
+            hold: None,
+            site_in_use: None,
+            up_since: HashMap::new(),
+        };
+        (failover, Signals(signal_tx))
+    }
+
+    /// Runs until `stop` is cancelled.
+    pub async fn run(mut self, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(self.settings.interval);
+        loop {
+            tokio::select! {
+                Some(ev) = self.dns.recv() => {
+                    self.reg.on_dns(ev);
+                }
+                Some(r) = self.health.recv() => self.on_health(r),
+                Some(r) = self.sentinel.recv() => self.on_sentinel(r),
+                Some(s) = self.signals.recv() => self.on_signal(s),
+                _ = tick.tick() => {}
+                _ = stop.cancelled() => return,
+            }
+            self.decide();
+        }
+    }
+
+    fn on_health(&mut self, r: crate::topology::health::Report) {
+        if r.flipped {
+            tracing::info!(node = %r.endpoint, healthy = r.healthy, error = r.error.as_deref().unwrap_or(""), "node health changed");
+        }
+        if let Some(node) = self.reg.nodes.get_mut(&r.endpoint.addr) {
+            if let Some(seen) = &r.seen {
+                node.seen = Some(seen.clone());
+                node.seen_at = Some(Instant::now());
+            }
+            node.last = Some(r);
+        }
+    }
+
+    fn on_sentinel(&mut self, r: SentinelReport) {
+        match r {
+            SentinelReport::View { sentinel, view } => {
+                if let Ok(v) = &view {
+                    self.reg.learn(&v.host, v.port);
+                    for (h, p) in &v.replicas {
+                        self.reg.learn(h, *p);
+                    }
+                }
+                if let Some(s) = self.reg.sentinels.get_mut(&sentinel.addr) {
+                    s.last = Some((Instant::now(), view));
+                }
+            }
+            SentinelReport::Event { name, announce, .. } => {
+                if announce {
+                    self.suspend(format!("Sentinel announced a failover ({name})"), true);
+                } else if name.starts_with("-failover-abort") || name.starts_with("+failover-end") || name == "+switch-master" {
+                    if let Some(h) = self.hold.as_mut().filter(|h| h.announced) {
+                        h.announced = false;
+                        h.since = Instant::now();
+                    }
+                }
+                self.reg.recheck_all();
+            }
+        }
+    }
+
+    fn on_signal(&mut self, s: Signal) {
+        let current = self.handle.load();
+        let in_use = current.master.as_ref().is_some_and(|m| m.node == s.master);
+        if in_use && current.state == RouteState::Verified {
+            self.suspend(format!("{} reported {}", s.master.endpoint, s.reason), false);
+        }
+        self.reg.recheck_all();
+    }
+
+    /// Suspends the master in use (HOLD) until it is verified again or replaced.
+    fn suspend(&mut self, cause: String, announced: bool) {
+        let master = self.handle.load().master.as_ref().map(|m| Arc::clone(&m.node));
+        match self.hold.as_mut() {
+            Some(h) => {
+                h.announced |= announced;
+                h.since = Instant::now();
+            }
+            None => {
+                self.hold = Some(Hold {
+                    since: Instant::now(),
+                    master,
+                    cause,
+                    announced,
+                })
+            }
+        }
+        self.reg.recheck_all();
+    }
+}
+
+mod apply;

@@ -1,0 +1,280 @@
+//! The nodes and Sentinels the failover task knows, kept in step with DNS: every configured
+//! name is watched; an address that appears gets its own probe (or Sentinel watcher) and is
+//! used only once its probes pass; an address that disappears is dropped, its connections
+//! drained. Nodes named by Sentinel but not configured are watched too, in a site of their own.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::backend::{BackendAuth, Dialer, Endpoint};
+use crate::config::{Quorum, Site};
+use crate::topology::discovery::{Resolver, Target, Update};
+use crate::topology::health::{HealthConfig, Monitor, Report};
+use crate::topology::probe::Prober;
+use crate::topology::sentinel::{MasterView, Report as SentinelReport, SentinelSettings, Watcher};
+
+/// Name of the site that holds nodes learned from Sentinel and not configured.
+pub const LEARNED_SITE: &str = "learned-from-sentinel";
+
+/// What a DNS watch feeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Feeds {
+    /// Redis nodes of a site.
+    Nodes(usize),
+    /// Sentinels.
+    Sentinels,
+}
+
+/// A DNS update tagged with what it feeds.
+#[derive(Debug)]
+pub struct DnsEvent {
+    /// What the name feeds.
+    pub feeds: Feeds,
+    /// The update.
+    pub update: Update,
+}
+
+/// A probed node.
+#[derive(Debug)]
+pub struct Node {
+    /// Its address and name.
+    pub endpoint: Endpoint,
+    /// Site index.
+    pub site: usize,
+    monitor: Monitor,
+    /// Latest report.
+    pub last: Option<Report>,
+    /// Latest successful observation: kept through a failed probe, since one lost probe must
+    /// not move traffic while the node still counts as healthy (hysteresis).
+    pub seen: Option<crate::topology::Observation>,
+    /// When `seen` was taken.
+    pub seen_at: Option<Instant>,
+}
+
+impl Node {
+    /// Probes now.
+    pub fn recheck(&self) {
+        self.monitor.recheck();
+    }
+}
+
+/// A watched Sentinel.
+#[derive(Debug)]
+pub struct Sentinel {
+    /// Its address.
+    pub endpoint: Endpoint,
+    watcher: Watcher,
+    /// Latest view and when it arrived.
+    pub last: Option<(Instant, Result<MasterView, String>)>,
+}
+
+/// Channels the registry's tasks report on.
+#[derive(Debug, Clone)]
+pub struct Outputs {
+    /// DNS updates.
+    pub dns: mpsc::Sender<DnsEvent>,
+    /// Probe reports.
+    pub health: mpsc::Sender<Report>,
+    /// Sentinel reports.
+    pub sentinel: mpsc::Sender<SentinelReport>,
+}
+
+/// How to reach things.
+#[derive(Debug, Clone)]
+pub struct Reach {
+    /// Resolver.
+    pub resolver: Resolver,
+    /// Dialer.
+    pub dialer: Dialer,
+    /// Credentials for probes.
+    pub auth: BackendAuth,
+    /// Probe timing.
+    pub health: HealthConfig,
+    /// Sentinel settings (Sentinel authority only).
+    pub sentinel: Option<SentinelSettings>,
+}
+
+/// Everything known.
+#[derive(Debug)]
+pub struct Registry {
+    /// Sites (configured, then the learned one).
+    pub sites: Vec<Site>,
+    /// Nodes by address.
+    pub nodes: BTreeMap<SocketAddr, Node>,
+    /// Sentinels by address.
+    pub sentinels: BTreeMap<SocketAddr, Sentinel>,
+    /// Configured Sentinel names (each counts as at least one voter).
+    pub sentinel_names: usize,
+    /// Current answer of each watched name.
+    answers: HashMap<(Feeds, Target), Vec<Endpoint>>,
+    reach: Reach,
+    out: Outputs,
+    stop: CancellationToken,
+}
+
+impl Registry {
+    /// Starts watching every configured name.
+    pub fn new(sites: Vec<Site>, reach: Reach, out: Outputs, stop: CancellationToken) -> Self {
+        let mut reg = Self {
+            sentinel_names: sites.iter().map(|s| s.sentinels.len()).sum(),
+            sites,
+            nodes: BTreeMap::new(),
+            sentinels: BTreeMap::new(),
+            answers: HashMap::new(),
+            reach,
+            out,
+            stop,
+        };
+        reg.sites.push(Site {
+            name: LEARNED_SITE.into(),
+            quorum: Quorum::Count(1),
+            priority: u32::MAX,
+            ..Site::default()
+        });
+        for (i, site) in reg.sites.clone().iter().enumerate() {
+            for t in site.nodes.iter().filter_map(|n| host_target(n)) {
+                reg.watch(Feeds::Nodes(i), t);
+            }
+            for srv in &site.srv {
+                reg.watch(Feeds::Nodes(i), Target::Srv(srv.clone()));
+            }
+            for t in site.sentinels.iter().filter_map(|n| host_target(n)) {
+                reg.watch(Feeds::Sentinels, t);
+            }
+        }
+        reg
+    }
+
+    fn watch(&mut self, feeds: Feeds, target: Target) {
+        if self.answers.contains_key(&(feeds, target.clone())) {
+            return;
+        }
+        self.answers.insert((feeds, target.clone()), Vec::new());
+        let tx = self.out.dns.clone();
+        let (fwd_tx, mut fwd_rx) = mpsc::channel::<Update>(4);
+        let resolver = self.reach.resolver.clone();
+        tokio::spawn(resolver.watch(target, fwd_tx, self.stop.child_token()));
+        tokio::spawn(async move {
+            while let Some(update) = fwd_rx.recv().await {
+                if tx.send(DnsEvent { feeds, update }).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+
+    /// Applies a DNS update; returns whether the set of nodes or Sentinels changed.
+    pub fn on_dns(&mut self, ev: DnsEvent) -> bool {
+        let key = (ev.feeds, ev.update.target.clone());
+        if self.answers.get(&key) == Some(&ev.update.endpoints) {
+            return false;
+        }
+        self.answers.insert(key, ev.update.endpoints);
+        match ev.feeds {
+            Feeds::Nodes(site) => self.reconcile_nodes(site),
+            Feeds::Sentinels => self.reconcile_sentinels(),
+        }
+        true
+    }
+
+    /// Makes sure a node Sentinel named is watched (in the learned site unless configured).
+    pub fn learn(&mut self, host: &str, port: u16) {
+        let target = Target::Host {
+            host: host.to_string(),
+            port,
+        };
+        let known = self
+            .answers
+            .iter()
+            .any(|((f, t), eps)| matches!(f, Feeds::Nodes(_)) && (t == &target || eps.iter().any(|e| e.name.as_ref() == target.to_string())));
+        if !known {
+            self.watch(Feeds::Nodes(self.sites.len() - 1), target);
+        }
+    }
+
+    fn reconcile_nodes(&mut self, site: usize) {
+        let wanted: BTreeMap<SocketAddr, Endpoint> = self
+            .answers
+            .iter()
+            .filter(|((f, _), _)| *f == Feeds::Nodes(site))
+            .flat_map(|(_, eps)| eps.iter().map(|e| (e.addr, e.clone())))
+            .collect();
+        self.nodes.retain(|addr, n| {
+            let keep = n.site != site || wanted.contains_key(addr);
+            if !keep {
+                tracing::info!(node = %n.endpoint, site = %self.sites[site].name, "node left DNS; dropping it");
+            }
+            keep
+        });
+        for (addr, ep) in wanted {
+            if self.nodes.contains_key(&addr) {
+                continue;
+            }
+            tracing::info!(node = %ep, site = %self.sites[site].name, "node found; probing before use");
+            let prober = Prober::new(ep.clone(), self.reach.dialer, self.reach.auth.clone(), self.reach.health.timeout);
+            let monitor = Monitor::spawn(prober, self.reach.health, self.out.health.clone());
+            self.nodes.insert(
+                addr,
+                Node {
+                    endpoint: ep,
+                    site,
+                    monitor,
+                    last: None,
+                    seen: None,
+                    seen_at: None,
+                },
+            );
+        }
+    }
+
+    fn reconcile_sentinels(&mut self) {
+        let Some(settings) = self.reach.sentinel.clone() else {
+            return;
+        };
+        let wanted: BTreeMap<SocketAddr, Endpoint> = self
+            .answers
+            .iter()
+            .filter(|((f, _), _)| *f == Feeds::Sentinels)
+            .flat_map(|(_, eps)| eps.iter().map(|e| (e.addr, e.clone())))
+            .collect();
+        self.sentinels.retain(|addr, _| wanted.contains_key(addr));
+        for (addr, ep) in wanted {
+            if self.sentinels.contains_key(&addr) {
+                continue;
+            }
+            let watcher = Watcher::spawn(ep.clone(), self.reach.dialer, settings.clone(), self.out.sentinel.clone());
+            self.sentinels.insert(
+                addr,
+                Sentinel {
+                    endpoint: ep,
+                    watcher,
+                    last: None,
+                },
+            );
+        }
+    }
+
+    /// Voters for the majority rule: configured names, or resolved addresses if more.
+    pub fn voters(&self) -> usize {
+        self.sentinel_names.max(self.sentinels.len())
+    }
+
+    /// Asks every node and Sentinel for an immediate round.
+    pub fn recheck_all(&self) {
+        self.nodes.values().for_each(Node::recheck);
+        self.sentinels.values().for_each(|s| s.watcher.recheck());
+    }
+}
+
+/// `host:port` as a DNS target.
+pub(super) fn host_target(s: &str) -> Option<Target> {
+    let (host, port) = crate::config::split_host_port(s)?;
+    Some(Target::Host {
+        host: host.to_string(),
+        port,
+    })
+}

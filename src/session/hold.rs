@@ -1,0 +1,139 @@
+//! HOLD: what a session does while no master can take its commands.
+//!
+//! A hold episode starts when the session first finds the topology not routable (a failover
+//! is under way, the master refused writes, none is verified yet). Its commands wait, in
+//! order, because the first of them stalls and nothing behind it is processed. The episode
+//! ends when a master is verified: the stalled command and every failed dispatch waiting at
+//! the front of the inbox go to the new master. If that does not happen within the hold
+//! timeout, every waiting command gets a clear "not executed" error, and so does every further
+//! command until a master is verified again (failing fast instead of queueing behind an
+//! outage). A global cap bounds how many clients wait at once; past it, commands fail at once.
+//!
+//! While pinned, the session also follows the topology to move its subscriptions to a new
+//! master, or to close the client when its server-side state cannot move (MONITOR, tracking).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use super::route::Conn;
+use super::Session;
+use crate::resp::reply::ClientError;
+use crate::topology::RouteState;
+
+/// One session's hold episode.
+#[derive(Debug, Default)]
+pub(super) struct Hold {
+    /// When the episode started (None: not holding).
+    since: Option<Instant>,
+    /// The hold timeout passed: fail fast until a master is verified.
+    expired: bool,
+    /// The session counts against the global cap.
+    counted: bool,
+}
+
+impl Hold {
+    /// When the episode times out, while it can.
+    pub(super) fn deadline(&self, timeout: std::time::Duration) -> Option<Instant> {
+        match self.since {
+            Some(since) if !self.expired => Some(since + timeout),
+            _ => None,
+        }
+    }
+
+    pub(super) fn expire(&mut self) {
+        self.expired = true;
+    }
+
+    pub(super) fn active(&self) -> bool {
+        self.since.is_some()
+    }
+}
+
+/// What to do with a command that needs a master while none is routable.
+#[derive(Debug)]
+pub(super) enum Wait {
+    /// Keep it (stall) until a master is verified or the hold times out.
+    Hold,
+    /// Answer it with this error now.
+    Fail(ClientError),
+}
+
+impl Session {
+    /// Starts or continues a hold episode; says whether to keep waiting.
+    pub(super) fn hold_for(&mut self, why: &str) -> Wait {
+        let fail = || ClientError::NoMaster {
+            why: why.to_string(),
+        };
+        if self.hold.expired {
+            return Wait::Fail(fail());
+        }
+        if self.hold.since.is_none() {
+            let held = self.ctx.held.fetch_add(1, Ordering::AcqRel) + 1;
+            self.hold.counted = true;
+            self.hold.since = Some(Instant::now());
+            if held > self.ctx.max_held_clients {
+                self.hold.expired = true;
+                return Wait::Fail(fail());
+            }
+        }
+        Wait::Hold
+    }
+
+    /// Ends the hold episode (a master is routable again, or the session ends).
+    pub(super) fn end_hold(&mut self) {
+        if self.hold.counted {
+            self.ctx.held.fetch_sub(1, Ordering::AcqRel);
+        }
+        self.hold = Hold::default();
+    }
+
+    /// Whether the session must hear about topology changes now.
+    pub(super) fn waits_for_topology(&self) -> bool {
+        self.hold.active() || self.deferred.is_some() || self.conn.is_pinned()
+    }
+
+    /// A new topology was published.
+    pub(super) async fn on_topology(&mut self) {
+        let topo = self.ctx.topology.load();
+        if topo.state == RouteState::Verified {
+            self.end_hold();
+        }
+        let Some(master) = topo.routable_master() else {
+            return;
+        };
+        let pinned_elsewhere = matches!(&self.conn, Conn::Pinned { conn, .. } if conn.key().node != master.node);
+        if pinned_elsewhere {
+            self.follow_master(Arc::clone(&master.node)).await;
+        }
+    }
+
+    /// The master changed under a pinned connection.
+    async fn follow_master(&mut self, _to: Arc<crate::backend::NodeId>) {
+        let Some(pins) = self.conn.pins().copied() else {
+            return;
+        };
+        if pins.monitor || pins.tracking {
+            // Server-side state that cannot be rebuilt: the client must reconnect (and a
+            // tracking client flush its cache, as the client-side caching contract says).
+            tracing::info!(client.id = self.id(), "master changed under MONITOR or tracking; closing client");
+            self.discard_conn();
+            self.closing = true;
+            return;
+        }
+        if self.inbox.in_flight() > 0 {
+            // Earlier commands are still answered by the old connection; move afterwards (a
+            // later topology change or fault brings the session back here).
+            return;
+        }
+        if pins.watch {
+            self.watch_broken = true;
+        }
+        if pins.pubsub {
+            self.resubscribe().await;
+        } else {
+            self.discard_conn();
+        }
+    }
+}

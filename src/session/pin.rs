@@ -1,0 +1,175 @@
+//! Dedicated connections: taking one for a blocking command, pinning one while the client
+//! holds server-side state, giving it back when that state is gone, and moving a subscriber's
+//! subscriptions to a new master.
+
+use bytes::BytesMut;
+use smallvec::SmallVec;
+
+use super::route::{Conn, Pins, Route, Single, Unroutable};
+use super::Session;
+use crate::backend::{Dedicated, DedicatedError, Sent};
+use crate::resp::command::{Channels, Kind};
+use crate::resp::reply::ClientError;
+use crate::resp::Request;
+
+impl Session {
+    /// Takes a dedicated connection for the current key, releasing the current connection.
+    /// The caller has checked that nothing is in flight.
+    pub(super) async fn take_dedicated(&mut self) -> Result<Dedicated, Route> {
+        let key = match self.shared_key() {
+            Ok(k) => k,
+            Err(u) => return Err(self.unroutable(u)),
+        };
+        if self.hold.active() {
+            self.end_hold();
+        }
+        if let Conn::Borrowed { conn } = &self.conn {
+            if *conn.key() == key && !conn.is_closed() {
+                if let Conn::Borrowed { conn } = std::mem::take(&mut self.conn) {
+                    return Ok(conn);
+                }
+            }
+        }
+        self.release_conn();
+        match self.ctx.pool.dedicated(&key).await {
+            Ok(conn) => Ok(conn),
+            Err(DedicatedError::TooMany) => Err(Route::Refuse(ClientError::TooManyPinned)),
+            Err(DedicatedError::Conn(e)) => {
+                tracing::debug!(client.id = self.id(), error = %e, "dedicated connection failed");
+                Err(self.unroutable(Unroutable::Hold("the master cannot be reached".into())))
+            }
+        }
+    }
+
+    /// Pins a dedicated connection (the caller sets the reasons).
+    pub(super) async fn pin(&mut self) -> Result<(), Route> {
+        if self.conn.is_pinned() {
+            return Ok(());
+        }
+        let conn = self.take_dedicated().await?;
+        self.conn = Conn::Pinned {
+            conn,
+            pins: Pins::default(),
+            dirty: false,
+        };
+        self.publish_view();
+        Ok(())
+    }
+
+    /// Gives up the current connection: a clean dedicated one returns to the pool.
+    pub(super) fn release_conn(&mut self) {
+        match std::mem::take(&mut self.conn) {
+            Conn::Pinned { conn, pins, dirty } if !pins.any() && !dirty => {
+                self.ctx.pool.give_back(conn)
+            }
+            Conn::Borrowed { conn } => self.ctx.pool.give_back(conn),
+            // A pinned connection with state (or changed) is closed by dropping it.
+            _ => {}
+        }
+    }
+
+    /// Drops the current connection without returning it (its state is unknown).
+    pub(super) fn discard_conn(&mut self) {
+        self.conn = Conn::None;
+        self.publish_view();
+    }
+
+    /// Returns a dedicated connection nobody needs any more, once it is quiet; moves a pinned
+    /// client whose master changed while commands were in flight.
+    pub(super) async fn release_idle_conn(&mut self) {
+        let quiet = self.batch.is_empty() && self.inbox.in_flight() == 0;
+        if !quiet {
+            return;
+        }
+        let idle = match &self.conn {
+            Conn::Pinned { pins, .. } => !pins.any(),
+            Conn::Borrowed { .. } => true,
+            _ => false,
+        };
+        if idle {
+            let was_pinned = self.conn.is_pinned();
+            self.release_conn();
+            if was_pinned {
+                self.inbox.set_limit(self.ctx.limits.output_buffer);
+                self.publish_view();
+            }
+            return;
+        }
+        let moved = {
+            let topo = self.ctx.topology.load();
+            matches!((&self.conn, topo.routable_master()), (Conn::Pinned { conn, .. }, Some(m)) if conn.key().node != m.node)
+        };
+        if moved {
+            self.on_topology().await;
+        }
+    }
+
+    /// Moves the client's subscriptions to a dedicated connection on the current master:
+    /// subscribes again to every channel, pattern and shard channel, dropping the
+    /// confirmations (the client already had them). Messages published in between are lost,
+    /// which is Redis's own at-most-once promise for pub/sub.
+    pub(super) async fn resubscribe(&mut self) {
+        let pins = self.conn.pins().copied().unwrap_or_default();
+        self.discard_conn();
+        let conn = match self.take_dedicated().await {
+            Ok(c) => c,
+            Err(_) => {
+                tracing::info!(client.id = self.id(), "cannot move subscriptions to the new master; closing client");
+                self.closing = true;
+                return;
+            }
+        };
+        self.conn = Conn::Pinned {
+            conn,
+            pins: Pins {
+                pubsub: true,
+                ..Pins::default()
+            },
+            dirty: false,
+        };
+        if pins.watch {
+            self.watch_broken = true;
+        }
+        let mut payload = BytesMut::new();
+        let mut frames = 0;
+        for (kind, names) in self.subs.lists() {
+            if names.is_empty() {
+                continue;
+            }
+            let verb = match kind {
+                Channels::Plain => "SUBSCRIBE",
+                Channels::Pattern => "PSUBSCRIBE",
+                Channels::Shard => "SSUBSCRIBE",
+            };
+            let mut args: Vec<&[u8]> = vec![verb.as_bytes()];
+            args.extend(names.iter().map(|n| n.as_ref()));
+            payload.extend_from_slice(Request::from_args(&args).bytes());
+            frames += names.len() as u32;
+        }
+        if frames == 0 {
+            return;
+        }
+        let len = payload.len();
+        let cmds = SmallVec::from_elem(
+            Sent {
+                range: 0..len,
+                kind: Kind::Subscribe(Channels::Plain),
+                frames,
+                replies: 0,
+            },
+            1,
+        );
+        let single = Single {
+            payload: payload.freeze(),
+            cmds,
+            expect: frames,
+            skip: frames,
+            timed: true,
+            mode: None,
+            started: None,
+        };
+        tracing::info!(client.id = self.id(), channels = frames, "subscriptions moved to the new master");
+        self.send_single(single, true).await;
+        self.publish_view();
+    }
+}
