@@ -83,7 +83,11 @@ impl Cli {
             // healthy node is enough for it to take traffic.
             cfg.sites = vec![Site {
                 nodes: self.nodes.iter().map(|n| n.trim().to_string()).collect(),
-                sentinels: self.sentinels.iter().map(|n| n.trim().to_string()).collect(),
+                sentinels: self
+                    .sentinels
+                    .iter()
+                    .map(|n| n.trim().to_string())
+                    .collect(),
                 quorum: Quorum::Count(1),
                 ..Site::default()
             }];

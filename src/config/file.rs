@@ -78,7 +78,10 @@ fn read_quorum(r: &mut Reader<'_>, p: &mut Problems) -> Quorum {
         Some(toml::Value::String(s)) if s == "majority" => Quorum::Majority,
         Some(toml::Value::Integer(n)) if n >= 1 => Quorum::Count(n as usize),
         Some(_) => {
-            p.add(&r.path_of("quorum"), "expected \"majority\" or a number of nodes (at least 1)");
+            p.add(
+                &r.path_of("quorum"),
+                "expected \"majority\" or a number of nodes (at least 1)",
+            );
             Quorum::Majority
         }
     }
@@ -102,7 +105,10 @@ pub(super) fn read_failover(mut r: Reader<'_>, p: &mut Problems) -> Failover {
         }
     };
     if master_name.is_some() && !matches!(authority, Authority::Sentinel { .. }) {
-        p.add(&r.path_of("master_name"), "only used with authority = \"sentinel\"");
+        p.add(
+            &r.path_of("master_name"),
+            "only used with authority = \"sentinel\"",
+        );
     }
     let f = Failover {
         authority,
@@ -200,4 +206,3 @@ pub(super) fn read_log_format(r: &mut Reader<'_>, p: &mut Problems) -> LogFormat
         }
     }
 }
-

@@ -479,12 +479,18 @@ impl Config {
                     p.add("sites", "the sentinel authority needs Sentinel addresses (--sentinels or [[sites]] sentinels)");
                 }
                 if master_name.is_empty() {
-                    p.add("failover.master_name", "the sentinel authority needs the master name");
+                    p.add(
+                        "failover.master_name",
+                        "the sentinel authority needs the master name",
+                    );
                 }
             }
             Authority::Nodes | Authority::ActiveActive => {
                 if !has(|s| !s.nodes.is_empty() || !s.srv.is_empty()) {
-                    p.add("sites", "no Redis node configured (give --nodes or [[sites]] nodes)");
+                    p.add(
+                        "sites",
+                        "no Redis node configured (give --nodes or [[sites]] nodes)",
+                    );
                 }
             }
         }
@@ -492,7 +498,10 @@ impl Config {
             for (key, list) in [("nodes", &site.nodes), ("sentinels", &site.sentinels)] {
                 for (j, addr) in list.iter().enumerate() {
                     if split_host_port(addr).is_none() {
-                        p.add(&format!("sites[{i}].{key}[{j}]"), format!("{addr:?} is not host:port"));
+                        p.add(
+                            &format!("sites[{i}].{key}[{j}]"),
+                            format!("{addr:?} is not host:port"),
+                        );
                     }
                 }
             }
@@ -500,7 +509,10 @@ impl Config {
                 p.add(&format!("sites[{i}].quorum"), "must be at least 1");
             }
             if self.sites[..i].iter().any(|o| o.name == site.name) {
-                p.add(&format!("sites[{i}].name"), format!("site name {:?} is used twice", site.name));
+                p.add(
+                    &format!("sites[{i}].name"),
+                    format!("site name {:?} is used twice", site.name),
+                );
             }
         }
         if self.failover.hold_timeout.is_zero() {

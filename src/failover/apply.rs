@@ -46,7 +46,9 @@ impl Failover {
         }
         self.retire_for(&current, &state, &master);
         self.epoch = self.epoch.max(current.epoch) + 1;
-        if current.state != state || current.master.as_ref().map(|m| &m.node) != master.as_ref().map(|m| &m.node) {
+        if current.state != state
+            || current.master.as_ref().map(|m| &m.node) != master.as_ref().map(|m| &m.node)
+        {
             tracing::info!(
                 topology.epoch = self.epoch,
                 state = state.label(),
@@ -80,9 +82,16 @@ impl Failover {
         }
         match (choice, chosen) {
             (Choice::Master(_), Some(m)) => {
-                let blocked = self.hold.as_ref().is_some_and(|h| self.hold_blocks(h, &m.node));
+                let blocked = self
+                    .hold
+                    .as_ref()
+                    .is_some_and(|h| self.hold_blocks(h, &m.node));
                 if blocked {
-                    let cause = self.hold.as_ref().map(|h| h.cause.clone()).unwrap_or_default();
+                    let cause = self
+                        .hold
+                        .as_ref()
+                        .map(|h| h.cause.clone())
+                        .unwrap_or_default();
                     return (RouteState::Holding, Some(m), cause);
                 }
                 self.hold = None;
@@ -90,10 +99,18 @@ impl Failover {
                 (RouteState::Verified, Some(m), why)
             }
             (Choice::Refuse(why), _) => (RouteState::NoMaster, None, why),
-            (Choice::Wait(why), _) => (RouteState::Holding, previous.clone(), why_or(&self.hold, why)),
+            (Choice::Wait(why), _) => (
+                RouteState::Holding,
+                previous.clone(),
+                why_or(&self.hold, why),
+            ),
             (Choice::Master(_), None) => {
                 let why = "the chosen master has no observation yet".to_string();
-                (RouteState::Holding, previous.clone(), why_or(&self.hold, why))
+                (
+                    RouteState::Holding,
+                    previous.clone(),
+                    why_or(&self.hold, why),
+                )
             }
         }
     }
@@ -181,12 +198,15 @@ impl Failover {
                     return by_run;
                 }
             }
-            addrs.iter().position(|a| a.to_string() == v.addr).or_else(|| {
-                self.reg
-                    .nodes
-                    .values()
-                    .position(|n| n.endpoint.name.as_ref() == v.addr)
-            })
+            addrs
+                .iter()
+                .position(|a| a.to_string() == v.addr)
+                .or_else(|| {
+                    self.reg
+                        .nodes
+                        .values()
+                        .position(|n| n.endpoint.name.as_ref() == v.addr)
+                })
         };
         decide::by_sentinels(&votes, facts, sf, locate)
     }
@@ -210,11 +230,17 @@ impl Failover {
                 }
             })
             .collect();
-        let chosen = decide::by_preference(&site_facts, self.site_in_use, self.settings.failback_after);
+        let chosen =
+            decide::by_preference(&site_facts, self.site_in_use, self.settings.failback_after);
         if chosen != self.site_in_use {
             tracing::info!(
-                from = self.site_in_use.map(|i| self.reg.sites[i].name.clone()).unwrap_or_default(),
-                to = chosen.map(|i| self.reg.sites[i].name.clone()).unwrap_or_default(),
+                from = self
+                    .site_in_use
+                    .map(|i| self.reg.sites[i].name.clone())
+                    .unwrap_or_default(),
+                to = chosen
+                    .map(|i| self.reg.sites[i].name.clone())
+                    .unwrap_or_default(),
                 "active-active site changed"
             );
             self.site_in_use = chosen;
@@ -230,7 +256,10 @@ impl Failover {
             .position(|(n, f)| n.site == site && f.healthy && f.seen.is_some());
         match node {
             Some(i) => Choice::Master(i),
-            None => Choice::Wait(format!("site {} has no healthy node", self.reg.sites[site].name)),
+            None => Choice::Wait(format!(
+                "site {} has no healthy node",
+                self.reg.sites[site].name
+            )),
         }
     }
 
@@ -242,7 +271,9 @@ impl Failover {
             .map(|(i, site)| {
                 let nodes = self.reg.nodes.values().filter(|n| n.site == i);
                 let known = nodes.clone().count();
-                let healthy = nodes.filter(|n| n.last.as_ref().is_some_and(|r| r.healthy)).count();
+                let healthy = nodes
+                    .filter(|n| n.last.as_ref().is_some_and(|r| r.healthy))
+                    .count();
                 SiteStatus {
                     name: site.name.clone(),
                     known,
@@ -279,7 +310,11 @@ impl Failover {
                 }
             }
             Authority::Nodes | Authority::ActiveActive => AuthorityStatus {
-                kind: if self.settings.authority == Authority::Nodes { "nodes" } else { "active-active" },
+                kind: if self.settings.authority == Authority::Nodes {
+                    "nodes"
+                } else {
+                    "active-active"
+                },
                 reachable: facts.iter().any(|f| f.seen.is_some() && f.healthy),
                 voters: (0, 0),
             },
@@ -317,7 +352,10 @@ fn material(
     sites: &[SiteStatus],
     authority: &AuthorityStatus,
 ) -> bool {
-    if current.epoch == 0 || &current.state != state || current.master.as_ref().map(|m| &m.node) != master.as_ref().map(|m| &m.node) {
+    if current.epoch == 0
+        || &current.state != state
+        || current.master.as_ref().map(|m| &m.node) != master.as_ref().map(|m| &m.node)
+    {
         return true;
     }
     current.sites != sites
@@ -326,6 +364,7 @@ fn material(
         || current.nodes.iter().zip(nodes).any(|(a, b)| {
             a.endpoint != b.endpoint
                 || a.healthy != b.healthy
-                || a.seen.as_ref().map(|o| (&o.role, &o.run_id)) != b.seen.as_ref().map(|o| (&o.role, &o.run_id))
+                || a.seen.as_ref().map(|o| (&o.role, &o.run_id))
+                    != b.seen.as_ref().map(|o| (&o.role, &o.run_id))
         })
 }

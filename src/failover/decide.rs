@@ -122,7 +122,11 @@ pub fn by_sentinels(
 ) -> Choice {
     let quorum = facts.voters / 2 + 1;
     let Some(top) = votes.iter().map(|v| v.epoch).max() else {
-        return keep_current(nodes, facts, "no Sentinel reachable; keeping the verified master");
+        return keep_current(
+            nodes,
+            facts,
+            "no Sentinel reachable; keeping the verified master",
+        );
     };
     let at_top: Vec<&Vote> = votes.iter().filter(|v| v.epoch == top).collect();
     let named = at_top[0];
@@ -130,10 +134,16 @@ pub fn by_sentinels(
         return Choice::Refuse(format!("Sentinels name different masters at epoch {top}"));
     }
     if at_top.iter().any(|v| v.troubled) {
-        return Choice::Wait(format!("Sentinel reports the master {} down or failing over", named.addr));
+        return Choice::Wait(format!(
+            "Sentinel reports the master {} down or failing over",
+            named.addr
+        ));
     }
     let Some(i) = locate(named) else {
-        return Choice::Wait(format!("waiting to probe {} (named by Sentinel at epoch {top})", named.addr));
+        return Choice::Wait(format!(
+            "waiting to probe {} (named by Sentinel at epoch {top})",
+            named.addr
+        ));
     };
     let Some(seen) = nodes[i].writable() else {
         return Choice::Wait(format!(
@@ -174,7 +184,11 @@ pub struct SiteFacts {
 }
 
 /// `active-active` authority: returns the site index to send traffic to.
-pub fn by_preference(sites: &[SiteFacts], current: Option<usize>, failback_after: Duration) -> Option<usize> {
+pub fn by_preference(
+    sites: &[SiteFacts],
+    current: Option<usize>,
+    failback_after: Duration,
+) -> Option<usize> {
     let mut order: Vec<usize> = (0..sites.len()).collect();
     order.sort_by_key(|&i| (sites[i].priority, i));
     match current.filter(|&c| sites.get(c).is_some_and(|s| s.up)) {

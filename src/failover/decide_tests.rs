@@ -40,9 +40,15 @@ fn unique_healthy_master_wins() {
     let a = obs(Role::Master, "r1", "0");
     let b = obs(replica(), "r1", "0");
     assert_eq!(by_role(&[up(&a), up(&b)]), Choice::Master(0));
-    let sick = NodeFacts { healthy: false, ..up(&a) };
+    let sick = NodeFacts {
+        healthy: false,
+        ..up(&a)
+    };
     assert!(matches!(by_role(&[sick, up(&b)]), Choice::Wait(_)));
-    let no_quorum = NodeFacts { site_ok: false, ..up(&a) };
+    let no_quorum = NodeFacts {
+        site_ok: false,
+        ..up(&a)
+    };
     assert!(matches!(by_role(&[no_quorum]), Choice::Wait(_)));
     let mut loading = a.clone();
     loading.loading = true;
@@ -55,7 +61,10 @@ fn promoted_node_wins_and_unrelated_claimants_fail_closed() {
     let new = obs(Role::Master, "r2", "r1");
     assert_eq!(by_role(&[up(&old), up(&new)]), Choice::Master(1));
     let stranger = obs(Role::Master, "r9", "0000");
-    assert!(matches!(by_role(&[up(&old), up(&stranger)]), Choice::Refuse(_)));
+    assert!(matches!(
+        by_role(&[up(&old), up(&stranger)]),
+        Choice::Refuse(_)
+    ));
 }
 
 fn vote(addr: &str, epoch: u64) -> Vote {
@@ -80,10 +89,19 @@ fn sentinel_majority_at_highest_epoch() {
     let a = obs(Role::Master, "r1", "0000");
     let b = obs(replica(), "r1", "0000");
     let nodes = [up(&a), up(&b)];
-    let none = SentinelFacts { voters: 3, current: None };
-    assert_eq!(by_sentinels(&[vote("a", 1), vote("a", 1)], &nodes, none, locate), Choice::Master(0));
+    let none = SentinelFacts {
+        voters: 3,
+        current: None,
+    };
+    assert_eq!(
+        by_sentinels(&[vote("a", 1), vote("a", 1)], &nodes, none, locate),
+        Choice::Master(0)
+    );
     // One vote of three is not enough at start-up.
-    assert!(matches!(by_sentinels(&[vote("a", 1)], &nodes, none, locate), Choice::Wait(_)));
+    assert!(matches!(
+        by_sentinels(&[vote("a", 1)], &nodes, none, locate),
+        Choice::Wait(_)
+    ));
     // Different masters at the same epoch: refuse.
     assert!(matches!(
         by_sentinels(&[vote("a", 2), vote("b", 2)], &nodes, none, locate),
@@ -92,7 +110,10 @@ fn sentinel_majority_at_highest_epoch() {
     // A troubled master is not used.
     let mut down = vote("a", 1);
     down.troubled = true;
-    assert!(matches!(by_sentinels(&[down.clone(), down], &nodes, none, locate), Choice::Wait(_)));
+    assert!(matches!(
+        by_sentinels(&[down.clone(), down], &nodes, none, locate),
+        Choice::Wait(_)
+    ));
 }
 
 #[test]
@@ -100,25 +121,46 @@ fn sentinel_switch_needs_majority_or_proof_of_promotion() {
     let old = obs(replica(), "r1", "0000");
     let promoted = obs(Role::Master, "r2", "r1");
     let nodes = [up(&old), up(&promoted)];
-    let current = SentinelFacts { voters: 3, current: Some((0, "r1")) };
+    let current = SentinelFacts {
+        voters: 3,
+        current: Some((0, "r1")),
+    };
     // The leader already names b at epoch 2; the others still say a at epoch 1. b proves it
     // was promoted from the history of the master in use: switch now.
     let votes = [vote("b", 2), vote("a", 1), vote("a", 1)];
-    assert_eq!(by_sentinels(&votes, &nodes, current, locate), Choice::Master(1));
+    assert_eq!(
+        by_sentinels(&votes, &nodes, current, locate),
+        Choice::Master(1)
+    );
     // Without that proof, wait for the majority.
     let unrelated = obs(Role::Master, "r7", "0000");
     let nodes = [up(&old), up(&unrelated)];
-    assert!(matches!(by_sentinels(&votes, &nodes, current, locate), Choice::Wait(_)));
+    assert!(matches!(
+        by_sentinels(&votes, &nodes, current, locate),
+        Choice::Wait(_)
+    ));
 }
 
 #[test]
 fn no_sentinel_reachable_keeps_the_verified_master() {
     let a = obs(Role::Master, "r1", "0000");
     let nodes = [up(&a)];
-    let current = SentinelFacts { voters: 3, current: Some((0, "r1")) };
-    assert_eq!(by_sentinels(&[], &nodes, current, locate), Choice::Master(0));
-    let sick = [NodeFacts { healthy: false, ..up(&a) }];
-    assert!(matches!(by_sentinels(&[], &sick, current, locate), Choice::Wait(_)));
+    let current = SentinelFacts {
+        voters: 3,
+        current: Some((0, "r1")),
+    };
+    assert_eq!(
+        by_sentinels(&[], &nodes, current, locate),
+        Choice::Master(0)
+    );
+    let sick = [NodeFacts {
+        healthy: false,
+        ..up(&a)
+    }];
+    assert!(matches!(
+        by_sentinels(&[], &sick, current, locate),
+        Choice::Wait(_)
+    ));
 }
 
 fn site(priority: u32, up: bool, up_for: u64) -> SiteFacts {

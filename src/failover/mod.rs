@@ -173,7 +173,10 @@ impl Failover {
             SentinelReport::Event { name, announce, .. } => {
                 if announce {
                     self.suspend(format!("Sentinel announced a failover ({name})"), true);
-                } else if name.starts_with("-failover-abort") || name.starts_with("+failover-end") || name == "+switch-master" {
+                } else if name.starts_with("-failover-abort")
+                    || name.starts_with("+failover-end")
+                    || name == "+switch-master"
+                {
                     if let Some(h) = self.hold.as_mut().filter(|h| h.announced) {
                         h.announced = false;
                         h.since = Instant::now();
@@ -188,14 +191,22 @@ impl Failover {
         let current = self.handle.load();
         let in_use = current.master.as_ref().is_some_and(|m| m.node == s.master);
         if in_use && current.state == RouteState::Verified {
-            self.suspend(format!("{} reported {}", s.master.endpoint, s.reason), false);
+            self.suspend(
+                format!("{} reported {}", s.master.endpoint, s.reason),
+                false,
+            );
         }
         self.reg.recheck_all();
     }
 
     /// Suspends the master in use (HOLD) until it is verified again or replaced.
     fn suspend(&mut self, cause: String, announced: bool) {
-        let master = self.handle.load().master.as_ref().map(|m| Arc::clone(&m.node));
+        let master = self
+            .handle
+            .load()
+            .master
+            .as_ref()
+            .map(|m| Arc::clone(&m.node));
         match self.hold.as_mut() {
             Some(h) => {
                 h.announced |= announced;

@@ -187,10 +187,10 @@ impl Registry {
             host: host.to_string(),
             port,
         };
-        let known = self
-            .answers
-            .iter()
-            .any(|((f, t), eps)| matches!(f, Feeds::Nodes(_)) && (t == &target || eps.iter().any(|e| e.name.as_ref() == target.to_string())));
+        let known = self.answers.iter().any(|((f, t), eps)| {
+            matches!(f, Feeds::Nodes(_))
+                && (t == &target || eps.iter().any(|e| e.name.as_ref() == target.to_string()))
+        });
         if !known {
             self.watch(Feeds::Nodes(self.sites.len() - 1), target);
         }
@@ -215,7 +215,12 @@ impl Registry {
                 continue;
             }
             tracing::info!(node = %ep, site = %self.sites[site].name, "node found; probing before use");
-            let prober = Prober::new(ep.clone(), self.reach.dialer, self.reach.auth.clone(), self.reach.health.timeout);
+            let prober = Prober::new(
+                ep.clone(),
+                self.reach.dialer,
+                self.reach.auth.clone(),
+                self.reach.health.timeout,
+            );
             let monitor = Monitor::spawn(prober, self.reach.health, self.out.health.clone());
             self.nodes.insert(
                 addr,
@@ -246,7 +251,12 @@ impl Registry {
             if self.sentinels.contains_key(&addr) {
                 continue;
             }
-            let watcher = Watcher::spawn(ep.clone(), self.reach.dialer, settings.clone(), self.out.sentinel.clone());
+            let watcher = Watcher::spawn(
+                ep.clone(),
+                self.reach.dialer,
+                settings.clone(),
+                self.out.sentinel.clone(),
+            );
             self.sentinels.insert(
                 addr,
                 Sentinel {

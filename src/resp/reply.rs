@@ -350,7 +350,10 @@ mod tests {
             name: "NOSUCHCOMMAND".into(),
             args: vec!["x".into()],
         };
-        assert_eq!(e.text(), "ERR unknown command 'NOSUCHCOMMAND', with args beginning with: 'x' ");
+        assert_eq!(
+            e.text(),
+            "ERR unknown command 'NOSUCHCOMMAND', with args beginning with: 'x' "
+        );
         assert_eq!(&Value::NullArray.to_bytes(Proto::Resp2)[..], b"*-1\r\n");
         assert_eq!(&Value::NullArray.to_bytes(Proto::Resp3)[..], b"_\r\n");
     }

@@ -96,7 +96,10 @@ impl Request {
     /// Parses one complete command frame (one the proxy sent before, for instance).
     pub fn parse(frame: &[u8]) -> Option<Request> {
         let mut buf = BytesMut::from(frame);
-        RequestParser::new(FrameLimits::default()).next(&mut buf, false).ok().flatten()
+        RequestParser::new(FrameLimits::default())
+            .next(&mut buf, false)
+            .ok()
+            .flatten()
     }
 
     /// Builds a request from argument strings (commands the proxy issues itself, inline

@@ -48,14 +48,18 @@ impl Session {
         }
         if self.needs_arity_check(cls.kind) && !cls.arity_ok(req.argc()) {
             let command = cls.acl_name(&req);
-            return self.reply_error(ClientError::Arity { command }, silent).await;
+            return self
+                .reply_error(ClientError::Arity { command }, silent)
+                .await;
         }
         if self.tx.is_some() {
             return self.in_tx(req, cls).await;
         }
         if self.subscribed_resp2() && !allowed_subscribed(cls.kind) {
             let command = cls.acl_name(&req);
-            return self.reply_error(ClientError::SubscribedContext { command }, silent).await;
+            return self
+                .reply_error(ClientError::SubscribedContext { command }, silent)
+                .await;
         }
         self.note_script(&req, cls.kind);
         match cls.kind {
@@ -65,8 +69,14 @@ impl Session {
             Kind::Subscribe(ch) => self.subscribe(req, ch).await,
             Kind::Unsubscribe(ch) => self.unsubscribe(req, ch).await,
             Kind::Multi => self.multi(silent).await,
-            Kind::Exec => self.reply_error(ClientError::ExecWithoutMulti, silent).await,
-            Kind::Discard => self.reply_error(ClientError::DiscardWithoutMulti, silent).await,
+            Kind::Exec => {
+                self.reply_error(ClientError::ExecWithoutMulti, silent)
+                    .await
+            }
+            Kind::Discard => {
+                self.reply_error(ClientError::DiscardWithoutMulti, silent)
+                    .await
+            }
             Kind::Watch => self.watch(req, silent).await,
             Kind::Unwatch => self.unwatch(req, silent).await,
             Kind::Monitor => self.monitor(req, silent).await,
@@ -75,11 +85,13 @@ impl Session {
             Kind::Guarded if self.allowed(&req) => self.blocking(req, Kind::Write, silent).await,
             Kind::Guarded => {
                 let command = self.guard_name(&req);
-                self.reply_error(ClientError::Refused { command }, silent).await
+                self.reply_error(ClientError::Refused { command }, silent)
+                    .await
             }
             Kind::Unsupported => {
                 let command = String::from_utf8_lossy(req.name()).to_ascii_uppercase();
-                self.reply_error(ClientError::Unsupported { command }, silent).await
+                self.reply_error(ClientError::Unsupported { command }, silent)
+                    .await
             }
         }
     }
@@ -87,7 +99,10 @@ impl Session {
     /// The proxy interprets these commands' arguments, so it checks their arity as Redis
     /// would; everything else is left for Redis to judge.
     fn needs_arity_check(&self, kind: Kind) -> bool {
-        !matches!(kind, Kind::Read | Kind::Write | Kind::Blocking | Kind::Guarded | Kind::Unsupported)
+        !matches!(
+            kind,
+            Kind::Read | Kind::Write | Kind::Blocking | Kind::Guarded | Kind::Unsupported
+        )
     }
 
     /// RESP2 clients with subscriptions may only run pub/sub commands, PING, QUIT and RESET.
@@ -116,7 +131,9 @@ impl Session {
             if let Some(body) = req.arg1() {
                 self.ctx.scripts.remember(body);
             }
-        } else if name.eq_ignore_ascii_case(b"SCRIPT") && req.arg1().is_some_and(|a| a.eq_ignore_ascii_case(b"LOAD")) {
+        } else if name.eq_ignore_ascii_case(b"SCRIPT")
+            && req.arg1().is_some_and(|a| a.eq_ignore_ascii_case(b"LOAD"))
+        {
             if let Some(body) = req.args().get(2) {
                 self.ctx.scripts.remember(body);
             }
@@ -210,12 +227,20 @@ impl Session {
             }
         };
         if self.last_write.as_ref().is_some_and(|n| *n != key.node) {
-            return self.reply_error(ClientError::WaitMasterChanged, silent).await;
+            return self
+                .reply_error(ClientError::WaitMasterChanged, silent)
+                .await;
         }
         if !self.borrow_conn(&req, silent).await {
             return;
         }
-        let shard = self.ctx.topology.load().master.as_ref().is_some_and(|m| major(&m.version) >= 7);
+        let shard = self
+            .ctx
+            .topology
+            .load()
+            .master
+            .as_ref()
+            .is_some_and(|m| major(&m.version) >= 7);
         let verb = if shard { "SPUBLISH" } else { "PUBLISH" };
         let publish = Request::from_args(&[verb, WAIT_CHANNEL, ""]);
         let mut payload = BytesMut::from(&publish.bytes()[..]);
@@ -223,10 +248,28 @@ impl Session {
         payload.extend_from_slice(req.bytes());
         let total = payload.len();
         let cmds = SmallVec::from_vec(vec![
-            Sent { range: 0..split, kind: Kind::Write, frames: 1, replies: 0 },
-            Sent { range: split..total, kind: Kind::Wait, frames: 1, replies: 1 },
+            Sent {
+                range: 0..split,
+                kind: Kind::Write,
+                frames: 1,
+                replies: 0,
+            },
+            Sent {
+                range: split..total,
+                kind: Kind::Wait,
+                frames: 1,
+                replies: 1,
+            },
         ]);
-        let single = Single { payload: payload.freeze(), cmds, expect: 2, skip: 1, timed: false, mode: None, started: None };
+        let single = Single {
+            payload: payload.freeze(),
+            cmds,
+            expect: 2,
+            skip: 1,
+            timed: false,
+            mode: None,
+            started: None,
+        };
         self.send_single(single, silent).await;
     }
 
@@ -242,7 +285,8 @@ impl Session {
         }
         self.inbox.set_limit(self.ctx.limits.pubsub_output_buffer);
         let kind = Kind::Subscribe(ch);
-        self.send_single(Single::command(&req, kind, frames, true), false).await;
+        self.send_single(Single::command(&req, kind, frames, true), false)
+            .await;
         self.publish_view();
     }
 
@@ -256,11 +300,17 @@ impl Session {
         if !self.conn.is_pinned() {
             // Not subscribed: Redis still answers one confirmation per channel (or one).
             let frames = (args.len() as u32 - 1).max(1);
-            return self.send_single(Single::command(&req, kind, frames, true), false).await;
+            return self
+                .send_single(Single::command(&req, kind, frames, true), false)
+                .await;
         }
         // Messages may still arrive before the last confirmation: keep the pub/sub mode for
         // this dispatch even when it ends every subscription.
-        let mode = if self.state.proto == Proto::Resp2 { ReplyMode::PubSub } else { ReplyMode::Counted };
+        let mode = if self.state.proto == Proto::Resp2 {
+            ReplyMode::PubSub
+        } else {
+            ReplyMode::Counted
+        };
         let frames = self.subs.unsubscribe(ch, &args[1..]);
         if !self.subs.any() {
             if let Some(p) = self.conn.pins_mut() {
@@ -297,7 +347,8 @@ impl Session {
         if let Some(p) = self.conn.pins_mut() {
             p.monitor = true;
         }
-        self.send_single(Single::command(&req, Kind::Monitor, 1, true), silent).await;
+        self.send_single(Single::command(&req, Kind::Monitor, 1, true), silent)
+            .await;
     }
 
     /// In MONITOR mode the connection only streams; the proxy accepts QUIT and RESET.
@@ -335,18 +386,27 @@ impl Session {
 
 /// Major version number of `x.y.z`.
 fn major(version: &str) -> u32 {
-    version.split('.').next().and_then(|v| v.parse().ok()).unwrap_or(0)
+    version
+        .split('.')
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Commands allowed before authentication (as in Redis).
 fn no_auth(kind: Kind) -> bool {
-    matches!(kind, Kind::Local(Local::Auth | Local::Hello | Local::Quit | Local::Reset))
+    matches!(
+        kind,
+        Kind::Local(Local::Auth | Local::Hello | Local::Quit | Local::Reset)
+    )
 }
 
 /// Commands a RESP2 client may run while subscribed.
 fn allowed_subscribed(kind: Kind) -> bool {
     matches!(
         kind,
-        Kind::Subscribe(_) | Kind::Unsubscribe(_) | Kind::Local(Local::Ping | Local::Quit | Local::Reset)
+        Kind::Subscribe(_)
+            | Kind::Unsubscribe(_)
+            | Kind::Local(Local::Ping | Local::Quit | Local::Reset)
     )
 }

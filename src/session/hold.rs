@@ -103,7 +103,8 @@ impl Session {
         let Some(master) = topo.routable_master() else {
             return;
         };
-        let pinned_elsewhere = matches!(&self.conn, Conn::Pinned { conn, .. } if conn.key().node != master.node);
+        let pinned_elsewhere =
+            matches!(&self.conn, Conn::Pinned { conn, .. } if conn.key().node != master.node);
         if pinned_elsewhere {
             self.follow_master(Arc::clone(&master.node)).await;
         }
@@ -117,7 +118,10 @@ impl Session {
         if pins.monitor || pins.tracking {
             // Server-side state that cannot be rebuilt: the client must reconnect (and a
             // tracking client flush its cache, as the client-side caching contract says).
-            tracing::info!(client.id = self.id(), "master changed under MONITOR or tracking; closing client");
+            tracing::info!(
+                client.id = self.id(),
+                "master changed under MONITOR or tracking; closing client"
+            );
             self.discard_conn();
             self.closing = true;
             return;

@@ -66,7 +66,9 @@ impl Session {
         // PING takes at most one argument (Redis checks this in the command itself).
         if req.argc() > 2 {
             let command = "ping".to_string();
-            return self.reply_error(ClientError::Arity { command }, silent).await;
+            return self
+                .reply_error(ClientError::Arity { command }, silent)
+                .await;
         }
         match req.args().get(1) {
             Some(arg) => self.reply_value(Value::bulk(arg.to_vec()), silent).await,

@@ -308,7 +308,8 @@ impl Session {
             let unauth = !self.state.authenticated();
             match self.parser.next(&mut self.rbuf, unauth) {
                 Ok(Some(req)) if req.bytes().len() > self.ctx.limits.query_buffer => {
-                    self.protocol_error(crate::resp::ProtocolError::QueryBufferLimit).await;
+                    self.protocol_error(crate::resp::ProtocolError::QueryBufferLimit)
+                        .await;
                 }
                 Ok(Some(req)) => self.handle(req).await,
                 Ok(None) => {

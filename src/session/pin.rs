@@ -114,7 +114,10 @@ impl Session {
         let conn = match self.take_dedicated().await {
             Ok(c) => c,
             Err(_) => {
-                tracing::info!(client.id = self.id(), "cannot move subscriptions to the new master; closing client");
+                tracing::info!(
+                    client.id = self.id(),
+                    "cannot move subscriptions to the new master; closing client"
+                );
                 self.closing = true;
                 return;
             }
@@ -168,7 +171,11 @@ impl Session {
             mode: None,
             started: None,
         };
-        tracing::info!(client.id = self.id(), channels = frames, "subscriptions moved to the new master");
+        tracing::info!(
+            client.id = self.id(),
+            channels = frames,
+            "subscriptions moved to the new master"
+        );
         self.send_single(single, true).await;
         self.publish_view();
     }

@@ -37,17 +37,19 @@ impl Session {
         let plans = plan(&f, &self.ctx.scripts);
         let needs_master = plans.iter().any(|(_, p)| p.needs_master());
         let pinned = self.conn.is_pinned() && self.conn.id() == Some(f.conn);
-        if pinned {
-            if self.lost_pinned_state() {
-                self.answer(&f, &plans);
-                return true;
-            }
+        if pinned && self.lost_pinned_state() {
+            self.answer(&f, &plans);
+            return true;
         }
         if needs_master && !self.master_ready(&f) {
             return false;
         }
         self.deferred = None;
-        let fail = if needs_master { self.resend_target(&f, pinned).await } else { None };
+        let fail = if needs_master {
+            self.resend_target(&f, pinned).await
+        } else {
+            None
+        };
         self.apply(&f, plans, fail).await;
         true
     }
@@ -79,7 +81,9 @@ impl Session {
     fn signal(&self, f: &Fault, demoted: bool) {
         let master = match &self.conn {
             Conn::Shared { key, .. } if f.conn == self.conn.id().unwrap_or(0) => Some(&key.node),
-            Conn::Pinned { conn, .. } | Conn::Borrowed { conn } if conn.id() == f.conn => Some(&conn.key().node),
+            Conn::Pinned { conn, .. } | Conn::Borrowed { conn } if conn.id() == f.conn => {
+                Some(&conn.key().node)
+            }
             _ => None,
         };
         let Some(master) = master else { return };
@@ -102,7 +106,10 @@ impl Session {
             return false;
         };
         if pins.monitor || pins.tracking {
-            tracing::info!(client.id = self.id(), "dedicated connection lost under MONITOR or tracking; closing client");
+            tracing::info!(
+                client.id = self.id(),
+                "dedicated connection lost under MONITOR or tracking; closing client"
+            );
             self.discard_conn();
             self.closing = true;
             return true;
@@ -115,7 +122,9 @@ impl Session {
     async fn resend_target(&mut self, f: &Fault, pinned: bool) -> Option<ClientError> {
         let topo = self.ctx.topology.load();
         if topo.routable_master().is_none() {
-            return Some(ClientError::NoMaster { why: topo.reason.clone() });
+            return Some(ClientError::NoMaster {
+                why: topo.reason.clone(),
+            });
         }
         if f.attempt >= MAX_RESEND {
             return Some(ClientError::NotSent);
@@ -125,14 +134,21 @@ impl Session {
             let pins = self.conn.pins().copied().unwrap_or_default();
             if pins.pubsub {
                 self.resubscribe().await;
-                return self.conn.is_pinned().then_some(()).map_or(Some(ClientError::NotSent), |_| None);
+                return self
+                    .conn
+                    .is_pinned()
+                    .then_some(())
+                    .map_or(Some(ClientError::NotSent), |_| None);
             }
             if pins.watch {
                 self.watch_broken = true;
             }
             self.discard_conn();
         }
-        let blocking = f.cmds.iter().any(|c| matches!(c.kind, Kind::Blocking | Kind::Wait));
+        let blocking = f
+            .cmds
+            .iter()
+            .any(|c| matches!(c.kind, Kind::Blocking | Kind::Wait));
         if blocking {
             if let Conn::Borrowed { .. } = self.conn {
                 self.discard_conn();
@@ -147,9 +163,14 @@ impl Session {
         }
         let key = match self.shared_key() {
             Ok(k) => k,
-            Err(_) => return Some(ClientError::NoMaster { why: topo.reason.clone() }),
+            Err(_) => {
+                return Some(ClientError::NoMaster {
+                    why: topo.reason.clone(),
+                })
+            }
         };
-        let stale = !matches!(&self.conn, Conn::Shared { lane, key: k } if *k == key && !lane.is_closed());
+        let stale =
+            !matches!(&self.conn, Conn::Shared { lane, key: k } if *k == key && !lane.is_closed());
         if stale {
             match self.ctx.pool.lane(&key) {
                 Ok(lane) => {
@@ -200,16 +221,29 @@ impl Session {
                 Resolution::Local(_) => None,
             })
             .collect();
-        let mode = if self.subs.any() && self.state.proto == Proto::Resp2 { ReplyMode::PubSub } else { ReplyMode::Counted };
+        let mode = if self.subs.any() && self.state.proto == Proto::Resp2 {
+            ReplyMode::PubSub
+        } else {
+            ReplyMode::Counted
+        };
         let tos = self.inbox.resolve(f.id, items);
         for (to, (payload, expect, timed)) in tos.into_iter().zip(sends) {
-            self.conn.send_out(Outgoing { payload, expect, mode, timed, to }).await;
+            self.conn
+                .send_out(Outgoing {
+                    payload,
+                    expect,
+                    mode,
+                    timed,
+                    to,
+                })
+                .await;
         }
     }
 
     /// A blocking command sent again with the time it had left, or its timeout reply.
     fn reissue(&self, f: &Fault, cmd: &Sent, remaining: Option<Duration>) -> Resolution {
-        let rebuilt = Request::parse(&f.payload[cmd.range.clone()]).and_then(|r| plan::with_timeout(&r, remaining));
+        let rebuilt = Request::parse(&f.payload[cmd.range.clone()])
+            .and_then(|r| plan::with_timeout(&r, remaining));
         match rebuilt {
             Some(req) => {
                 let len = req.bytes().len();
@@ -219,7 +253,13 @@ impl Session {
                     skip: 0,
                     silent: f.silent,
                     payload: req.bytes().clone(),
-                    cmds: SmallVec::from_elem(Sent { range: 0..len, ..cmd.clone() }, 1),
+                    cmds: SmallVec::from_elem(
+                        Sent {
+                            range: 0..len,
+                            ..cmd.clone()
+                        },
+                        1,
+                    ),
                     attempt: f.attempt + 1,
                     started: f.started,
                 })
@@ -233,9 +273,13 @@ impl Session {
         let visible = |b: Bytes| if silent { None } else { Some(b) };
         match p {
             Plan::Release(frames) => frames.into_iter().filter_map(visible).collect(),
-            Plan::Fail(e) => (0..cmd.replies).filter_map(|_| visible(e.to_bytes())).collect(),
+            Plan::Fail(e) => (0..cmd.replies)
+                .filter_map(|_| visible(e.to_bytes()))
+                .collect(),
             Plan::FailRemaining(e, n) => (0..n).filter_map(|_| visible(e.to_bytes())).collect(),
-            Plan::Null => visible(Value::NullArray.to_bytes(self.state.proto)).into_iter().collect(),
+            Plan::Null => visible(Value::NullArray.to_bytes(self.state.proto))
+                .into_iter()
+                .collect(),
             _ => Vec::new(),
         }
     }
@@ -314,8 +358,16 @@ fn reload(conn: u64, f: &Fault, cmd: &Sent, body: &Bytes) -> Dispatch {
         silent: f.silent,
         payload: payload.freeze(),
         cmds: SmallVec::from_vec(vec![
-            Sent { range: 0..split, kind: Kind::Write, frames: 1, replies: 0 },
-            Sent { range: split..total, ..cmd.clone() },
+            Sent {
+                range: 0..split,
+                kind: Kind::Write,
+                frames: 1,
+                replies: 0,
+            },
+            Sent {
+                range: split..total,
+                ..cmd.clone()
+            },
         ]),
         attempt: f.attempt + 1,
         started: None,
@@ -324,7 +376,10 @@ fn reload(conn: u64, f: &Fault, cmd: &Sent, body: &Bytes) -> Dispatch {
 
 /// Whether every refusal in the fault is NOSCRIPT (not a sign of demotion).
 fn only_noscript(f: &Fault) -> bool {
-    f.tail.iter().filter(|t| t.refused).all(|t| t.bytes.starts_with(b"-NOSCRIPT"))
+    f.tail
+        .iter()
+        .filter(|t| t.refused)
+        .all(|t| t.bytes.starts_with(b"-NOSCRIPT"))
 }
 
 /// The error code of the first refusal (`READONLY`, ...).
@@ -332,6 +387,11 @@ fn refusal_code(f: &Fault) -> String {
     f.tail
         .iter()
         .find(|t| t.refused)
-        .and_then(|t| t.bytes[1..].split(|&c| c == b' ').next().map(|c| String::from_utf8_lossy(c).into_owned()))
+        .and_then(|t| {
+            t.bytes[1..]
+                .split(|&c| c == b' ')
+                .next()
+                .map(|c| String::from_utf8_lossy(c).into_owned())
+        })
         .unwrap_or_else(|| "a refusal".into())
 }

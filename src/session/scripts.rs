@@ -36,13 +36,20 @@ impl Scripts {
     /// The body for `sha` (any case), if seen.
     pub fn body(&self, sha: &[u8]) -> Option<Bytes> {
         let key = String::from_utf8_lossy(sha).to_ascii_lowercase();
-        self.bodies.lock().unwrap_or_else(|e| e.into_inner()).get(&key).cloned()
+        self.bodies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .cloned()
     }
 }
 
 /// SHA1 of a script body as Redis prints it.
 pub fn sha1_hex(body: &[u8]) -> String {
-    Sha1::digest(body).iter().map(|b| format!("{b:02x}")).collect()
+    Sha1::digest(body)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 #[cfg(test)]
@@ -56,7 +63,10 @@ mod tests {
         // redis-cli SCRIPT LOAD "return 1" prints this SHA.
         let sha = "e0e1f9fabfc9d4800c877a703b823ac0578ff8db";
         assert_eq!(sha1_hex(b"return 1"), sha);
-        assert_eq!(s.body(sha.to_uppercase().as_bytes()).as_deref(), Some(&b"return 1"[..]));
+        assert_eq!(
+            s.body(sha.to_uppercase().as_bytes()).as_deref(),
+            Some(&b"return 1"[..])
+        );
         assert!(s.body(b"0000").is_none());
     }
 }

@@ -53,7 +53,10 @@ impl Tracking {
 impl Session {
     pub(super) async fn tracking(&mut self, req: Request, silent: bool) {
         let args = req.args();
-        let sub = args.get(1).map(|a| a.to_ascii_uppercase()).unwrap_or_default();
+        let sub = args
+            .get(1)
+            .map(|a| a.to_ascii_uppercase())
+            .unwrap_or_default();
         match sub.as_slice() {
             b"TRACKING" => {}
             b"GETREDIR" => {
@@ -86,7 +89,8 @@ impl Session {
             p.tracking = true;
         }
         self.tracking = Some(Tracking::parse(&args));
-        self.send_single(Single::command(&out, Kind::Tracking, 1, true), silent).await;
+        self.send_single(Single::command(&out, Kind::Tracking, 1, true), silent)
+            .await;
     }
 
     async fn tracking_off(&mut self, req: Request, silent: bool) {
@@ -100,7 +104,8 @@ impl Session {
         }
         let route = self.route_data().await;
         if self.routed(route, &req, silent).await {
-            self.send_single(Single::command(&req, Kind::Tracking, 1, true), silent).await;
+            self.send_single(Single::command(&req, Kind::Tracking, 1, true), silent)
+                .await;
         }
     }
 
@@ -108,7 +113,10 @@ impl Session {
     /// connection, which must be on the same node.
     fn redirect(&self, req: &Request) -> Result<Request, ClientError> {
         let args = req.args();
-        let Some(pos) = args.iter().position(|a| a.eq_ignore_ascii_case(b"REDIRECT")) else {
+        let Some(pos) = args
+            .iter()
+            .position(|a| a.eq_ignore_ascii_case(b"REDIRECT"))
+        else {
             return Ok(req.clone());
         };
         let id = args
@@ -129,7 +137,13 @@ impl Session {
         let rewritten: Vec<&[u8]> = args
             .iter()
             .enumerate()
-            .map(|(i, a)| if i == pos + 1 { server_id.as_bytes() } else { *a })
+            .map(|(i, a)| {
+                if i == pos + 1 {
+                    server_id.as_bytes()
+                } else {
+                    *a
+                }
+            })
             .collect();
         Ok(Request::from_args(&rewritten))
     }
@@ -140,12 +154,19 @@ impl Session {
             None => (vec![Value::bulk("off")], -1, Vec::new()),
             Some(t) => {
                 let mut flags = vec![Value::bulk("on")];
-                for (set, name) in [(t.bcast, "bcast"), (t.optin, "optin"), (t.optout, "optout"), (t.noloop, "noloop")] {
+                for (set, name) in [
+                    (t.bcast, "bcast"),
+                    (t.optin, "optin"),
+                    (t.optout, "optout"),
+                    (t.noloop, "noloop"),
+                ] {
                     if set {
                         flags.push(Value::bulk(name));
                     }
                 }
-                let alive = t.redirect.is_none_or(|id| self.ctx.registry.get(id).is_some());
+                let alive = t
+                    .redirect
+                    .is_none_or(|id| self.ctx.registry.get(id).is_some());
                 if !alive {
                     flags.push(Value::bulk("broken_redirect"));
                 }

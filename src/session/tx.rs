@@ -31,7 +31,8 @@ impl Session {
             p.watch = true;
         }
         self.watch_broken = false;
-        self.send_single(Single::command(&req, Kind::Watch, 1, true), silent).await;
+        self.send_single(Single::command(&req, Kind::Watch, 1, true), silent)
+            .await;
     }
 
     pub(super) async fn unwatch(&mut self, req: Request, silent: bool) {
@@ -44,7 +45,8 @@ impl Session {
             if let Some(p) = self.conn.pins_mut() {
                 p.watch = false;
             }
-            self.send_single(Single::command(&req, Kind::Unwatch, 1, true), silent).await;
+            self.send_single(Single::command(&req, Kind::Unwatch, 1, true), silent)
+                .await;
         }
     }
 
@@ -53,11 +55,7 @@ impl Session {
         let silent = self.silent();
         match cls.kind {
             Kind::Exec => return self.exec(req, silent).await,
-            Kind::Discard => {
-                self.tx = None;
-                self.publish_view();
-                return self.reply(OK, silent).await;
-            }
+            Kind::Discard => return self.discard(req, silent).await,
             Kind::Multi => return self.reply_error(ClientError::NestedMulti, silent).await,
             Kind::Watch => return self.reply_error(ClientError::WatchInMulti, silent).await,
             Kind::Local(Local::Quit) => return self.quit().await,
@@ -73,7 +71,9 @@ impl Session {
         let size = self.tx.as_ref().map_or(0, |t| t.payload.len()) + req.bytes().len();
         if size > self.ctx.limits.query_buffer {
             self.tx = None;
-            return self.protocol_error(crate::resp::ProtocolError::QueryBufferLimit).await;
+            return self
+                .protocol_error(crate::resp::ProtocolError::QueryBufferLimit)
+                .await;
         }
         if let Some(tx) = self.tx.as_mut() {
             tx.queue(req.bytes());
@@ -81,11 +81,36 @@ impl Session {
         self.reply(QUEUED, silent).await;
     }
 
+    /// DISCARD drops the block and, as in Redis, forgets the watched keys.
+    async fn discard(&mut self, req: Request, silent: bool) {
+        if self.conn.pins().is_some_and(|p| p.watch) {
+            let route = self.route_data().await;
+            if !self.routed(route, &req, silent).await {
+                return;
+            }
+            if let Some(p) = self.conn.pins_mut() {
+                p.watch = false;
+            }
+            let unwatch = Request::from_args(&["UNWATCH"]);
+            self.send_single(Single::command(&unwatch, Kind::Unwatch, 1, true), true)
+                .await;
+        }
+        self.tx = None;
+        self.watch_broken = false;
+        self.publish_view();
+        self.reply(OK, silent).await;
+    }
+
     /// Why a command cannot be queued (a queue-time error: EXEC will abort).
     fn queue_refusal(&self, req: &Request, cls: &Classified) -> Option<ClientError> {
         let queueable = matches!(
             cls.kind,
-            Kind::Read | Kind::Write | Kind::Blocking | Kind::Wait | Kind::Unwatch | Kind::Local(Local::Ping | Local::Echo)
+            Kind::Read
+                | Kind::Write
+                | Kind::Blocking
+                | Kind::Wait
+                | Kind::Unwatch
+                | Kind::Local(Local::Ping | Local::Echo)
         );
         if queueable {
             if !cls.arity_ok(req.argc()) {
@@ -119,7 +144,10 @@ impl Session {
         let known = topo.master.as_ref()?.knows(req.name())?;
         (!known).then(|| ClientError::UnknownCommand {
             name: String::from_utf8_lossy(req.name()).into_owned(),
-            args: req.args()[1..].iter().map(|a| String::from_utf8_lossy(a).into_owned()).collect(),
+            args: req.args()[1..]
+                .iter()
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect(),
         })
     }
 
@@ -160,7 +188,15 @@ impl Session {
         // On a WATCH connection the block is an EXEC whose watched keys cannot move: a
         // failure answers null instead of sending it again.
         let kind = if watching { Kind::Exec } else { Kind::Write };
-        let cmds = SmallVec::from_elem(Sent { range: 0..len, kind, frames, replies: 1 }, 1);
+        let cmds = SmallVec::from_elem(
+            Sent {
+                range: 0..len,
+                kind,
+                frames,
+                replies: 1,
+            },
+            1,
+        );
         if let Some(p) = self.conn.pins_mut() {
             p.watch = false;
         }

@@ -100,7 +100,9 @@ pub struct Resolver {
 
 impl std::fmt::Debug for Resolver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Resolver").field("settings", &self.settings).finish()
+        f.debug_struct("Resolver")
+            .field("settings", &self.settings)
+            .finish()
     }
 }
 
@@ -109,9 +111,14 @@ impl Resolver {
     pub fn new(settings: DnsSettings) -> Result<Self, String> {
         let provider = TokioRuntimeProvider::default();
         let mut builder = if settings.nameservers.is_empty() {
-            TokioResolver::builder(provider).map_err(|e| format!("system DNS configuration: {e}"))?
+            TokioResolver::builder(provider)
+                .map_err(|e| format!("system DNS configuration: {e}"))?
         } else {
-            let servers = settings.nameservers.iter().map(|a| name_server(*a)).collect();
+            let servers = settings
+                .nameservers
+                .iter()
+                .map(|a| name_server(*a))
+                .collect();
             TokioResolver::builder_with_config(ResolverConfig::from_name_servers(servers), provider)
         };
         let opts: &mut ResolverOpts = builder.options_mut();
@@ -137,10 +144,18 @@ impl Resolver {
     }
 
     async fn resolve_host(&self, host: &str, port: u16) -> Result<Answer, String> {
-        let name: Arc<str> = Target::Host { host: host.into(), port }.to_string().into();
+        let name: Arc<str> = Target::Host {
+            host: host.into(),
+            port,
+        }
+        .to_string()
+        .into();
         if let Ok(ip) = host.parse::<IpAddr>() {
             return Ok(Answer {
-                endpoints: vec![Endpoint { addr: SocketAddr::new(ip, port), name }],
+                endpoints: vec![Endpoint {
+                    addr: SocketAddr::new(ip, port),
+                    name,
+                }],
                 ttl: self.settings.max_ttl,
             });
         }

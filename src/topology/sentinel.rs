@@ -82,9 +82,12 @@ pub struct MasterView {
 impl MasterView {
     /// Whether Sentinel considers the master down or in the middle of a failover.
     pub fn troubled(&self) -> bool {
-        self.flags
-            .split(',')
-            .any(|f| matches!(f, "s_down" | "o_down" | "failover_in_progress" | "disconnected"))
+        self.flags.split(',').any(|f| {
+            matches!(
+                f,
+                "s_down" | "o_down" | "failover_in_progress" | "disconnected"
+            )
+        })
     }
 }
 
@@ -118,7 +121,12 @@ pub struct Watcher {
 
 impl Watcher {
     /// Starts querying `sentinel` and listening to its events.
-    pub fn spawn(sentinel: Endpoint, dialer: Dialer, settings: SentinelSettings, tx: mpsc::Sender<Report>) -> Self {
+    pub fn spawn(
+        sentinel: Endpoint,
+        dialer: Dialer,
+        settings: SentinelSettings,
+        tx: mpsc::Sender<Report>,
+    ) -> Self {
         let recheck = Arc::new(Notify::new());
         let stop = CancellationToken::new();
         tokio::spawn(query_loop(
@@ -129,7 +137,14 @@ impl Watcher {
             Arc::clone(&recheck),
             stop.clone(),
         ));
-        tokio::spawn(event_loop(sentinel, dialer, settings, tx, Arc::clone(&recheck), stop.clone()));
+        tokio::spawn(event_loop(
+            sentinel,
+            dialer,
+            settings,
+            tx,
+            Arc::clone(&recheck),
+            stop.clone(),
+        ));
         Self { recheck, stop }
     }
 
@@ -146,7 +161,11 @@ impl Drop for Watcher {
 }
 
 /// Opens a connection to a Sentinel and authenticates.
-async fn connect(sentinel: &Endpoint, dialer: Dialer, settings: &SentinelSettings) -> Result<(BoxIo, BytesMut), String> {
+async fn connect(
+    sentinel: &Endpoint,
+    dialer: Dialer,
+    settings: &SentinelSettings,
+) -> Result<(BoxIo, BytesMut), String> {
     let mut io = dialer.connect(sentinel).await.map_err(|e| e.to_string())?;
     let mut rbuf = BytesMut::with_capacity(4096);
     if let Some(pw) = &settings.password {
@@ -154,8 +173,12 @@ async fn connect(sentinel: &Endpoint, dialer: Dialer, settings: &SentinelSetting
             Some(u) => Request::from_args(&["AUTH", u, pw.expose()]),
             None => Request::from_args(&["AUTH", pw.expose()]),
         };
-        io.write_all(auth.bytes()).await.map_err(|e| e.to_string())?;
-        let r = read_reply(&mut io, &mut rbuf, Proto::Resp2).await.map_err(|e| e.to_string())?;
+        io.write_all(auth.bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        let r = read_reply(&mut io, &mut rbuf, Proto::Resp2)
+            .await
+            .map_err(|e| e.to_string())?;
         if let Some(e) = r.as_error() {
             return Err(format!("authentication refused: {e}"));
         }
@@ -173,7 +196,11 @@ async fn query_loop(
 ) {
     let mut conn: Option<(BoxIo, BytesMut)> = None;
     loop {
-        let round = timeout(settings.timeout, query(&mut conn, &sentinel, dialer, &settings)).await;
+        let round = timeout(
+            settings.timeout,
+            query(&mut conn, &sentinel, dialer, &settings),
+        )
+        .await;
         let view = match round {
             Ok(v) => v,
             Err(_) => Err(format!("no answer within {:?}", settings.timeout)),
@@ -209,11 +236,19 @@ async fn query(
         return Err("not connected".into());
     };
     let mut out = BytesMut::new();
-    out.extend_from_slice(Request::from_args(&["SENTINEL", "MASTER", &settings.master_name]).bytes());
-    out.extend_from_slice(Request::from_args(&["SENTINEL", "REPLICAS", &settings.master_name]).bytes());
+    out.extend_from_slice(
+        Request::from_args(&["SENTINEL", "MASTER", &settings.master_name]).bytes(),
+    );
+    out.extend_from_slice(
+        Request::from_args(&["SENTINEL", "REPLICAS", &settings.master_name]).bytes(),
+    );
     io.write_all(&out).await.map_err(|e| e.to_string())?;
-    let master = read_reply(io, rbuf, Proto::Resp2).await.map_err(|e| e.to_string())?;
-    let replicas = read_reply(io, rbuf, Proto::Resp2).await.map_err(|e| e.to_string())?;
+    let master = read_reply(io, rbuf, Proto::Resp2)
+        .await
+        .map_err(|e| e.to_string())?;
+    let replicas = read_reply(io, rbuf, Proto::Resp2)
+        .await
+        .map_err(|e| e.to_string())?;
     parse_view(&master, &replicas)
 }
 
@@ -224,7 +259,9 @@ pub fn parse_view(master: &Reply, replicas: &Reply) -> Result<MasterView, String
     }
     let text = |r: &Reply, k: &str| r.field(k).and_then(Reply::as_text).unwrap_or_default();
     let num = |r: &Reply, k: &str| r.field(k).and_then(Reply::as_int);
-    let port = num(master, "port").and_then(|p| u16::try_from(p).ok()).ok_or("SENTINEL MASTER without port")?;
+    let port = num(master, "port")
+        .and_then(|p| u16::try_from(p).ok())
+        .ok_or("SENTINEL MASTER without port")?;
     let replicas = replicas
         .as_array()
         .unwrap_or_default()
@@ -292,12 +329,16 @@ async fn listen(
     let mut channels = vec!["SUBSCRIBE"];
     channels.extend(ANNOUNCE);
     channels.extend(RECHECK);
-    io.write_all(Request::from_args(&channels).bytes()).await.map_err(|e| e.to_string())?;
+    io.write_all(Request::from_args(&channels).bytes())
+        .await
+        .map_err(|e| e.to_string())?;
     loop {
         let msg = read_reply(&mut io, &mut rbuf, Proto::Resp2)
             .await
             .map_err(|e: ConnError| e.to_string())?;
-        let Some(items) = msg.as_array() else { continue };
+        let Some(items) = msg.as_array() else {
+            continue;
+        };
         let (Some(kind), Some(name), Some(payload)) = (
             items.first().and_then(Reply::as_text),
             items.get(1).and_then(Reply::as_text),
@@ -334,25 +375,62 @@ mod tests {
     #[test]
     fn parses_master_and_replicas() {
         let master = Reply::Array(vec![
-            s("name"), s("mymaster"), s("ip"), s("10.0.0.1"), s("port"), s("6379"),
-            s("runid"), s("abc"), s("flags"), s("master"), s("config-epoch"), s("7"),
+            s("name"),
+            s("mymaster"),
+            s("ip"),
+            s("10.0.0.1"),
+            s("port"),
+            s("6379"),
+            s("runid"),
+            s("abc"),
+            s("flags"),
+            s("master"),
+            s("config-epoch"),
+            s("7"),
         ]);
         let replicas = Reply::Array(vec![
-            Reply::Array(vec![s("ip"), s("10.0.0.2"), s("port"), s("6379"), s("flags"), s("slave")]),
-            Reply::Array(vec![s("ip"), s("10.0.0.3"), s("port"), s("6379"), s("flags"), s("s_down,slave")]),
+            Reply::Array(vec![
+                s("ip"),
+                s("10.0.0.2"),
+                s("port"),
+                s("6379"),
+                s("flags"),
+                s("slave"),
+            ]),
+            Reply::Array(vec![
+                s("ip"),
+                s("10.0.0.3"),
+                s("port"),
+                s("6379"),
+                s("flags"),
+                s("s_down,slave"),
+            ]),
         ]);
         let v = parse_view(&master, &replicas).unwrap();
         assert_eq!((v.host.as_str(), v.port, v.epoch), ("10.0.0.1", 6379, 7));
         assert_eq!(v.replicas, vec![("10.0.0.2".to_string(), 6379)]);
         assert!(!v.troubled());
-        assert!(parse_view(&Reply::Error("ERR No such master with that name".into()), &Reply::Null).is_err());
+        assert!(parse_view(
+            &Reply::Error("ERR No such master with that name".into()),
+            &Reply::Null
+        )
+        .is_err());
     }
 
     #[test]
     fn events_are_matched_to_the_master() {
         assert!(concerns("master mymaster 127.0.0.1 6379", "mymaster"));
-        assert!(concerns("mymaster 127.0.0.1 6379 127.0.0.1 6380", "mymaster"));
-        assert!(concerns("slave 127.0.0.1:6380 127.0.0.1 6380 @ mymaster 127.0.0.1 6379", "mymaster"));
-        assert!(!concerns("slave 127.0.0.1:6380 127.0.0.1 6380 @ other 127.0.0.1 6379", "mymaster"));
+        assert!(concerns(
+            "mymaster 127.0.0.1 6379 127.0.0.1 6380",
+            "mymaster"
+        ));
+        assert!(concerns(
+            "slave 127.0.0.1:6380 127.0.0.1 6380 @ mymaster 127.0.0.1 6379",
+            "mymaster"
+        ));
+        assert!(!concerns(
+            "slave 127.0.0.1:6380 127.0.0.1 6380 @ other 127.0.0.1 6379",
+            "mymaster"
+        ));
     }
 }

@@ -197,7 +197,9 @@ impl Entry {
     /// (they tell which later commands ran).
     pub(super) fn settled(&self) -> bool {
         match self.state {
-            State::Faulted(FaultKind::Refused) => self.got >= self.expect || self.lost_after_refusal,
+            State::Faulted(FaultKind::Refused) => {
+                self.got >= self.expect || self.lost_after_refusal
+            }
             State::Faulted(_) => true,
             State::Open => false,
         }

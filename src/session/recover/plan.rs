@@ -38,7 +38,10 @@ pub(crate) enum Plan {
 impl Plan {
     /// Whether carrying out the plan needs a master.
     pub(crate) fn needs_master(&self) -> bool {
-        matches!(self, Plan::Resend | Plan::Reissue(_) | Plan::ReloadScript(_))
+        matches!(
+            self,
+            Plan::Resend | Plan::Reissue(_) | Plan::ReloadScript(_)
+        )
     }
 }
 
@@ -78,11 +81,14 @@ pub(crate) fn plan(f: &Fault, scripts: &Scripts) -> Vec<(Sent, Plan)> {
         let p = match (f.kind, refused) {
             (FaultKind::NotSent, _) => again(cmd, f, &f.payload[cmd.range.clone()]),
             (FaultKind::Refused, Some(r)) if r.starts_with(b"-NOSCRIPT") => {
-                script_body(&f.payload[cmd.range.clone()], scripts).map_or(Plan::Release(frames), Plan::ReloadScript)
+                script_body(&f.payload[cmd.range.clone()], scripts)
+                    .map_or(Plan::Release(frames), Plan::ReloadScript)
             }
             (FaultKind::Refused, Some(_)) => again(cmd, f, &f.payload[cmd.range.clone()]),
             _ if cmd.kind == Kind::Read && done == 0 => Plan::Resend,
-            _ if missing => Plan::FailRemaining(ClientError::OutcomeUnknown, cmd.replies - visible_done),
+            _ if missing => {
+                Plan::FailRemaining(ClientError::OutcomeUnknown, cmd.replies - visible_done)
+            }
             _ => Plan::Release(frames),
         };
         out.push((cmd.clone(), p));
@@ -117,7 +123,10 @@ fn remaining(req: &Request, f: &Fault) -> Option<Option<Duration>> {
         return Some(None);
     }
     let elapsed = f.started.map_or(Duration::ZERO, |s| s.elapsed());
-    total.checked_sub(elapsed).filter(|d| !d.is_zero()).map(Some)
+    total
+        .checked_sub(elapsed)
+        .filter(|d| !d.is_zero())
+        .map(Some)
 }
 
 /// Where a blocking command keeps its timeout, and its value.
@@ -146,7 +155,9 @@ pub(crate) fn with_timeout(req: &Request, left: Option<Duration>) -> Option<Requ
     };
     let (at, _) = timeout_arg(req)?;
     let args = req.args();
-    let block = args.get(at.wrapping_sub(1)).is_some_and(|a| a.eq_ignore_ascii_case(b"BLOCK"));
+    let block = args
+        .get(at.wrapping_sub(1))
+        .is_some_and(|a| a.eq_ignore_ascii_case(b"BLOCK"));
     let value = if block {
         left.as_millis().max(1).to_string()
     } else {
@@ -176,13 +187,24 @@ mod tests {
     use crate::backend::Tail;
     use smallvec::SmallVec;
 
-    fn fault(kind: FaultKind, payload: &[&[&str]], kinds: &[Kind], received: u32, tail: Vec<Tail>) -> Fault {
+    fn fault(
+        kind: FaultKind,
+        payload: &[&[&str]],
+        kinds: &[Kind],
+        received: u32,
+        tail: Vec<Tail>,
+    ) -> Fault {
         let mut bytes = Vec::new();
         let mut cmds = SmallVec::new();
         for (args, k) in payload.iter().zip(kinds) {
             let start = bytes.len();
             bytes.extend_from_slice(Request::from_args(args).bytes());
-            cmds.push(Sent { range: start..bytes.len(), kind: *k, frames: 1, replies: 1 });
+            cmds.push(Sent {
+                range: start..bytes.len(),
+                kind: *k,
+                frames: 1,
+                replies: 1,
+            });
         }
         Fault {
             id: 1,
@@ -201,30 +223,65 @@ mod tests {
     }
 
     fn t(bytes: &str, refused: bool) -> Tail {
-        Tail { bytes: Bytes::from(bytes.to_string()), refused }
+        Tail {
+            bytes: Bytes::from(bytes.to_string()),
+            refused,
+        }
     }
 
     #[test]
     fn refused_writes_go_again_and_reads_after_them_too() {
         let f = fault(
             FaultKind::Refused,
-            &[&["SET", "a", "1"], &["SET", "b", "1"], &["GET", "a"], &["PUBLISH", "c", "m"]],
+            &[
+                &["SET", "a", "1"],
+                &["SET", "b", "1"],
+                &["GET", "a"],
+                &["PUBLISH", "c", "m"],
+            ],
             &[Kind::Write, Kind::Write, Kind::Read, Kind::Write],
             1,
-            vec![t("-READONLY no\r\n", true), t("$1\r\n0\r\n", false), t(":0\r\n", false)],
+            vec![
+                t("-READONLY no\r\n", true),
+                t("$1\r\n0\r\n", false),
+                t(":0\r\n", false),
+            ],
         );
-        let plans: Vec<Plan> = plan(&f, &Scripts::default()).into_iter().map(|(_, p)| p).collect();
+        let plans: Vec<Plan> = plan(&f, &Scripts::default())
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect();
         assert_eq!(
             plans,
-            vec![Plan::Done, Plan::Resend, Plan::Resend, Plan::Release(vec![Bytes::from_static(b":0\r\n")])]
+            vec![
+                Plan::Done,
+                Plan::Resend,
+                Plan::Resend,
+                Plan::Release(vec![Bytes::from_static(b":0\r\n")])
+            ]
         );
     }
 
     #[test]
     fn lost_writes_fail_and_lost_reads_go_again() {
-        let f = fault(FaultKind::Lost, &[&["INCR", "a"], &["GET", "a"]], &[Kind::Write, Kind::Read], 0, vec![]);
-        let plans: Vec<Plan> = plan(&f, &Scripts::default()).into_iter().map(|(_, p)| p).collect();
-        assert_eq!(plans, vec![Plan::FailRemaining(ClientError::OutcomeUnknown, 1), Plan::Resend]);
+        let f = fault(
+            FaultKind::Lost,
+            &[&["INCR", "a"], &["GET", "a"]],
+            &[Kind::Write, Kind::Read],
+            0,
+            vec![],
+        );
+        let plans: Vec<Plan> = plan(&f, &Scripts::default())
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect();
+        assert_eq!(
+            plans,
+            vec![
+                Plan::FailRemaining(ClientError::OutcomeUnknown, 1),
+                Plan::Resend
+            ]
+        );
     }
 
     #[test]
@@ -237,7 +294,13 @@ mod tests {
         assert_eq!(x2.args()[2], b"250");
         let m = Request::from_args(&["BLMPOP", "2", "1", "l", "LEFT"]);
         assert_eq!(timeout_arg(&m).unwrap().0, 1);
-        let f = fault(FaultKind::Refused, &[&["BLPOP", "l", "0"]], &[Kind::Blocking], 0, vec![t("-UNBLOCKED x\r\n", true)]);
+        let f = fault(
+            FaultKind::Refused,
+            &[&["BLPOP", "l", "0"]],
+            &[Kind::Blocking],
+            0,
+            vec![t("-UNBLOCKED x\r\n", true)],
+        );
         assert_eq!(plan(&f, &Scripts::default())[0].1, Plan::Reissue(None));
     }
 
@@ -246,9 +309,24 @@ mod tests {
         let scripts = Scripts::default();
         scripts.remember(b"return 1");
         let sha = crate::session::scripts::sha1_hex(b"return 1");
-        let f = fault(FaultKind::Refused, &[&["EVALSHA", &sha, "0"]], &[Kind::Write], 0, vec![t("-NOSCRIPT x\r\n", true)]);
-        assert_eq!(plan(&f, &scripts)[0].1, Plan::ReloadScript(Bytes::from_static(b"return 1")));
-        let unknown = fault(FaultKind::Refused, &[&["EVALSHA", "ffff", "0"]], &[Kind::Write], 0, vec![t("-NOSCRIPT x\r\n", true)]);
+        let f = fault(
+            FaultKind::Refused,
+            &[&["EVALSHA", &sha, "0"]],
+            &[Kind::Write],
+            0,
+            vec![t("-NOSCRIPT x\r\n", true)],
+        );
+        assert_eq!(
+            plan(&f, &scripts)[0].1,
+            Plan::ReloadScript(Bytes::from_static(b"return 1"))
+        );
+        let unknown = fault(
+            FaultKind::Refused,
+            &[&["EVALSHA", "ffff", "0"]],
+            &[Kind::Write],
+            0,
+            vec![t("-NOSCRIPT x\r\n", true)],
+        );
         assert!(matches!(plan(&unknown, &scripts)[0].1, Plan::Release(_)));
     }
 }
