@@ -113,6 +113,7 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
         authority: cfg.failover.authority.clone(),
         failback_after: cfg.failover.failback_after,
         interval: cfg.health.interval,
+        learn_nodes: cfg.failover.learn_nodes,
     };
     let (failover, signals) = Failover::new(
         Arc::clone(&topology),

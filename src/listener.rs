@@ -47,7 +47,7 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let laddr = stream.local_addr().unwrap_or(addr);
-        let session = Session::new(Arc::clone(&ctx), addr, laddr);
+        let session = Session::new(Arc::clone(&ctx), addr, laddr, raw_fd(&stream));
         let drain = drain.clone();
         tasks.spawn(async move {
             let (r, w) = stream.into_split();
@@ -55,6 +55,16 @@ pub async fn serve(
             drop(permit);
         });
     }
+}
+
+#[cfg(unix)]
+fn raw_fd(s: &TcpStream) -> i64 {
+    i64::from(std::os::fd::AsRawFd::as_raw_fd(s))
+}
+
+#[cfg(not(unix))]
+fn raw_fd(_: &TcpStream) -> i64 {
+    -1
 }
 
 /// Tells a client over the limit why it is refused, as Redis does, then closes.

@@ -225,8 +225,7 @@ impl<'a> Driver<'a> {
             // A shared connection that just received a batch lets every other ready task run
             // once before writing, so that batches of many clients leave in one write: Redis
             // then reads (and the kernel carries) one packet for all of them.
-            if std::env::var_os("RFP_NO_COALESCE").is_none()
-                && !self.abandon_on_close
+            if !self.abandon_on_close
                 && !self.coalesced
                 && self.queued > 0
                 && self.written == self.flushed_at

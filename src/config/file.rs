@@ -117,6 +117,7 @@ pub(super) fn read_failover(mut r: Reader<'_>, p: &mut Problems) -> Failover {
         failback_after: r.duration("failback_after", d.failback_after, p),
         sentinel_user: r.get("sentinel_user", p),
         sentinel_password: read_secret(&mut r, "sentinel_password", p),
+        learn_nodes: r.get_or("learn_nodes", d.learn_nodes, p),
     };
     r.finish(p);
     f

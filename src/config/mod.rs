@@ -191,6 +191,8 @@ pub struct Failover {
     pub sentinel_user: Option<String>,
     /// Sentinel password.
     pub sentinel_password: Option<Secret>,
+    /// Probe nodes that Sentinel names but the configuration does not list.
+    pub learn_nodes: bool,
 }
 
 impl Default for Failover {
@@ -202,6 +204,7 @@ impl Default for Failover {
             failback_after: Duration::from_secs(30),
             sentinel_user: None,
             sentinel_password: None,
+            learn_nodes: true,
         }
     }
 }

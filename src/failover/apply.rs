@@ -46,6 +46,15 @@ impl Failover {
         }
         self.retire_for(&current, &state, &master);
         self.epoch = self.epoch.max(current.epoch) + 1;
+        if current.authority.reachable != authority.reachable && current.epoch > 0 {
+            tracing::warn!(
+                authority = authority.kind,
+                reachable = authority.reachable,
+                answering = authority.voters.0,
+                configured = authority.voters.1,
+                "authority reachability changed"
+            );
+        }
         if current.state != state
             || current.master.as_ref().map(|m| &m.node) != master.as_ref().map(|m| &m.node)
         {

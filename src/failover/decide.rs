@@ -48,11 +48,14 @@ pub enum Choice {
 
 /// `nodes` authority.
 pub fn by_role(nodes: &[NodeFacts<'_>]) -> Choice {
-    let claimants: Vec<(usize, &Observation)> = nodes
-        .iter()
-        .enumerate()
-        .filter_map(|(i, n)| n.writable().map(|o| (i, o)))
-        .collect();
+    let mut claimants: Vec<(usize, &Observation)> = Vec::new();
+    for (i, o) in nodes.iter().enumerate().filter_map(|(i, n)| n.writable().map(|o| (i, o))) {
+        // The same process reached under two addresses (configured and learned from
+        // Sentinel, or through two names) is one claimant.
+        if !claimants.iter().any(|(_, c)| c.run_id == o.run_id) {
+            claimants.push((i, o));
+        }
+    }
     match claimants.as_slice() {
         [] => Choice::Wait("no healthy node reports itself a writable master".into()),
         [(i, _)] => Choice::Master(*i),

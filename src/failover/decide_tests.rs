@@ -56,6 +56,12 @@ fn unique_healthy_master_wins() {
 }
 
 #[test]
+fn one_process_under_two_addresses_is_one_claimant() {
+    let a = obs(Role::Master, "r1", "0");
+    assert_eq!(by_role(&[up(&a), up(&a.clone())]), Choice::Master(0));
+}
+
+#[test]
 fn promoted_node_wins_and_unrelated_claimants_fail_closed() {
     let old = obs(Role::Master, "r1", "0000");
     let new = obs(Role::Master, "r2", "r1");

@@ -35,8 +35,11 @@ const ANNOUNCE_MAX: Duration = Duration::from_secs(30);
 pub struct Signal {
     /// The master the session was using.
     pub master: Arc<NodeId>,
-    /// What happened (`READONLY`, `connection lost`, ...).
+    /// What happened (`READONLY`, `a lost connection`, ...).
     pub reason: String,
+    /// Whether it proves the master stopped taking writes (a refusal such as READONLY),
+    /// rather than only hinting at trouble (a lost connection): only proof suspends it.
+    pub demotion: bool,
 }
 
 /// The sessions' way to report demotion signals (never blocks; a full channel means the
@@ -69,6 +72,8 @@ pub struct Settings {
     pub failback_after: Duration,
     /// Probe interval (also the decision tick).
     pub interval: Duration,
+    /// Probe nodes Sentinel names that the configuration does not list.
+    pub learn_nodes: bool,
 }
 
 /// The failover task.
@@ -160,7 +165,7 @@ impl Failover {
     fn on_sentinel(&mut self, r: SentinelReport) {
         match r {
             SentinelReport::View { sentinel, view } => {
-                if let Ok(v) = &view {
+                if let Some(v) = view.as_ref().ok().filter(|_| self.settings.learn_nodes) {
                     self.reg.learn(&v.host, v.port);
                     for (h, p) in &v.replicas {
                         self.reg.learn(h, *p);
@@ -190,11 +195,8 @@ impl Failover {
     fn on_signal(&mut self, s: Signal) {
         let current = self.handle.load();
         let in_use = current.master.as_ref().is_some_and(|m| m.node == s.master);
-        if in_use && current.state == RouteState::Verified {
-            self.suspend(
-                format!("{} reported {}", s.master.endpoint, s.reason),
-                false,
-            );
+        if s.demotion && in_use && current.state == RouteState::Verified {
+            self.suspend(format!("{} answered {}", s.master.endpoint, s.reason), false);
         }
         self.reg.recheck_all();
     }

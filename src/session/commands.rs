@@ -22,6 +22,7 @@ impl Session {
     /// Handles one command.
     pub(super) async fn handle(&mut self, req: Request) {
         let cls = classify(&req);
+        self.last_cmd = cls.spec;
         self.dispatch(req, cls).await;
         // CLIENT REPLY SKIP drops the reply of exactly one command: the next one handled (a
         // stalled command is handled again later and keeps the skip for then).

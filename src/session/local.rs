@@ -39,10 +39,14 @@ impl Session {
             Local::Auth => self.auth(&req, silent).await,
             Local::ClientId => self.reply_value(Value::Int(self.id() as i64), silent).await,
             Local::ClientInfo => {
+                self.publish_view();
                 let line = self.info.line() + "\n";
                 self.reply_value(Value::Verbatim(line), silent).await;
             }
-            Local::ClientList => self.client_list(&req, silent).await,
+            Local::ClientList => {
+                self.publish_view();
+                self.client_list(&req, silent).await
+            }
             Local::ClientSetName => self.client_setname(&req, silent).await,
             Local::ClientGetName => {
                 let v = self.state.name.clone().map_or(Value::Null, Value::Bulk);

@@ -22,6 +22,7 @@ pub mod scripts;
 pub mod state;
 mod tracking;
 mod tx;
+mod view;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -48,6 +49,9 @@ use state::{ClientState, Subscriptions, TxBuffer};
 const READ_CHUNK: usize = 16 * 1024;
 /// Stop reading while this much unprocessed input is buffered (and a frame is complete).
 const READ_PAUSE: usize = 4 * 1024 * 1024;
+/// Stop taking commands while this many bytes of them are in flight: a client pipelining a
+/// large amount gets its share of a shared connection, not all of it.
+const MAX_IN_FLIGHT_BYTES: usize = 4 * 1024 * 1024;
 
 /// Sleeps until `at` (callers only poll this when it is `Some`).
 async fn sleep_until(at: Option<tokio::time::Instant>) {
@@ -163,12 +167,14 @@ pub struct Session {
     watch_broken: bool,
     /// CLIENT TRACKING mode, while on.
     tracking: Option<tracking::Tracking>,
+    /// The last command handled (for CLIENT LIST's `cmd=`).
+    last_cmd: Option<&'static crate::resp::command::CommandSpec>,
 }
 
 impl Session {
     /// A session for a client that connected from `addr` to `laddr`.
-    pub fn new(ctx: Arc<Context>, addr: SocketAddr, laddr: SocketAddr) -> Self {
-        let info = ctx.registry.join(addr, laddr);
+    pub fn new(ctx: Arc<Context>, addr: SocketAddr, laddr: SocketAddr, fd: i64) -> Self {
+        let info = ctx.registry.join(addr, laddr, fd);
         let initial = ctx.users.load().initial();
         let inbox = Inbox::new(ctx.limits.output_buffer);
         let parser = RequestParser::new(ctx.limits.frames);
@@ -194,6 +200,7 @@ impl Session {
             topology,
             watch_broken: false,
             tracking: None,
+            last_cmd: None,
         };
         s.publish_view();
         s
@@ -271,11 +278,17 @@ impl Session {
         // Keep reading while the frame at the front is incomplete (up to the query buffer
         // limit, checked in `process`); pause while complete input waits to be processed.
         let waiting =
-            self.stalled.is_some() || self.inbox.in_flight() >= self.ctx.limits.max_in_flight;
+            self.stalled.is_some() || self.saturated();
         if waiting {
             return buffered < READ_PAUSE;
         }
         true
+    }
+
+    /// Whether enough of this client's commands are in flight for now.
+    fn saturated(&self) -> bool {
+        self.inbox.in_flight() >= self.ctx.limits.max_in_flight
+            || self.inbox.in_flight_bytes() + self.batch.bytes() >= MAX_IN_FLIGHT_BYTES
     }
 
     /// Whether the session is done: closing, and everything answered and written.
@@ -302,7 +315,7 @@ impl Session {
             self.handle(req).await;
         }
         while !self.closing && self.stalled.is_none() {
-            if self.inbox.in_flight() >= self.ctx.limits.max_in_flight {
+            if self.saturated() {
                 break;
             }
             let unauth = !self.state.authenticated();
@@ -352,38 +365,5 @@ impl Session {
         }
         self.release_idle_conn().await;
         Ok(())
-    }
-
-    /// Updates the registry view from the session's state.
-    fn publish_view(&self) {
-        let (sub, psub, ssub) = self.subs.counts();
-        let st = &self.state;
-        let multi = self.tx.as_ref().map_or(-1, |t| i64::from(t.queued));
-        let pinned = self.conn.pinned_identity();
-        self.info.update(|v| {
-            v.name = st
-                .name
-                .as_deref()
-                .map(|n| String::from_utf8_lossy(n).into())
-                .unwrap_or_default();
-            v.db = st.db;
-            v.user = st.user_name().to_string();
-            v.resp = st.proto.number();
-            v.lib_name = st
-                .lib_name
-                .as_deref()
-                .map(|n| String::from_utf8_lossy(n).into())
-                .unwrap_or_default();
-            v.lib_ver = st
-                .lib_ver
-                .as_deref()
-                .map(|n| String::from_utf8_lossy(n).into())
-                .unwrap_or_default();
-            v.sub = sub;
-            v.psub = psub;
-            v.ssub = ssub;
-            v.multi = multi;
-            v.pinned = pinned;
-        });
     }
 }

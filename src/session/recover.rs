@@ -95,6 +95,7 @@ impl Session {
         self.ctx.signals.send(Signal {
             master: std::sync::Arc::clone(master),
             reason,
+            demotion: demoted,
         });
     }
 

@@ -35,10 +35,33 @@ pub struct View {
     pub ssub: usize,
     /// Commands queued in MULTI (-1 outside MULTI).
     pub multi: i64,
-    /// Last command, lower case.
+    /// Last command, lower case (`NULL` before the first).
     pub cmd: String,
     /// The dedicated connection, when pinned: its node and the server's id for it.
     pub pinned: Option<(Arc<NodeId>, i64)>,
+    /// Tracking redirect (CLIENT GETREDIR).
+    pub redir: i64,
+    /// Buffers, as Redis reports them.
+    pub mem: Memory,
+}
+
+/// Buffer sizes of a client, as `CLIENT LIST` shows them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Memory {
+    /// Unprocessed input bytes.
+    pub qbuf: usize,
+    /// Free space in the input buffer.
+    pub qbuf_free: usize,
+    /// Bytes of a buffered MULTI block.
+    pub multi_mem: usize,
+    /// Input buffer size.
+    pub rbs: usize,
+    /// Output bytes waiting to be written.
+    pub obl: usize,
+    /// Output bytes held in reply slots.
+    pub omem: usize,
+    /// Commands dispatched and not yet answered.
+    pub oll: usize,
 }
 
 /// One client's entry.
@@ -50,6 +73,8 @@ pub struct Entry {
     pub addr: SocketAddr,
     /// Address it connected to.
     pub laddr: SocketAddr,
+    /// File descriptor of the client socket (-1 when unknown).
+    pub fd: i64,
     since: Instant,
     last: Mutex<Instant>,
     view: Mutex<View>,
@@ -84,26 +109,41 @@ impl Entry {
             .unwrap_or_else(|e| e.into_inner())
             .elapsed();
         let mut out = String::new();
+        let m = v.mem;
+        let flags = if v.sub + v.psub + v.ssub > 0 { "P" } else { "N" };
+        let cmd = if v.cmd.is_empty() { "NULL" } else { &v.cmd };
         let _ = write!(
             out,
-            "id={} addr={} laddr={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} multi={} cmd={} user={} lib-name={} lib-ver={} resp={}",
+            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={flags} db={} sub={} psub={} ssub={} multi={} \
+             qbuf={} qbuf-free={} argv-mem=0 multi-mem={} rbs={} rbp={} obl={} oll={} omem={} tot-mem={} events={} \
+             cmd={cmd} user={} redir={} resp={} lib-name={} lib-ver={}",
             self.id,
             self.addr,
             self.laddr,
+            self.fd,
             v.name,
             self.since.elapsed().as_secs(),
             idle.as_secs(),
-            if v.sub + v.psub + v.ssub > 0 { "P" } else { "N" },
             v.db,
             v.sub,
             v.psub,
             v.ssub,
             v.multi,
-            if v.cmd.is_empty() { "NULL" } else { &v.cmd },
+            m.qbuf,
+            m.qbuf_free,
+            m.multi_mem,
+            m.rbs,
+            m.rbs,
+            m.obl,
+            m.oll,
+            m.omem,
+            m.rbs + m.obl + m.omem + m.multi_mem,
+            if m.obl > 0 { "rw" } else { "r" },
             v.user,
+            v.redir,
+            v.resp,
             v.lib_name,
             v.lib_ver,
-            v.resp,
         );
         out
     }
@@ -122,18 +162,20 @@ impl Registry {
     }
 
     /// Registers a new client and gives it an id.
-    pub fn join(&self, addr: SocketAddr, laddr: SocketAddr) -> Arc<Entry> {
+    pub fn join(&self, addr: SocketAddr, laddr: SocketAddr, fd: i64) -> Arc<Entry> {
         let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         let now = Instant::now();
         let entry = Arc::new(Entry {
             id,
             addr,
             laddr,
+            fd,
             since: now,
             last: Mutex::new(now),
             view: Mutex::new(View {
                 multi: -1,
                 resp: 2,
+                redir: -1,
                 ..View::default()
             }),
         });
@@ -176,19 +218,17 @@ mod tests {
     #[test]
     fn list_shows_every_client_once() {
         let r = Registry::default();
-        let a = r.join(
-            "127.0.0.1:1000".parse().unwrap(),
-            "127.0.0.1:6380".parse().unwrap(),
-        );
-        let b = r.join(
-            "127.0.0.1:1001".parse().unwrap(),
-            "127.0.0.1:6380".parse().unwrap(),
-        );
+        let local = "127.0.0.1:6380".parse().unwrap();
+        let a = r.join("127.0.0.1:1000".parse().unwrap(), local, 7);
+        let b = r.join("127.0.0.1:1001".parse().unwrap(), local, 8);
         a.update(|v| v.name = "worker".into());
         let list = r.list();
         assert_eq!(list.lines().count(), 2);
         assert!(list.contains(&format!("id={} addr=127.0.0.1:1000", a.id)));
         assert!(list.contains("name=worker"));
+        for field in ["qbuf=", "argv-mem=", "tot-mem=", "omem=", "oll=", "redir=-1", "fd=7"] {
+            assert!(list.contains(field), "{field} missing in {list}");
+        }
         r.leave(b.id);
         assert_eq!(r.len(), 1);
         assert!(r.get(b.id).is_none());

@@ -128,6 +128,11 @@ impl Batch {
         self.first.as_ref().map_or(0, Bytes::len) + self.buf.len()
     }
 
+    /// Bytes accumulated.
+    pub(super) fn bytes(&self) -> usize {
+        self.len()
+    }
+
     fn push(&mut self, frame: &Bytes, kind: Kind) {
         let start = self.len();
         if self.cmds.is_empty() {

@@ -194,9 +194,10 @@ impl Resolver {
             let RData::SRV(srv) = &record.data else {
                 continue;
             };
+            // The target is absolute (trailing dot): looked up as such, never against the
+            // search domains.
             let host = srv.target.to_utf8();
-            let host = host.trim_end_matches('.');
-            let found = self.resolve_host(host, srv.port).await?;
+            let found = self.resolve_host(&host, srv.port).await?;
             ttl = ttl.min(found.ttl);
             endpoints.extend(found.endpoints);
         }

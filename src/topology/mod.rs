@@ -219,3 +219,143 @@ mod tests {
         assert_eq!(*h.subscribe().borrow(), 2);
     }
 }
+
+/// What readiness checks and operators need to know about a snapshot (served by the admin
+/// endpoint as JSON): the master, epoch, state, authority and every node and site.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Report {
+    /// Snapshot epoch.
+    pub epoch: u64,
+    /// `verified`, `holding` or `no_master`.
+    pub state: &'static str,
+    /// Why the last change happened.
+    pub reason: String,
+    /// The master in use (or last in use, while holding).
+    pub master: Option<MasterReport>,
+    /// The authority.
+    pub authority: AuthorityReport,
+    /// Sites.
+    pub sites: Vec<SiteReport>,
+    /// Nodes.
+    pub nodes: Vec<NodeReport>,
+}
+
+/// The master's identity.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MasterReport {
+    /// Address dialed.
+    pub address: String,
+    /// Name it was found under.
+    pub name: String,
+    /// Process identity.
+    pub run_id: String,
+    /// Replication ID when verified.
+    pub replid: String,
+    /// Redis version.
+    pub version: String,
+}
+
+/// The authority's reachability.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AuthorityReport {
+    /// `nodes`, `sentinel`, `active-active`.
+    pub kind: &'static str,
+    /// Whether it can be consulted from here.
+    pub reachable: bool,
+    /// Sentinels answering.
+    pub voters_answering: usize,
+    /// Sentinels configured.
+    pub voters: usize,
+}
+
+/// One site.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SiteReport {
+    /// Name.
+    pub name: String,
+    /// Nodes known.
+    pub known: usize,
+    /// Nodes healthy.
+    pub healthy: usize,
+    /// Healthy nodes needed.
+    pub needed: usize,
+    /// Whether it takes traffic.
+    pub quorum: bool,
+}
+
+/// One node.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NodeReport {
+    /// Site.
+    pub site: String,
+    /// Address dialed.
+    pub address: String,
+    /// Name it was found under.
+    pub name: String,
+    /// Passing its probes.
+    pub healthy: bool,
+    /// `master`, `replica`, or what the node says.
+    pub role: Option<String>,
+    /// Process identity.
+    pub run_id: Option<String>,
+    /// Replication ID.
+    pub replid: Option<String>,
+    /// Replication offset.
+    pub offset: Option<i64>,
+    /// Latest probe error.
+    pub error: Option<String>,
+}
+
+impl Topology {
+    /// The snapshot as a report.
+    pub fn report(&self) -> Report {
+        Report {
+            epoch: self.epoch,
+            state: self.state.label(),
+            reason: self.reason.clone(),
+            master: self.master.as_ref().map(|m| MasterReport {
+                address: m.node.endpoint.addr.to_string(),
+                name: m.node.endpoint.name.to_string(),
+                run_id: m.node.run_id.to_string(),
+                replid: m.replid.clone(),
+                version: m.version.clone(),
+            }),
+            authority: AuthorityReport {
+                kind: self.authority.kind,
+                reachable: self.authority.reachable,
+                voters_answering: self.authority.voters.0,
+                voters: self.authority.voters.1,
+            },
+            sites: self
+                .sites
+                .iter()
+                .map(|s| SiteReport {
+                    name: s.name.clone(),
+                    known: s.known,
+                    healthy: s.healthy,
+                    needed: s.needed,
+                    quorum: s.has_quorum(),
+                })
+                .collect(),
+            nodes: self
+                .nodes
+                .iter()
+                .map(|n| NodeReport {
+                    site: n.site.clone(),
+                    address: n.endpoint.addr.to_string(),
+                    name: n.endpoint.name.to_string(),
+                    healthy: n.healthy,
+                    role: n.seen.as_ref().map(|o| match &o.role {
+                        Role::Master => "master".to_string(),
+                        Role::Replica { .. } => "replica".to_string(),
+                        Role::Other(r) => r.clone(),
+                    }),
+                    run_id: n.seen.as_ref().map(|o| o.run_id.clone()),
+                    replid: n.seen.as_ref().map(|o| o.replid.clone()),
+                    offset: n.seen.as_ref().map(|o| o.offset),
+                    error: n.error.clone(),
+                })
+                .collect(),
+        }
+    }
+}

@@ -35,10 +35,9 @@ def check(cond, what):
 
 
 def client_info(r):
-    """CLIENT INFO as a dict. Parsed here rather than with r.client_info(), whose parser needs
-    every field Redis prints (qbuf, argv-mem, tot-mem, ...)."""
-    line = r.execute_command("CLIENT", "INFO")
-    return dict(pair.split("=", 1) for pair in line.split())
+    """CLIENT INFO as a dict, through redis-py's own parser (which needs every field Redis
+    prints: qbuf, argv-mem, tot-mem, ...). Values come back as strings or ints."""
+    return {k: str(v) for k, v in r.client_info().items()}
 
 
 def connect():

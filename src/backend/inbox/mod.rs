@@ -51,6 +51,9 @@ pub struct Inbox {
     limit: AtomicUsize,
     /// Entries faulted and not yet resolved (read without the lock on the hot path).
     faults: AtomicUsize,
+    /// Dispatched entries not yet released, and their payload bytes.
+    dispatched: AtomicUsize,
+    dispatched_bytes: AtomicUsize,
 }
 
 /// Where a connection sends the replies of one dispatch. Dropping it before the entry is
@@ -83,6 +86,8 @@ impl Inbox {
             notify: Notify::new(),
             limit: AtomicUsize::new(limit),
             faults: AtomicUsize::new(0),
+            dispatched: AtomicUsize::new(0),
+            dispatched_bytes: AtomicUsize::new(0),
         })
     }
 
@@ -128,10 +133,23 @@ impl Inbox {
 
     /// Registers a dispatch; the returned [`ReplyTo`] goes to the connection that sends it.
     pub fn push_dispatch(self: &Arc<Self>, d: Dispatch) -> ReplyTo {
+        self.count_in(&d);
         let mut st = self.lock();
         let id = Self::new_id(&mut st);
         st.queue.push_back(Entry::dispatched(id, d));
         self.reply_to(id)
+    }
+
+    fn count_in(&self, d: &Dispatch) {
+        self.dispatched.fetch_add(1, Ordering::AcqRel);
+        self.dispatched_bytes.fetch_add(d.payload.len(), Ordering::AcqRel);
+    }
+
+    fn count_out(&self, e: &Entry) {
+        if e.expect > 0 {
+            self.dispatched.fetch_sub(1, Ordering::AcqRel);
+            self.dispatched_bytes.fetch_sub(e.payload.len(), Ordering::AcqRel);
+        }
     }
 
     fn reply_to(self: &Arc<Self>, id: u64) -> ReplyTo {
@@ -151,6 +169,7 @@ impl Inbox {
             return tos;
         }
         if let Some(e) = st.queue.pop_front() {
+            self.count_out(&e);
             if e.faulted() {
                 self.faults.fetch_sub(1, Ordering::AcqRel);
             }
@@ -167,6 +186,7 @@ impl Inbox {
                     fresh.push(Entry::local(id, &bytes));
                 }
                 Resolution::Dispatch(d) => {
+                    self.count_in(&d);
                     tos.push(self.reply_to(id));
                     fresh.push(Entry::dispatched(id, d));
                 }
@@ -175,7 +195,7 @@ impl Inbox {
         for e in fresh.into_iter().rev() {
             st.queue.push_front(e);
         }
-        Self::release(&mut st);
+        self.release(&mut st);
         self.check_limit(&mut st);
         drop(st);
         self.notify.notify_one();
@@ -185,7 +205,7 @@ impl Inbox {
     /// Takes the output ready for the client and the faulted front entry, if it is settled.
     pub fn take(&self) -> Taken {
         let mut st = self.lock();
-        Self::release(&mut st);
+        self.release(&mut st);
         let out = st.out.split();
         st.buffered = st.buffered.saturating_sub(out.len());
         let fault = st
@@ -200,13 +220,15 @@ impl Inbox {
         }
     }
 
-    /// Dispatched entries still waiting for replies (or for the session, when faulted).
+    /// Dispatched entries not yet released to the client (waiting for replies, for the
+    /// session when faulted, or behind an earlier entry).
     pub fn in_flight(&self) -> usize {
-        self.lock()
-            .queue
-            .iter()
-            .filter(|e| e.open() || e.faulted())
-            .count()
+        self.dispatched.load(Ordering::Acquire)
+    }
+
+    /// Payload bytes of those entries.
+    pub fn in_flight_bytes(&self) -> usize {
+        self.dispatched_bytes.load(Ordering::Acquire)
     }
 
     /// Whether sending on connection `conn` now could run a command before an earlier one:
@@ -225,6 +247,8 @@ impl Inbox {
         let mut st = self.lock();
         st.closed = true;
         st.queue.clear();
+        self.dispatched.store(0, Ordering::Release);
+        self.dispatched_bytes.store(0, Ordering::Release);
         st.out = BytesMut::new();
         st.buffered = 0;
         self.faults.store(0, Ordering::Release);
@@ -236,7 +260,7 @@ impl Inbox {
     }
 
     /// Moves completed front entries to the output.
-    fn release(st: &mut State) {
+    fn release(&self, st: &mut State) {
         while let Some(front) = st.queue.front_mut() {
             if !front.held.is_empty() {
                 let held = front.held.split();
@@ -245,7 +269,9 @@ impl Inbox {
             if !front.done() {
                 return;
             }
-            st.queue.pop_front();
+            if let Some(e) = st.queue.pop_front() {
+                self.count_out(&e);
+            }
         }
     }
 
@@ -293,7 +319,7 @@ impl Inbox {
             }
         }
         st.buffered += added;
-        Self::release(st);
+        self.release(st);
         self.check_limit(st);
         self.notify.notify_one();
     }
