@@ -7,13 +7,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{User, Users};
 use std::sync::atomic::AtomicUsize;
 
-use crate::backend::{BackendAuth, Dialer, Pool, PoolConfig};
+use crate::backend::{BackendAuth, Dialer, Pool, PoolConfig, Pools};
 use crate::config::{Authority, Config, Password};
 use crate::failover::{Failover, Reach, Settings};
 use crate::resp::FrameLimits;
@@ -24,6 +24,7 @@ use crate::topology::discovery::{DnsSettings, Resolver};
 use crate::topology::health::HealthConfig;
 use crate::topology::sentinel::SentinelSettings;
 use crate::topology::TopologyHandle;
+use crate::workers::{self, Job, Workers};
 
 /// Why the proxy could not start.
 #[derive(Debug, thiserror::Error)]
@@ -52,7 +53,16 @@ pub struct Running {
     drain: DrainTrigger,
     tasks: Tasks,
     stop: CancellationToken,
+    workers: Workers,
     grace: std::time::Duration,
+}
+
+/// Worker threads for `configured` (0: one per core).
+fn worker_count(configured: usize) -> usize {
+    if configured > 0 {
+        return configured;
+    }
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// Starts the proxy: binds, starts probing and accepting.
@@ -66,13 +76,16 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
         connect_timeout: cfg.backend.connect_timeout,
         handshake_timeout: cfg.backend.handshake_timeout,
     };
-    let pool = Pool::new(PoolConfig {
+    let threads = worker_count(cfg.threads);
+    let dedicated = Arc::new(Semaphore::new(cfg.backend.max_dedicated));
+    let pool_cfg = PoolConfig {
         lanes: cfg.backend.pool_size,
         dialer,
         reply_timeout: cfg.backend.reply_timeout,
         max_dedicated: cfg.backend.max_dedicated,
         dedicated_idle: cfg.backend.dedicated_idle,
-    });
+    };
+    let pools = Pools((0..threads).map(|_| Pool::new(pool_cfg, Arc::clone(&dedicated))).collect());
     let topology = TopologyHandle::new();
     let stop = CancellationToken::new();
     let resolver = Resolver::new(DnsSettings {
@@ -117,7 +130,7 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
     };
     let (failover, signals) = Failover::new(
         Arc::clone(&topology),
-        Arc::clone(&pool),
+        pools.clone(),
         cfg.sites.clone(),
         settings,
         reach,
@@ -132,7 +145,7 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
         }
     });
 
-    let ctx = Arc::new(Context {
+    let base = Context {
         limits: Limits {
             frames: FrameLimits {
                 max_bulk: cfg.limits.max_bulk_len,
@@ -143,45 +156,45 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
             pubsub_output_buffer: cfg.limits.pubsub_output_buffer,
             max_in_flight: cfg.limits.max_in_flight,
         },
-        pool,
+        pool: Arc::clone(&pools.0[0]),
         topology,
-        users: ArcSwap::from_pointee(users),
-        allow: cfg.allow_commands.iter().cloned().collect(),
-        registry: Registry::default(),
+        users: Arc::new(ArcSwap::from_pointee(users)),
+        allow: Arc::new(cfg.allow_commands.iter().cloned().collect()),
+        registry: Arc::new(Registry::default()),
         select_timeout: cfg.backend.connect_timeout + cfg.backend.handshake_timeout,
         signals,
         hold_timeout: cfg.failover.hold_timeout,
         max_held_clients: cfg.failover.max_held_clients,
-        held: AtomicUsize::new(0),
-        scripts: Scripts::default(),
-    });
+        held: Arc::new(AtomicUsize::new(0)),
+        scripts: Arc::new(Scripts::default()),
+    };
 
-    let listener = TcpListener::bind(cfg.listen)
-        .await
-        .map_err(|source| StartError::Bind {
-            addr: cfg.listen,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+    let bind_err = |source| StartError::Bind {
         addr: cfg.listen,
         source,
-    })?;
+    };
+    let (listeners, addr) = workers::bind(cfg.listen, threads).map_err(bind_err)?;
     let (drain, drain_rx) = shutdown::drain();
     let tasks = Tasks::new();
-    tokio::spawn(crate::listener::serve(
-        listener,
-        Arc::clone(&ctx),
-        cfg.limits.max_clients,
-        drain_rx,
-        tasks.clone(),
-    ));
-    tracing::info!(listen = %addr, "accepting clients");
+    let jobs: Vec<Job> = listeners
+        .into_iter()
+        .zip(&pools.0)
+        .map(|(listener, pool)| Job {
+            listener,
+            ctx: Arc::new(base.with_pool(Arc::clone(pool))),
+        })
+        .collect();
+    let ctx = Arc::clone(&jobs[0].ctx);
+    let permits = Arc::new(Semaphore::new(cfg.limits.max_clients));
+    let workers = Workers::spawn(jobs, permits, &drain_rx, &tasks, &stop).map_err(bind_err)?;
+    tracing::info!(listen = %addr, threads, "accepting clients");
     Ok(Running {
         addr,
         ctx,
         drain,
         tasks,
         stop,
+        workers,
         grace: cfg.shutdown.grace,
     })
 }
@@ -206,6 +219,10 @@ impl Running {
             tracing::info!(clients, "all clients finished");
         }
         self.stop.cancel();
+        let workers = self.workers;
+        // The worker threads end as soon as they see `stop`; joining them off the runtime
+        // keeps this task from blocking it.
+        let _ = tokio::task::spawn_blocking(move || workers.join()).await;
     }
 }
 

@@ -33,3 +33,4 @@ pub mod resp;
 pub mod session;
 pub mod shutdown;
 pub mod topology;
+pub mod workers;

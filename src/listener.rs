@@ -19,15 +19,8 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// How long a refused connection may take to receive its error.
 const REFUSE_DEADLINE: Duration = Duration::from_secs(1);
 
-/// Accepts until draining starts.
-pub async fn serve(
-    listener: TcpListener,
-    ctx: Arc<Context>,
-    max_clients: usize,
-    mut drain: Drain,
-    tasks: Tasks,
-) {
-    let permits = Arc::new(Semaphore::new(max_clients));
+/// Accepts until draining starts; `permits` is the client limit shared by every listener.
+pub async fn serve(listener: TcpListener, ctx: Arc<Context>, permits: Arc<Semaphore>, mut drain: Drain, tasks: Tasks) {
     loop {
         let accepted = tokio::select! {
             _ = drain.signaled() => return,

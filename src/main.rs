@@ -21,12 +21,9 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     init_logging(cfg.log_format);
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    builder.enable_all();
-    if cfg.threads > 0 {
-        builder.worker_threads(cfg.threads);
-    }
-    let runtime = match builder.build() {
+    // The control runtime (probes, DNS, Sentinel, failover, signals) is single-threaded;
+    // clients are served by the worker threads `app` starts.
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");

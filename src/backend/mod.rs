@@ -12,4 +12,4 @@ pub use conn::{Outgoing, ReplyMode};
 pub use error::ConnError;
 pub use handshake::{BackendAuth, Dialer, Endpoint};
 pub use inbox::{Dispatch, Fault, FaultKind, Inbox, ReplyTo, Resolution, Sent, Tail, Taken};
-pub use pool::{Dedicated, DedicatedError, Lane, NodeId, Pool, PoolConfig, PoolKey};
+pub use pool::{Dedicated, DedicatedError, Lane, NodeId, Pool, PoolConfig, PoolKey, Pools};

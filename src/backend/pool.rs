@@ -256,13 +256,14 @@ impl LaneSet {
 // === impl Pool ===
 
 impl Pool {
-    /// An empty pool.
-    pub fn new(cfg: PoolConfig) -> Arc<Self> {
+    /// An empty pool. `dedicated` caps dedicated connections, shared by every pool of the
+    /// process.
+    pub fn new(cfg: PoolConfig, dedicated: Arc<Semaphore>) -> Arc<Self> {
         Arc::new(Self {
             cfg,
             lanes: Mutex::new(HashMap::new()),
             idle: Mutex::new(HashMap::new()),
-            dedicated: Arc::new(Semaphore::new(cfg.max_dedicated)),
+            dedicated,
         })
     }
 
@@ -386,6 +387,20 @@ impl Pool {
     /// Keys with lanes (for metrics and tests).
     pub fn lane_keys(&self) -> usize {
         self.lock_lanes().len()
+    }
+}
+
+/// The pools of every worker thread (each worker keeps its connections to itself, so that a
+/// connection and the clients it serves run on one thread).
+#[derive(Debug, Clone)]
+pub struct Pools(pub Vec<Arc<Pool>>);
+
+impl Pools {
+    /// Stops every connection, in every pool, to nodes for which `keep` is false.
+    pub fn retire_nodes(&self, keep: impl Fn(&NodeId) -> bool) {
+        for pool in &self.0 {
+            pool.retire_nodes(&keep);
+        }
     }
 }
 

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::backend::{NodeId, Pool};
+use crate::backend::{NodeId, Pools};
 use crate::config::Authority;
 use crate::topology::sentinel::Report as SentinelReport;
 use crate::topology::{RouteState, TopologyHandle};
@@ -80,7 +80,7 @@ pub struct Settings {
 #[derive(Debug)]
 pub struct Failover {
     handle: Arc<TopologyHandle>,
-    pool: Arc<Pool>,
+    pool: Pools,
     settings: Settings,
     reg: Registry,
     dns: mpsc::Receiver<registry::DnsEvent>,
@@ -98,7 +98,7 @@ impl Failover {
     /// Builds the task (it starts DNS watches at once) and the handle sessions signal on.
     pub fn new(
         handle: Arc<TopologyHandle>,
-        pool: Arc<Pool>,
+        pool: Pools,
         sites: Vec<crate::config::Site>,
         settings: Settings,
         reach: Reach,

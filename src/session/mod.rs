@@ -102,11 +102,11 @@ pub struct Context {
     /// Current topology.
     pub topology: Arc<TopologyHandle>,
     /// Proxy users (replaced whole on reload).
-    pub users: ArcSwap<Users>,
+    pub users: Arc<ArcSwap<Users>>,
     /// Guarded commands the operator allowed (`CONFIG`, `CONFIG|SET`, ...).
-    pub allow: HashSet<String>,
+    pub allow: Arc<HashSet<String>>,
     /// Connected clients.
-    pub registry: Registry,
+    pub registry: Arc<Registry>,
     /// How long SELECT waits to learn whether the database exists.
     pub select_timeout: Duration,
     /// Where demotion signals go (the failover task).
@@ -116,9 +116,29 @@ pub struct Context {
     /// Clients that may wait at once.
     pub max_held_clients: usize,
     /// Clients waiting now.
-    pub held: AtomicUsize,
+    pub held: Arc<AtomicUsize>,
     /// Script bodies seen, for reloading after a failover.
-    pub scripts: scripts::Scripts,
+    pub scripts: Arc<scripts::Scripts>,
+}
+
+impl Context {
+    /// The same context for a worker with its own pool of backend connections.
+    pub fn with_pool(&self, pool: Arc<Pool>) -> Self {
+        Self {
+            limits: self.limits,
+            pool,
+            topology: Arc::clone(&self.topology),
+            users: Arc::clone(&self.users),
+            allow: Arc::clone(&self.allow),
+            registry: Arc::clone(&self.registry),
+            select_timeout: self.select_timeout,
+            signals: self.signals.clone(),
+            hold_timeout: self.hold_timeout,
+            max_held_clients: self.max_held_clients,
+            held: Arc::clone(&self.held),
+            scripts: Arc::clone(&self.scripts),
+        }
+    }
 }
 
 /// Why a session ended.
