@@ -4,10 +4,15 @@
 #![allow(dead_code, unreachable_pub, unused_imports)]
 
 pub mod client;
+pub mod dns;
 pub mod procs;
+pub mod relay;
+pub mod sentinel;
 
 pub use client::{Client, Frame};
 pub use procs::{free_port, Proxy, ProxyBuilder, RedisBuilder, RedisServer};
+pub use relay::Relay;
+pub use sentinel::{replication, Group, GroupOptions};
 
 /// Installs a tracing subscriber once (RUST_LOG controls it), so proxy logs from in-process
 /// parts show up in failing tests.

@@ -1,0 +1,445 @@
+//! Tests of the failover test support itself, against real `redis-server` and
+//! `redis-sentinel` processes and without the proxy: a Sentinel group really fails over (forced
+//! and after the master dies) and reports it the way the failover tests expect, and the
+//! fault-injecting relay passes, black-holes, stalls, resets, refuses and delays traffic as
+//! documented.
+
+mod support;
+
+use std::io::ErrorKind;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use support::relay::Mode;
+use support::sentinel::{next_event, wait_event, Event};
+use support::{replication, Client, Frame, Group, GroupOptions, RedisServer, Relay};
+
+/// Runs one command on a fresh connection to `server`; `None` when the link fails (Sentinel
+/// kills normal clients of the servers it reconfigures).
+fn try_cmd(server: &RedisServer, args: &[&str]) -> Option<Frame> {
+    let mut c = Client::try_connect(server.addr()).ok()?;
+    c.set_read_timeout(Some(Duration::from_secs(2)));
+    c.send(args);
+    c.try_read().ok()
+}
+
+/// `INFO replication` of a server, or "" when it does not answer.
+fn replication_info(server: &RedisServer) -> String {
+    match try_cmd(server, &["INFO", "replication"]) {
+        Some(Frame::Bulk(b)) => String::from_utf8_lossy(&b).into_owned(),
+        _ => String::new(),
+    }
+}
+
+/// Whether a new connection through the relay is closed or reset right away (the reset can
+/// already show while connecting).
+fn cut_off(relay: &Relay) -> bool {
+    match Client::try_connect(relay.addr()) {
+        Ok(mut c) => c.closed(Duration::from_secs(5)),
+        Err(e) => e.kind() == ErrorKind::ConnectionReset,
+    }
+}
+
+/// Polls `f` every 50 ms until it holds or `deadline` passes.
+fn eventually(deadline: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let until = Instant::now() + deadline;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() > until {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Forced failover, seen every way a test can see it.
+/// 1. A master with one linked replica and a group of three Sentinels; the group names the
+///    master.
+/// 2. Subscribe to every event on the Sentinel that will lead, and to `+switch-master`.
+/// 3. `failover()`; `+switch-master` arrives naming old and new address, a majority names the
+///    replica, the replica reports `role:master` and accepts writes.
+/// 4. The leader published `+try-failover`, `+selected-slave`,
+///    `+failover-state-send-slaveof-noone` and `+switch-master` in that order, with the
+///    payload formats the failover tests rely on.
+/// 5. Controls: a paused Sentinel answers nothing and answers again once resumed; a killed one
+///    refuses connections while the other two still make a majority; a restarted one names
+///    the new master from its rewritten configuration; `kill_all` stops every one.
+#[test]
+fn forced_failover_promotes_the_replica() {
+    let (master, replicas) = replication(1);
+    let replica = &replicas[0];
+    let mut group = Group::start(&master, &[replica], GroupOptions::default());
+    assert_eq!(group.addrs().len(), 3);
+    assert_eq!(group.master_addr(), Some(master.addr_str()));
+    assert!(group.wait_master(&master.addr_str(), Duration::from_secs(5)));
+
+    let leader = group.first_live();
+    let mut all = group.subscribe_on(leader, &["*"]);
+    let mut switch = group.subscribe();
+    let started = Instant::now();
+    assert_eq!(group.failover(), leader);
+
+    let ev = wait_event(&mut switch, "+switch-master", Duration::from_secs(20))
+        .unwrap_or_else(|| panic!("no +switch-master\n{}", group.logs()));
+    eprintln!("+switch-master after {:?}", started.elapsed());
+    assert_eq!(
+        ev.switch_master(),
+        Some(("mymaster".into(), master.addr_str(), replica.addr_str()))
+    );
+    assert!(
+        group.wait_master(&replica.addr_str(), Duration::from_secs(15)),
+        "no majority names the replica\n{}",
+        group.logs()
+    );
+    assert_eq!(group.master_addr(), Some(replica.addr_str()));
+    assert!(eventually(Duration::from_secs(10), || {
+        replication_info(replica).contains("role:master")
+    }));
+    assert_eq!(replica.cmd(&["SET", "after", "failover"]), Frame::ok());
+
+    // Every event the leader published, up to its own +switch-master.
+    let mut seen: Vec<Event> = Vec::new();
+    while let Some(ev) = next_event(&mut all, Duration::from_secs(5)) {
+        eprintln!("{} {}", ev.channel, ev.payload);
+        let done = ev.channel == "+switch-master";
+        seen.push(ev);
+        if done {
+            break;
+        }
+    }
+    let (m, r) = (master.port, replica.port);
+    let expect = [
+        ("+try-failover", format!("master mymaster 127.0.0.1 {m}")),
+        (
+            "+selected-slave",
+            format!("slave 127.0.0.1:{r} 127.0.0.1 {r} @ mymaster 127.0.0.1 {m}"),
+        ),
+        (
+            "+failover-state-send-slaveof-noone",
+            format!("slave 127.0.0.1:{r} 127.0.0.1 {r} @ mymaster 127.0.0.1 {m}"),
+        ),
+        (
+            "+switch-master",
+            format!("mymaster 127.0.0.1 {m} 127.0.0.1 {r}"),
+        ),
+    ];
+    let mut at = 0;
+    for (channel, payload) in &expect {
+        let found = seen[at..]
+            .iter()
+            .position(|e| e.channel == *channel)
+            .unwrap_or_else(|| panic!("no {channel} after event {at}: {seen:#?}"));
+        at += found;
+        assert_eq!(&seen[at].payload, payload, "{channel}");
+        at += 1;
+    }
+
+    // Controls of single Sentinels.
+    group.pause(1);
+    assert_eq!(group.master_addr_on(1), None);
+    assert!(
+        group.query(1, &["PING"]).is_err(),
+        "a paused Sentinel answered"
+    );
+    group.resume(1);
+    assert_eq!(
+        group.query(1, &["PING"]).ok(),
+        Some(Frame::Simple("PONG".into()))
+    );
+    group.kill(2);
+    assert!(TcpStream::connect(group.addr(2)).is_err());
+    assert!(group.wait_master(&replica.addr_str(), Duration::from_secs(5)));
+    group.restart(2);
+    assert!(eventually(Duration::from_secs(10), || {
+        group.master_addr_on(2) == Some(replica.addr_str())
+    }));
+    group.kill_all();
+    for i in 0..group.len() {
+        assert!(TcpStream::connect(group.addr(i)).is_err(), "sentinel {i}");
+    }
+    assert_eq!(group.master_addr(), None);
+}
+
+/// Automatic failover after the master dies.
+/// 1. A master with two linked replicas and a group of three Sentinels.
+/// 2. Subscribe to `+switch-master`, then SIGKILL the master.
+/// 3. Within 30 s a majority names one of the replicas, and `+switch-master` names the dead
+///    master as old and the same replica as new (the elapsed time is printed).
+/// 4. The promoted replica accepts writes and Sentinel points the other replica at it, which
+///    then receives the write.
+#[test]
+fn killed_master_is_replaced() {
+    let (mut master, replicas) = replication(2);
+    let group = Group::start(
+        &master,
+        &[&replicas[0], &replicas[1]],
+        GroupOptions::default(),
+    );
+    let mut switch = group.subscribe();
+    let old = master.addr_str();
+    let started = Instant::now();
+    master.kill();
+
+    let mut promoted = None;
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            promoted = group
+                .master_addr()
+                .and_then(|a| replicas.iter().position(|r| r.addr_str() == a));
+            promoted.is_some_and(|p| group.wait_master(&replicas[p].addr_str(), Duration::ZERO))
+        }),
+        "no replica promoted within 30 s\n{}",
+        group.logs()
+    );
+    eprintln!("promoted after {:?}", started.elapsed());
+    let p = promoted.expect("promoted");
+    let (new, other) = (&replicas[p], &replicas[1 - p]);
+    let ev =
+        wait_event(&mut switch, "+switch-master", Duration::from_secs(10)).expect("+switch-master");
+    assert_eq!(
+        ev.switch_master(),
+        Some(("mymaster".into(), old, new.addr_str()))
+    );
+
+    assert!(eventually(Duration::from_secs(10), || {
+        replication_info(new).contains("role:master")
+    }));
+    assert_eq!(new.cmd(&["SET", "survivor", "yes"]), Frame::ok());
+    let link = format!("master_port:{}", new.port);
+    assert!(
+        eventually(Duration::from_secs(20), || {
+            let info = replication_info(other);
+            info.contains(&link) && info.contains("master_link_status:up")
+        }),
+        "the other replica was not pointed at the new master\n{}",
+        group.logs()
+    );
+    assert!(eventually(Duration::from_secs(10), || {
+        try_cmd(other, &["GET", "survivor"]) == Some(Frame::bulk("yes"))
+    }));
+}
+
+/// A group where the servers and the Sentinels require passwords.
+/// 1. A master and a replica requiring "srvpw"; Sentinels given it as `auth_pass` and
+///    requiring "sentpw" themselves; the group becomes ready (the Sentinels reached the
+///    servers and each other with those passwords).
+/// 2. A Sentinel refuses an unauthenticated command; the group's own queries authenticate
+///    and name the master.
+/// 3. A forced failover is announced on `subscribe()` and a majority names the replica.
+#[test]
+fn password_protected_group_fails_over() {
+    let (master, replicas) = support::sentinel::replication_with(
+        RedisServer::builder().password("srvpw"),
+        1,
+        Some("srvpw"),
+    );
+    let opts = GroupOptions {
+        name: "secured".into(),
+        auth_pass: Some("srvpw".into()),
+        requirepass: Some("sentpw".into()),
+        ..Default::default()
+    };
+    let group = Group::start(&master, &[&replicas[0]], opts);
+    assert_eq!(group.name(), "secured");
+    let mut anonymous = Client::connect(group.addr(0));
+    let refused = anonymous.cmd(&["SENTINEL", "GET-MASTER-ADDR-BY-NAME", "secured"]);
+    assert!(refused.is_error("NOAUTH"), "{refused:?}");
+    assert_eq!(group.master_addr(), Some(master.addr_str()));
+
+    let mut switch = group.subscribe();
+    group.failover();
+    let ev = wait_event(&mut switch, "+switch-master", Duration::from_secs(20))
+        .unwrap_or_else(|| panic!("no +switch-master\n{}", group.logs()));
+    assert_eq!(
+        ev.switch_master(),
+        Some(("secured".into(), master.addr_str(), replicas[0].addr_str()))
+    );
+    assert!(group.wait_master(&replicas[0].addr_str(), Duration::from_secs(15)));
+}
+
+/// The relay forwards both ways and counts its connections.
+/// 1. A relay in front of a redis-server; PING, SET and GET through it.
+/// 2. Two connections are counted; closing them brings the count back to zero.
+/// 3. A 1 MiB value goes through and back intact.
+#[test]
+fn relay_passes_traffic() {
+    let redis = RedisServer::start();
+    let relay = Relay::start(redis.addr());
+    assert_eq!(relay.mode(), Mode::Pass);
+    assert_eq!(relay.target(), redis.addr());
+    let mut a = relay.client();
+    assert_eq!(a.cmd(&["PING"]), Frame::Simple("PONG".into()));
+    assert_eq!(a.cmd(&["SET", "k", "v"]), Frame::ok());
+    let mut b = Client::connect(relay.addr());
+    assert_eq!(b.cmd(&["GET", "k"]), Frame::bulk("v"));
+    assert_eq!(relay.connections(), 2);
+
+    let big = "x".repeat(1 << 20);
+    assert_eq!(b.cmd(&["SET", "big", &big]), Frame::ok());
+    assert_eq!(a.cmd(&["GET", "big"]), Frame::bulk(&big));
+
+    drop(a);
+    drop(b);
+    assert!(relay.wait_connections(0, Duration::from_secs(5)));
+}
+
+/// A black hole keeps connections open but delivers nothing.
+/// 1. A connection through the relay answers PING; then `blackhole()`.
+/// 2. A PING on it times out, yet the relay still counts it and the server still has the
+///    relay's upstream connection (nothing was closed).
+/// 3. A new connection is accepted but its PING times out too; a third connects and sends
+///    nothing.
+/// 4. `pass()`: the two connections that lost data are reset, the silent one resumes and
+///    answers PING, and a fresh connection works.
+#[test]
+fn relay_blackhole_drops_everything_but_closes_nothing() {
+    let redis = RedisServer::start();
+    let relay = Relay::start(redis.addr());
+    let mut a = relay.client();
+    assert_eq!(a.cmd(&["PING"]), Frame::Simple("PONG".into()));
+
+    relay.blackhole();
+    a.set_read_timeout(Some(Duration::from_millis(500)));
+    a.send(&["PING"]);
+    let err = a.try_read().expect_err("a reply crossed the black hole");
+    assert!(
+        matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+        "{err:?}"
+    );
+    assert_eq!(relay.connections(), 1);
+    let clients = redis.cmd(&["INFO", "clients"]).text();
+    assert!(clients.contains("connected_clients:2"), "{clients}");
+
+    let mut b = relay.client();
+    b.set_read_timeout(Some(Duration::from_millis(300)));
+    b.send(&["PING"]);
+    assert!(
+        b.try_read().is_err(),
+        "a new connection crossed the black hole"
+    );
+    let mut c = relay.client();
+    assert!(relay.wait_connections(3, Duration::from_secs(5)));
+
+    relay.pass();
+    assert!(
+        a.closed(Duration::from_secs(5)),
+        "lossy connection a kept open"
+    );
+    assert!(
+        b.closed(Duration::from_secs(5)),
+        "lossy connection b kept open"
+    );
+    c.set_read_timeout(Some(Duration::from_secs(5)));
+    assert_eq!(c.cmd(&["PING"]), Frame::Simple("PONG".into()));
+    assert_eq!(relay.client().cmd(&["GET", "missing"]), Frame::Null);
+}
+
+/// A stall holds bytes and delivers them late.
+/// 1. `stall()`; a PING through the relay gets no reply within 300 ms.
+/// 2. `pass()`; the held PING's reply arrives on the same connection, which keeps working.
+#[test]
+fn relay_stall_delivers_late() {
+    let redis = RedisServer::start();
+    let relay = Relay::start(redis.addr());
+    let mut a = relay.client();
+    assert_eq!(a.cmd(&["PING"]), Frame::Simple("PONG".into()));
+    relay.stall();
+    a.set_read_timeout(Some(Duration::from_millis(300)));
+    a.send(&["INCR", "n"]);
+    assert!(a.try_read().is_err(), "a reply crossed a stall");
+    relay.pass();
+    a.set_read_timeout(Some(Duration::from_secs(5)));
+    assert_eq!(a.read(), Frame::Int(1));
+    assert_eq!(a.cmd(&["INCR", "n"]), Frame::Int(2));
+}
+
+/// Reset and refuse.
+/// 1. An idle connection through the relay; `reset()` returns with no connection left and
+///    the client reads a connection reset (or end of stream).
+/// 2. While resetting, a new connection is reset right after it is accepted.
+/// 3. `pass()` restores service for new connections.
+/// 4. `refuse()`: a current connection keeps working, a new one is closed at once.
+/// 5. `pass()` with the target killed: a new connection is reset.
+#[test]
+fn relay_reset_and_refuse() {
+    let mut redis = RedisServer::start();
+    let relay = Relay::start(redis.addr());
+    let mut a = relay.client();
+    assert_eq!(a.cmd(&["PING"]), Frame::Simple("PONG".into()));
+
+    relay.reset();
+    assert_eq!(relay.connections(), 0);
+    let err = a.try_read().expect_err("read after reset");
+    assert!(
+        matches!(
+            err.kind(),
+            ErrorKind::ConnectionReset | ErrorKind::UnexpectedEof
+        ),
+        "{err:?}"
+    );
+    assert!(cut_off(&relay), "a new connection survived reset()");
+
+    relay.pass();
+    let mut c = relay.client();
+    assert_eq!(c.cmd(&["PING"]), Frame::Simple("PONG".into()));
+
+    relay.refuse();
+    assert!(cut_off(&relay), "refused connection stayed open");
+    assert_eq!(c.cmd(&["SET", "still", "here"]), Frame::ok());
+    assert_eq!(relay.connections(), 1);
+
+    relay.pass();
+    drop(c);
+    redis.kill();
+    assert!(
+        cut_off(&relay),
+        "no target, yet the client stayed connected"
+    );
+    assert!(relay.wait_connections(0, Duration::from_secs(5)));
+}
+
+/// Delay adds latency to every chunk in both directions.
+/// 1. `delay(200 ms)`; a PING round trip takes at least 400 ms (one delay each way).
+/// 2. A pipeline of 50 INCRs still comes back complete and in order.
+/// 3. `pass()`; the relay's mode reads back as Pass.
+#[test]
+fn relay_delay_adds_latency() {
+    let redis = RedisServer::start();
+    let relay = Relay::start(redis.addr());
+    let mut a = relay.client();
+    let d = Duration::from_millis(200);
+    relay.delay(d);
+    assert_eq!(relay.mode(), Mode::Delay(d));
+    let t = Instant::now();
+    assert_eq!(a.cmd(&["PING"]), Frame::Simple("PONG".into()));
+    let rtt = t.elapsed();
+    assert!(rtt >= 2 * d, "round trip {rtt:?} with {d:?} each way");
+
+    let mut batch = Vec::new();
+    for _ in 0..50 {
+        batch.extend(support::client::encode(&[b"INCR", b"c"]));
+    }
+    a.send_raw(&batch);
+    for i in 1..=50 {
+        assert_eq!(a.read(), Frame::Int(i));
+    }
+    relay.pass();
+    assert_eq!(relay.mode(), Mode::Pass);
+}
+
+/// Dropping the relay closes everything.
+/// 1. A connection through the relay works.
+/// 2. Drop the relay: the client sees its connection closed and the port refuses new ones.
+#[test]
+fn relay_drop_closes_everything() {
+    let redis = RedisServer::start();
+    let relay = Relay::start(redis.addr());
+    let addr = relay.addr();
+    let mut a = relay.client();
+    assert_eq!(a.cmd(&["PING"]), Frame::Simple("PONG".into()));
+    drop(relay);
+    assert!(a.closed(Duration::from_secs(5)));
+    assert!(TcpStream::connect(addr).is_err());
+}
