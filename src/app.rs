@@ -1,25 +1,34 @@
 //! Wiring: builds every long-lived part from a validated configuration, starts the tasks, and
-//! runs the shutdown sequence. The tasks: one accept loop, one session per client, one probe
-//! task per node, and the failover task. The failover task ending unexpectedly is fatal: a
-//! silently dead failover task would look healthy while the topology froze.
+//! runs the signal handling. Tasks: one worker thread per core for clients (accept loop,
+//! sessions, their backend connections); on the control runtime, the DNS watches, one probe per
+//! node, the Sentinel watchers, the failover task and the admin endpoint. The failover task
+//! ending unexpectedly is fatal: a silently dead failover task would look healthy while the
+//! topology froze.
+//!
+//! Signals: SIGTERM/SIGINT drain (unready at once, serve on for the drain delay, stop
+//! accepting, let in-flight commands finish under the grace period, exit); SIGHUP reloads the
+//! configuration file, applying what can change without re-binding.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use crate::admin::{self, Admin};
 use crate::auth::{User, Users};
-use std::sync::atomic::AtomicUsize;
-
 use crate::backend::{BackendAuth, Dialer, Pool, PoolConfig, Pools};
 use crate::config::{Authority, Config, Password};
-use crate::failover::{Failover, Reach, Settings};
+use crate::failover::operate::Operator;
+use crate::failover::{Failover, Reach, Settings, Signal, Signals};
 use crate::resp::FrameLimits;
 use crate::session::scripts::Scripts;
-use crate::session::{registry::Registry, Context, Limits};
-use crate::shutdown::{self, DrainTrigger, Tasks};
+use crate::session::{registry::Registry, Context, Dynamic, Limits};
+use crate::shutdown::{self, Drain, DrainTrigger, Tasks};
 use crate::topology::discovery::{DnsSettings, Resolver};
 use crate::topology::health::HealthConfig;
 use crate::topology::sentinel::SentinelSettings;
@@ -29,15 +38,15 @@ use crate::workers::{self, Job, Workers};
 /// Why the proxy could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// The listening address could not be bound.
+    /// A listening address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    /// A node name did not resolve.
-    #[error("cannot resolve node {name}: {reason}")]
-    Resolve { name: String, reason: String },
+    /// The DNS resolver could not be set up.
+    #[error("DNS resolver: {0}")]
+    Resolver(String),
     /// A user's password digest is malformed.
     #[error("user {name}: {reason}")]
     User { name: String, reason: String },
@@ -48,30 +57,27 @@ pub enum StartError {
 pub struct Running {
     /// Address clients connect to (the bound one, for port 0).
     pub addr: SocketAddr,
-    /// Shared state, for inspection.
+    /// Admin address, when served.
+    pub admin: Option<SocketAddr>,
+    /// Shared state of the first worker, for inspection.
     pub ctx: Arc<Context>,
+    signals: Signals,
+    unready: DrainTrigger,
     drain: DrainTrigger,
     tasks: Tasks,
     stop: CancellationToken,
     workers: Workers,
-    grace: std::time::Duration,
+    cfg: Config,
+    /// Credentials on Redis nodes (a reload keeps them: probes and pools use them).
+    backend: Arc<BackendAuth>,
 }
 
-/// Worker threads for `configured` (0: one per core).
-fn worker_count(configured: usize) -> usize {
-    if configured > 0 {
-        return configured;
-    }
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
-/// Starts the proxy: binds, starts probing and accepting.
-pub async fn start(cfg: &Config) -> Result<Running, StartError> {
+/// Starts the proxy: binds, starts probing, accepting and the admin endpoint.
+pub async fn start(cfg: &Config, metrics: Option<PrometheusHandle>) -> Result<Running, StartError> {
     let backend = Arc::new(BackendAuth {
         user: cfg.backend.user.clone(),
         password: cfg.backend.password.clone(),
     });
-    let users = build_users(cfg, &backend)?;
     let dialer = Dialer {
         connect_timeout: cfg.backend.connect_timeout,
         handshake_timeout: cfg.backend.handshake_timeout,
@@ -85,9 +91,70 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
         max_dedicated: cfg.backend.max_dedicated,
         dedicated_idle: cfg.backend.dedicated_idle,
     };
-    let pools = Pools((0..threads).map(|_| Pool::new(pool_cfg, Arc::clone(&dedicated))).collect());
+    let pools = Pools(
+        (0..threads)
+            .map(|_| Pool::new(pool_cfg, Arc::clone(&dedicated)))
+            .collect(),
+    );
     let topology = TopologyHandle::new();
     let stop = CancellationToken::new();
+    let signals = start_failover(cfg, &topology, &pools, dialer, &backend, &stop)?;
+    let base = Context {
+        limits: limits(cfg),
+        pool: Arc::clone(&pools.0[0]),
+        topology: Arc::clone(&topology),
+        dynamic: Arc::new(ArcSwap::from_pointee(dynamic(cfg, &backend)?)),
+        registry: Arc::new(Registry::default()),
+        select_timeout: cfg.backend.connect_timeout + cfg.backend.handshake_timeout,
+        signals: signals.clone(),
+        held: Arc::new(AtomicUsize::new(0)),
+        scripts: Arc::new(Scripts::default()),
+    };
+    let bind_err = |addr| move |source| StartError::Bind { addr, source };
+    let (listeners, addr) = workers::bind(cfg.listen, threads).map_err(bind_err(cfg.listen))?;
+    let (drain, drain_rx) = shutdown::drain();
+    let (unready, unready_rx) = shutdown::drain();
+    let tasks = Tasks::new();
+    let jobs: Vec<Job> = listeners
+        .into_iter()
+        .zip(&pools.0)
+        .map(|(listener, pool)| Job {
+            listener,
+            ctx: Arc::new(base.with_pool(Arc::clone(pool))),
+        })
+        .collect();
+    let ctx = Arc::clone(&jobs[0].ctx);
+    let permits = Arc::new(Semaphore::new(cfg.limits.max_clients));
+    let workers =
+        Workers::spawn(jobs, permits, &drain_rx, &tasks, &stop).map_err(bind_err(cfg.listen))?;
+    let admin = start_admin(
+        cfg, &topology, metrics, unready_rx, &signals, dialer, &backend, &stop,
+    )
+    .await?;
+    tracing::info!(listen = %addr, threads, admin = admin.map(|a| a.to_string()).unwrap_or_default(), "accepting clients");
+    Ok(Running {
+        addr,
+        admin,
+        ctx,
+        signals,
+        unready,
+        drain,
+        tasks,
+        stop,
+        workers,
+        cfg: cfg.clone(),
+        backend,
+    })
+}
+
+fn start_failover(
+    cfg: &Config,
+    topology: &Arc<TopologyHandle>,
+    pools: &Pools,
+    dialer: Dialer,
+    backend: &BackendAuth,
+    stop: &CancellationToken,
+) -> Result<Signals, StartError> {
     let resolver = Resolver::new(DnsSettings {
         nameservers: cfg.dns.nameservers.clone(),
         min_ttl: cfg.dns.min_ttl,
@@ -95,10 +162,7 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
         retry: cfg.dns.retry,
         timeout: cfg.dns.timeout,
     })
-    .map_err(|reason| StartError::Resolve {
-        name: "resolver".into(),
-        reason,
-    })?;
+    .map_err(StartError::Resolver)?;
     let health = HealthConfig {
         interval: cfg.health.interval,
         timeout: cfg.health.timeout,
@@ -118,7 +182,7 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
     let reach = Reach {
         resolver,
         dialer,
-        auth: (*backend).clone(),
+        auth: backend.clone(),
         health,
         sentinel,
     };
@@ -129,12 +193,12 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
         learn_nodes: cfg.failover.learn_nodes,
     };
     let (failover, signals) = Failover::new(
-        Arc::clone(&topology),
+        Arc::clone(topology),
         pools.clone(),
         cfg.sites.clone(),
         settings,
         reach,
-        &stop,
+        stop,
     );
     let failover_stop = stop.clone();
     tokio::spawn(async move {
@@ -144,77 +208,70 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
             std::process::exit(70);
         }
     });
+    Ok(signals)
+}
 
-    let base = Context {
-        limits: Limits {
-            frames: FrameLimits {
-                max_bulk: cfg.limits.max_bulk_len,
-                max_args: cfg.limits.max_args,
-            },
-            query_buffer: cfg.limits.query_buffer,
-            output_buffer: cfg.limits.output_buffer,
-            pubsub_output_buffer: cfg.limits.pubsub_output_buffer,
-            max_in_flight: cfg.limits.max_in_flight,
-        },
-        pool: Arc::clone(&pools.0[0]),
-        topology,
-        users: Arc::new(ArcSwap::from_pointee(users)),
-        allow: Arc::new(cfg.allow_commands.iter().cloned().collect()),
-        registry: Arc::new(Registry::default()),
-        select_timeout: cfg.backend.connect_timeout + cfg.backend.handshake_timeout,
-        signals,
-        hold_timeout: cfg.failover.hold_timeout,
-        max_held_clients: cfg.failover.max_held_clients,
-        held: Arc::new(AtomicUsize::new(0)),
-        scripts: Arc::new(Scripts::default()),
+#[allow(clippy::too_many_arguments)]
+async fn start_admin(
+    cfg: &Config,
+    topology: &Arc<TopologyHandle>,
+    metrics: Option<PrometheusHandle>,
+    unready: Drain,
+    signals: &Signals,
+    dialer: Dialer,
+    backend: &BackendAuth,
+    stop: &CancellationToken,
+) -> Result<Option<SocketAddr>, StartError> {
+    let Some(addr) = cfg.admin else {
+        return Ok(None);
     };
-
-    let bind_err = |source| StartError::Bind {
-        addr: cfg.listen,
-        source,
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| StartError::Bind { addr, source })?;
+    let operator = Operator {
+        topology: Arc::clone(topology),
+        signals: signals.clone(),
+        dialer,
+        auth: backend.clone(),
+        authority: cfg.failover.authority.clone(),
+        sentinel_auth: cfg
+            .failover
+            .sentinel_password
+            .clone()
+            .map(|pw| (cfg.failover.sentinel_user.clone(), pw)),
     };
-    let (listeners, addr) = workers::bind(cfg.listen, threads).map_err(bind_err)?;
-    let (drain, drain_rx) = shutdown::drain();
-    let tasks = Tasks::new();
-    let jobs: Vec<Job> = listeners
-        .into_iter()
-        .zip(&pools.0)
-        .map(|(listener, pool)| Job {
-            listener,
-            ctx: Arc::new(base.with_pool(Arc::clone(pool))),
-        })
-        .collect();
-    let ctx = Arc::clone(&jobs[0].ctx);
-    let permits = Arc::new(Semaphore::new(cfg.limits.max_clients));
-    let workers = Workers::spawn(jobs, permits, &drain_rx, &tasks, &stop).map_err(bind_err)?;
-    tracing::info!(listen = %addr, threads, "accepting clients");
-    Ok(Running {
-        addr,
-        ctx,
-        drain,
-        tasks,
-        stop,
-        workers,
-        grace: cfg.shutdown.grace,
-    })
+    let admin = Admin {
+        topology: Arc::clone(topology),
+        metrics,
+        drain: unready,
+        operator,
+        token: cfg.admin_token.clone(),
+    };
+    tokio::spawn(admin::serve(listener, admin, stop.clone()));
+    Ok(Some(bound))
 }
 
 impl Running {
-    /// Stops accepting, lets sessions finish what is in flight (bounded by the grace period),
-    /// then stops the background tasks.
+    /// Drains: unready at once, serves on for the drain delay, stops accepting, lets sessions
+    /// finish what is in flight (bounded by the grace period), then stops everything.
     pub async fn shutdown(self) {
+        self.unready.trigger();
+        if !self.cfg.shutdown.drain_delay.is_zero() {
+            tracing::info!(delay = ?self.cfg.shutdown.drain_delay, "unready; serving until the drain delay ends");
+            tokio::time::sleep(self.cfg.shutdown.drain_delay).await;
+        }
         self.drain.trigger();
         self.tasks.close();
         let clients = self.ctx.registry.len();
-        if tokio::time::timeout(self.grace, self.tasks.wait())
+        let grace = self.cfg.shutdown.grace;
+        if tokio::time::timeout(grace, self.tasks.wait())
             .await
             .is_err()
         {
-            tracing::warn!(
-                clients = self.ctx.registry.len(),
-                grace = ?self.grace,
-                "grace period over; closing remaining clients"
-            );
+            tracing::warn!(clients = self.ctx.registry.len(), grace = ?grace, "grace period over; closing remaining clients");
         } else {
             tracing::info!(clients, "all clients finished");
         }
@@ -224,15 +281,121 @@ impl Running {
         // keeps this task from blocking it.
         let _ = tokio::task::spawn_blocking(move || workers.join()).await;
     }
+
+    /// Applies a new configuration: users, allowed commands, hold settings, sites (nodes,
+    /// Sentinels, quorum, priority). Settings that need a restart are reported and kept.
+    pub fn reload(&mut self, next: Config) -> Result<(), String> {
+        let dyn_next = dynamic(&next, &self.backend).map_err(|e| e.to_string())?;
+        for (what, changed) in restart_only(&self.cfg, &next) {
+            if changed {
+                tracing::warn!(
+                    setting = what,
+                    "changed in the file, but needs a restart; keeping the running value"
+                );
+            }
+        }
+        self.ctx.dynamic.store(Arc::new(dyn_next));
+        if next.sites != self.cfg.sites {
+            self.signals.send(Signal::Reconfigure(next.sites.clone()));
+        }
+        tracing::info!("configuration reloaded");
+        self.cfg.auth = next.auth.clone();
+        self.cfg.allow_commands = next.allow_commands.clone();
+        self.cfg.failover.hold_timeout = next.failover.hold_timeout;
+        self.cfg.failover.max_held_clients = next.failover.max_held_clients;
+        self.cfg.sites = next.sites;
+        Ok(())
+    }
 }
 
-/// Runs until SIGTERM or SIGINT, then shuts down.
-pub async fn run(cfg: Config) -> Result<(), StartError> {
-    let running = start(&cfg).await?;
-    let sig = shutdown::signal().await;
-    tracing::info!(signal = sig, "shutting down");
+/// Settings a reload cannot apply, and whether they changed.
+fn restart_only(old: &Config, new: &Config) -> [(&'static str, bool); 7] {
+    [
+        ("listen", old.listen != new.listen),
+        ("admin", old.admin != new.admin),
+        ("threads", old.threads != new.threads),
+        (
+            "failover.authority",
+            old.failover.authority != new.failover.authority,
+        ),
+        (
+            "backend",
+            format!("{:?}", old.backend) != format!("{:?}", new.backend),
+        ),
+        (
+            "health",
+            format!("{:?}", old.health) != format!("{:?}", new.health),
+        ),
+        ("dns", format!("{:?}", old.dns) != format!("{:?}", new.dns)),
+    ]
+}
+
+/// Runs until SIGTERM or SIGINT; reloads `config` on SIGHUP.
+pub async fn run(
+    cfg: Config,
+    config: Option<PathBuf>,
+    metrics: Option<PrometheusHandle>,
+) -> Result<(), StartError> {
+    let mut running = start(&cfg, metrics).await?;
+    loop {
+        match shutdown::signal().await {
+            "SIGHUP" => reload_from(&mut running, config.as_deref()),
+            sig => {
+                tracing::info!(signal = sig, "shutting down");
+                break;
+            }
+        }
+    }
     running.shutdown().await;
     Ok(())
+}
+
+fn reload_from(running: &mut Running, path: Option<&std::path::Path>) {
+    let Some(path) = path else {
+        tracing::warn!("SIGHUP without --config: nothing to reload");
+        return;
+    };
+    let loaded = Config::from_file(path).and_then(|c| c.validate().map(|()| c));
+    match loaded {
+        Ok(next) => {
+            if let Err(e) = running.reload(next) {
+                tracing::error!(error = %e, "reload rejected; keeping the running configuration");
+            }
+        }
+        Err(e) => {
+            tracing::error!(problems = %e.to_string().trim_end(), "reload rejected; keeping the running configuration")
+        }
+    }
+}
+
+fn limits(cfg: &Config) -> Limits {
+    Limits {
+        frames: FrameLimits {
+            max_bulk: cfg.limits.max_bulk_len,
+            max_args: cfg.limits.max_args,
+        },
+        query_buffer: cfg.limits.query_buffer,
+        output_buffer: cfg.limits.output_buffer,
+        pubsub_output_buffer: cfg.limits.pubsub_output_buffer,
+        max_in_flight: cfg.limits.max_in_flight,
+    }
+}
+
+fn dynamic(cfg: &Config, backend: &Arc<BackendAuth>) -> Result<Dynamic, StartError> {
+    Ok(Dynamic {
+        users: build_users(cfg, backend)?,
+        allow: cfg.allow_commands.iter().cloned().collect(),
+        hold_timeout: cfg.failover.hold_timeout,
+        max_held_clients: cfg.failover.max_held_clients,
+    })
+}
+
+/// Worker threads for `configured` (0: one per core).
+fn worker_count(configured: usize) -> usize {
+    if configured > 0 {
+        return configured;
+    }
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 fn build_users(cfg: &Config, backend: &Arc<BackendAuth>) -> Result<Users, StartError> {

@@ -23,12 +23,14 @@
 #![deny(clippy::unwrap_used, clippy::panic)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::panic))]
 
+pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod backend;
 pub mod config;
 pub mod failover;
 pub mod listener;
+pub mod metrics;
 pub mod resp;
 pub mod session;
 pub mod shutdown;

@@ -20,7 +20,13 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 const REFUSE_DEADLINE: Duration = Duration::from_secs(1);
 
 /// Accepts until draining starts; `permits` is the client limit shared by every listener.
-pub async fn serve(listener: TcpListener, ctx: Arc<Context>, permits: Arc<Semaphore>, mut drain: Drain, tasks: Tasks) {
+pub async fn serve(
+    listener: TcpListener,
+    ctx: Arc<Context>,
+    permits: Arc<Semaphore>,
+    mut drain: Drain,
+    tasks: Tasks,
+) {
     loop {
         let accepted = tokio::select! {
             _ = drain.signaled() => return,

@@ -23,14 +23,28 @@ fn main() -> ExitCode {
     init_logging(cfg.log_format);
     // The control runtime (probes, DNS, Sentinel, failover, signals) is single-threaded;
     // clients are served by the worker threads `app` starts.
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(redis_failover_proxy::app::run(cfg)) {
+    let metrics = match redis_failover_proxy::metrics::install() {
+        Ok(h) => Some(h),
+        Err(e) => {
+            eprintln!("metrics disabled: {e}");
+            None
+        }
+    };
+    match runtime.block_on(redis_failover_proxy::app::run(
+        cfg,
+        cli.config.clone(),
+        metrics,
+    )) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "cannot start");

@@ -21,7 +21,10 @@ const BACKLOG: i32 = 1024;
 
 /// Binds `n` listening sockets to `addr` (port 0: one chosen port for all); returns them and
 /// the bound address.
-pub fn bind(addr: SocketAddr, n: usize) -> std::io::Result<(Vec<std::net::TcpListener>, SocketAddr)> {
+pub fn bind(
+    addr: SocketAddr,
+    n: usize,
+) -> std::io::Result<(Vec<std::net::TcpListener>, SocketAddr)> {
     let first = listen(addr)?;
     let bound = first.local_addr()?;
     let mut all = vec![first];
@@ -60,20 +63,38 @@ pub struct Job {
 impl Workers {
     /// Starts one thread per job. Each accepts until `drain` fires, then keeps serving its
     /// clients until `stop` is cancelled.
-    pub fn spawn(jobs: Vec<Job>, permits: Arc<Semaphore>, drain: &Drain, tasks: &Tasks, stop: &CancellationToken) -> std::io::Result<Self> {
+    pub fn spawn(
+        jobs: Vec<Job>,
+        permits: Arc<Semaphore>,
+        drain: &Drain,
+        tasks: &Tasks,
+        stop: &CancellationToken,
+    ) -> std::io::Result<Self> {
         let mut threads = Vec::new();
         for (i, job) in jobs.into_iter().enumerate() {
-            let (permits, drain, tasks, stop) = (Arc::clone(&permits), drain.clone(), tasks.clone(), stop.clone());
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            let thread = std::thread::Builder::new().name(format!("worker-{i}")).spawn(move || {
-                runtime.block_on(async move {
-                    match TcpListener::from_std(job.listener) {
-                        Ok(listener) => crate::listener::serve(listener, job.ctx, permits, drain, tasks).await,
-                        Err(e) => tracing::error!(error = %e, "worker cannot listen"),
-                    }
-                    stop.cancelled().await;
-                });
-            })?;
+            let (permits, drain, tasks, stop) = (
+                Arc::clone(&permits),
+                drain.clone(),
+                tasks.clone(),
+                stop.clone(),
+            );
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let thread = std::thread::Builder::new()
+                .name(format!("worker-{i}"))
+                .spawn(move || {
+                    runtime.block_on(async move {
+                        match TcpListener::from_std(job.listener) {
+                            Ok(listener) => {
+                                crate::listener::serve(listener, job.ctx, permits, drain, tasks)
+                                    .await
+                            }
+                            Err(e) => tracing::error!(error = %e, "worker cannot listen"),
+                        }
+                        stop.cancelled().await;
+                    });
+                })?;
             threads.push(thread);
         }
         Ok(Self { threads })

@@ -49,7 +49,11 @@ impl Writer {
         let start = self.acked.load(Ordering::Relaxed);
         let until = Instant::now() + Duration::from_secs(20);
         while self.acked.load(Ordering::Relaxed) < start + n {
-            assert!(Instant::now() < until, "writer stalled at {}", self.acked.load(Ordering::Relaxed));
+            assert!(
+                Instant::now() < until,
+                "writer stalled at {}",
+                self.acked.load(Ordering::Relaxed)
+            );
             thread::sleep(Duration::from_millis(10));
         }
     }
@@ -100,8 +104,14 @@ fn planned_failover_command_loses_nothing() {
     let (acked, errors, mut client) = writer.finish();
     assert!(errors.is_empty(), "client errors: {errors:?}");
     let stored = counter(&replica, "counter");
-    assert!(stored >= acked, "lost acknowledged writes: stored {stored}, acknowledged {acked}");
-    assert_eq!(client.cmd(&["GET", "counter"]), Frame::bulk(&stored.to_string()));
+    assert!(
+        stored >= acked,
+        "lost acknowledged writes: stored {stored}, acknowledged {acked}"
+    );
+    assert_eq!(
+        client.cmd(&["GET", "counter"]),
+        Frame::bulk(&stored.to_string())
+    );
 }
 
 /// Two masters with unrelated histories behind the proxy: writes are refused with a clear
@@ -148,5 +158,9 @@ fn promoted_replica_wins_over_its_old_master() {
     for i in 0..50 {
         assert_eq!(c.cmd(&["SET", &format!("k{i}"), "v"]), Frame::ok());
     }
-    assert_eq!(master.cmd(&["EXISTS", "k49"]), Frame::Int(0), "wrote to the superseded master");
+    assert_eq!(
+        master.cmd(&["EXISTS", "k49"]),
+        Frame::Int(0),
+        "wrote to the superseded master"
+    );
 }

@@ -323,10 +323,12 @@ impl Pool {
         let (tx, mut rx) = mpsc::channel(CHANNEL_DEPTH);
         let reply_timeout = self.cfg.reply_timeout;
         tokio::spawn(async move {
+            crate::metrics::backend_connection("dedicated", 1.0);
             let driver = Driver::new(opened.io, &mut rx, reply_timeout, true);
             if let Err(e) = driver.run().await {
                 tracing::debug!(error = %e, "dedicated backend connection ended");
             }
+            crate::metrics::backend_connection("dedicated", -1.0);
         });
         Ok(Dedicated {
             id: next_conn_id(),
@@ -461,6 +463,7 @@ async fn drive_lane(
         }
     };
     let _ = state.send(LaneState::Ready);
+    crate::metrics::backend_connection("lane", 1.0);
     let driver =
         Driver::new(opened.io, &mut rx, cfg.reply_timeout, false).retire_on(retired.clone());
     let end = match driver.run().await {
@@ -470,6 +473,7 @@ async fn drive_lane(
             e
         }
     };
+    crate::metrics::backend_connection("lane", -1.0);
     // Close the channel before publishing the end, so that nobody who sees the failure can
     // still queue on this lane.
     rx.close();

@@ -185,9 +185,16 @@ pub(super) fn read_auth(mut r: Reader<'_>, p: &mut Problems) -> Auth {
     Auth { password, users }
 }
 
+pub(super) fn read_admin_auth(mut r: Reader<'_>, p: &mut Problems) -> Option<Secret> {
+    let token = read_secret(&mut r, "token", p);
+    r.finish(p);
+    token
+}
+
 pub(super) fn read_shutdown(mut r: Reader<'_>, p: &mut Problems) -> Shutdown {
     let d = Shutdown::default();
     let s = Shutdown {
+        drain_delay: r.duration("drain_delay", d.drain_delay, p),
         grace: r.duration("grace", d.grace, p),
     };
     r.finish(p);

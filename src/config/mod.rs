@@ -281,13 +281,17 @@ impl Default for Auth {
 /// Shutdown timing.
 #[derive(Debug, Clone)]
 pub struct Shutdown {
-    /// Longest wait for in-flight commands after the listeners close.
+    /// After SIGTERM, how long the proxy keeps serving while unready, so that Kubernetes
+    /// removes it from the Service's endpoints before it stops accepting.
+    pub drain_delay: Duration,
+    /// Then, longest wait for in-flight commands after the listeners close.
     pub grace: Duration,
 }
 
 impl Default for Shutdown {
     fn default() -> Self {
         Self {
+            drain_delay: Duration::ZERO,
             grace: Duration::from_secs(10),
         }
     }
@@ -310,6 +314,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Admin HTTP address (served by the admin endpoint).
     pub admin: Option<SocketAddr>,
+    /// Bearer token protecting the admin endpoint's topology and operations.
+    pub admin_token: Option<Secret>,
     /// Worker threads (0: one per core).
     pub threads: usize,
     /// Client limits.
@@ -339,6 +345,7 @@ impl Default for Config {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 6380)),
             admin: None,
+            admin_token: None,
             threads: 0,
             limits: Limits::default(),
             backend: Backend::default(),
@@ -404,6 +411,7 @@ impl Config {
         let cfg = Config {
             listen: r.get_or("listen", d.listen, p),
             admin: r.get("admin", p),
+            admin_token: r.table("admin_auth", p).and_then(|t| read_admin_auth(t, p)),
             threads: r.get_or("threads", d.threads, p),
             limits: r
                 .table("limits", p)

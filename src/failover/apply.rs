@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::decide::{self, Choice, NodeFacts, SentinelFacts, SiteFacts, Vote};
-use super::{Failover, Hold, ANNOUNCE_MAX};
+use super::{gauges, Failover, Hold, ANNOUNCE_MAX};
 use crate::backend::NodeId;
 use crate::config::Authority;
 use crate::topology::{AuthorityStatus, Master, NodeStatus, RouteState, SiteStatus, Topology};
@@ -41,7 +41,15 @@ impl Failover {
         let (state, master, reason) = self.overlay_hold(choice, master, &current.master);
         let authority = self.authority_status(&facts);
         let nodes = self.node_statuses();
-        if !material(&current, &state, &master, &nodes, &sites, &authority) {
+        if !material(
+            &current,
+            &state,
+            &master,
+            &nodes,
+            &sites,
+            &authority,
+            self.reg.sentinels.len(),
+        ) {
             return;
         }
         self.retire_for(&current, &state, &master);
@@ -66,15 +74,40 @@ impl Failover {
                 "topology changed"
             );
         }
-        self.handle.publish(Topology {
+        let next = Topology {
             epoch: self.epoch,
             state,
             master,
             nodes,
             sites,
             authority,
+            sentinels: self
+                .reg
+                .sentinels
+                .values()
+                .map(|s| s.endpoint.clone())
+                .collect(),
             reason,
-        });
+        };
+        self.account(&current, &next);
+        self.handle.publish(next);
+    }
+
+    /// Metrics for a new snapshot: gauges, and a failover when the verified master changed.
+    fn account(&mut self, before: &Topology, now: &Topology) {
+        gauges::publish(before, now);
+        if gauges::master_changed(&self.last_master, now) {
+            gauges::failover(self.lost_at);
+        }
+        match now.routable_master() {
+            Some(m) => {
+                self.last_master = Some(m.node.run_id.to_string());
+                self.lost_at = None;
+            }
+            None => {
+                self.lost_at.get_or_insert_with(Instant::now);
+            }
+        }
     }
 
     /// Applies a suspension: a suspended master is not used until the hold is cleared.
@@ -360,6 +393,7 @@ fn material(
     nodes: &[NodeStatus],
     sites: &[SiteStatus],
     authority: &AuthorityStatus,
+    sentinels: usize,
 ) -> bool {
     if current.epoch == 0
         || &current.state != state
@@ -369,6 +403,7 @@ fn material(
     }
     current.sites != sites
         || current.authority != *authority
+        || current.sentinels.len() != sentinels
         || current.nodes.len() != nodes.len()
         || current.nodes.iter().zip(nodes).any(|(a, b)| {
             a.endpoint != b.endpoint

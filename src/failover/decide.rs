@@ -49,7 +49,11 @@ pub enum Choice {
 /// `nodes` authority.
 pub fn by_role(nodes: &[NodeFacts<'_>]) -> Choice {
     let mut claimants: Vec<(usize, &Observation)> = Vec::new();
-    for (i, o) in nodes.iter().enumerate().filter_map(|(i, n)| n.writable().map(|o| (i, o))) {
+    for (i, o) in nodes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, n)| n.writable().map(|o| (i, o)))
+    {
         // The same process reached under two addresses (configured and learned from
         // Sentinel, or through two names) is one claimant.
         if !claimants.iter().any(|(_, c)| c.run_id == o.run_id) {

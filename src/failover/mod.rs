@@ -11,6 +11,8 @@
 //! announcement).
 
 pub mod decide;
+mod gauges;
+pub mod operate;
 mod registry;
 
 use std::collections::HashMap;
@@ -30,26 +32,48 @@ pub use registry::{Outputs, Reach, Registry, LEARNED_SITE};
 /// after this long, once no Sentinel reports the failover as in progress.
 const ANNOUNCE_MAX: Duration = Duration::from_secs(30);
 
-/// A session's report that the master in use refused a command or vanished.
+/// What sessions and operators tell the failover task.
 #[derive(Debug, Clone)]
-pub struct Signal {
-    /// The master the session was using.
-    pub master: Arc<NodeId>,
-    /// What happened (`READONLY`, `a lost connection`, ...).
-    pub reason: String,
-    /// Whether it proves the master stopped taking writes (a refusal such as READONLY),
-    /// rather than only hinting at trouble (a lost connection): only proof suspends it.
-    pub demotion: bool,
+pub enum Signal {
+    /// A session saw the master in use refuse a command (READONLY, ...) or lose a connection.
+    Trouble {
+        /// The master the session was using.
+        master: Arc<NodeId>,
+        /// What happened.
+        reason: String,
+        /// Whether it proves the master stopped taking writes (a refusal such as READONLY),
+        /// rather than only hinting at trouble (a lost connection): only proof suspends it.
+        demotion: bool,
+    },
+    /// A planned switchover starts: suspend the master until another one is verified or
+    /// [`Signal::Release`] comes.
+    Hold {
+        /// The master being switched away from.
+        master: Arc<NodeId>,
+        /// Why (for logs).
+        reason: String,
+    },
+    /// The planned switchover ended (done or abandoned): lift its hold.
+    Release,
+    /// A reloaded configuration: new sites (nodes, Sentinels, quorum, priority).
+    Reconfigure(Vec<crate::config::Site>),
 }
 
-/// The sessions' way to report demotion signals (never blocks; a full channel means the
-/// failover task already has plenty to re-check).
+/// The way to reach the failover task (never blocks; a full channel means the task already
+/// has plenty to re-check).
 #[derive(Debug, Clone)]
 pub struct Signals(mpsc::Sender<Signal>);
 
 impl Signals {
-    /// Reports a signal.
+    /// Sends a signal (a reconfiguration waits for room: it must not be lost).
     pub fn send(&self, signal: Signal) {
+        if let Signal::Reconfigure(_) = signal {
+            let tx = self.0.clone();
+            tokio::spawn(async move {
+                let _ = tx.send(signal).await;
+            });
+            return;
+        }
         let _ = self.0.try_send(signal);
     }
 }
@@ -92,6 +116,9 @@ pub struct Failover {
     /// Active-active: the site in use, and since when each site has had quorum.
     site_in_use: Option<usize>,
     up_since: HashMap<usize, Instant>,
+    /// run_id of the last verified master, and since when none is verified.
+    last_master: Option<String>,
+    lost_at: Option<Instant>,
 }
 
 impl Failover {
@@ -127,6 +154,8 @@ impl Failover {
             hold: None,
             site_in_use: None,
             up_since: HashMap::new(),
+            last_master: None,
+            lost_at: None,
         };
         (failover, Signals(signal_tx))
     }
@@ -194,9 +223,32 @@ impl Failover {
 
     fn on_signal(&mut self, s: Signal) {
         let current = self.handle.load();
-        let in_use = current.master.as_ref().is_some_and(|m| m.node == s.master);
-        if s.demotion && in_use && current.state == RouteState::Verified {
-            self.suspend(format!("{} answered {}", s.master.endpoint, s.reason), false);
+        let in_use = |m: &Arc<NodeId>| current.master.as_ref().is_some_and(|c| c.node == *m);
+        match s {
+            Signal::Trouble {
+                master,
+                reason,
+                demotion,
+            } => {
+                if demotion && in_use(&master) && current.state == RouteState::Verified {
+                    self.suspend(format!("{} answered {reason}", master.endpoint), false);
+                }
+            }
+            Signal::Hold { master, reason } => {
+                if in_use(&master) {
+                    self.suspend(reason, true);
+                }
+            }
+            Signal::Reconfigure(sites) => {
+                tracing::info!(sites = sites.len(), "sites reconfigured");
+                self.reg.reconfigure(sites);
+            }
+            Signal::Release => {
+                if let Some(h) = self.hold.as_mut().filter(|h| h.announced) {
+                    h.announced = false;
+                    h.since = Instant::now();
+                }
+            }
         }
         self.reg.recheck_all();
     }

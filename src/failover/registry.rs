@@ -109,8 +109,8 @@ pub struct Registry {
     pub sentinels: BTreeMap<SocketAddr, Sentinel>,
     /// Configured Sentinel names (each counts as at least one voter).
     pub sentinel_names: usize,
-    /// Current answer of each watched name.
-    answers: HashMap<(Feeds, Target), Vec<Endpoint>>,
+    /// Current answer of each watched name, and the token stopping its watch.
+    answers: HashMap<(Feeds, Target), (Vec<Endpoint>, CancellationToken)>,
     reach: Reach,
     out: Outputs,
     stop: CancellationToken,
@@ -153,11 +153,13 @@ impl Registry {
         if self.answers.contains_key(&(feeds, target.clone())) {
             return;
         }
-        self.answers.insert((feeds, target.clone()), Vec::new());
+        let token = self.stop.child_token();
+        self.answers
+            .insert((feeds, target.clone()), (Vec::new(), token.clone()));
         let tx = self.out.dns.clone();
         let (fwd_tx, mut fwd_rx) = mpsc::channel::<Update>(4);
         let resolver = self.reach.resolver.clone();
-        tokio::spawn(resolver.watch(target, fwd_tx, self.stop.child_token()));
+        tokio::spawn(resolver.watch(target, fwd_tx, token));
         tokio::spawn(async move {
             while let Some(update) = fwd_rx.recv().await {
                 if tx.send(DnsEvent { feeds, update }).await.is_err() {
@@ -170,10 +172,14 @@ impl Registry {
     /// Applies a DNS update; returns whether the set of nodes or Sentinels changed.
     pub fn on_dns(&mut self, ev: DnsEvent) -> bool {
         let key = (ev.feeds, ev.update.target.clone());
-        if self.answers.get(&key) == Some(&ev.update.endpoints) {
+        let Some((answer, _)) = self.answers.get_mut(&key) else {
+            // A watch stopped by a reconfiguration: its late answer is no longer wanted.
+            return false;
+        };
+        if *answer == ev.update.endpoints {
             return false;
         }
-        self.answers.insert(key, ev.update.endpoints);
+        *answer = ev.update.endpoints;
         match ev.feeds {
             Feeds::Nodes(site) => self.reconcile_nodes(site),
             Feeds::Sentinels => self.reconcile_sentinels(),
@@ -187,7 +193,7 @@ impl Registry {
             host: host.to_string(),
             port,
         };
-        let known = self.answers.iter().any(|((f, t), eps)| {
+        let known = self.answers.iter().any(|((f, t), (eps, _))| {
             matches!(f, Feeds::Nodes(_))
                 && (t == &target || eps.iter().any(|e| e.name.as_ref() == target.to_string()))
         });
@@ -201,8 +207,15 @@ impl Registry {
             .answers
             .iter()
             .filter(|((f, _), _)| *f == Feeds::Nodes(site))
-            .flat_map(|(_, eps)| eps.iter().map(|e| (e.addr, e.clone())))
+            .flat_map(|(_, (eps, _))| eps.iter().map(|e| (e.addr, e.clone())))
             .collect();
+        for (addr, n) in self.nodes.iter_mut() {
+            // A node now listed by this site belongs to it (sites can be reordered by a
+            // reload).
+            if wanted.contains_key(addr) {
+                n.site = site;
+            }
+        }
         self.nodes.retain(|addr, n| {
             let keep = n.site != site || wanted.contains_key(addr);
             if !keep {
@@ -244,7 +257,7 @@ impl Registry {
             .answers
             .iter()
             .filter(|((f, _), _)| *f == Feeds::Sentinels)
-            .flat_map(|(_, eps)| eps.iter().map(|e| (e.addr, e.clone())))
+            .flat_map(|(_, (eps, _))| eps.iter().map(|e| (e.addr, e.clone())))
             .collect();
         self.sentinels.retain(|addr, _| wanted.contains_key(addr));
         for (addr, ep) in wanted {
@@ -266,6 +279,72 @@ impl Registry {
                 },
             );
         }
+    }
+
+    /// Applies reloaded sites: names no longer configured stop being watched (their nodes
+    /// and Sentinels are dropped), new ones are watched; nodes still listed keep their probes.
+    pub fn reconfigure(&mut self, sites: Vec<Site>) {
+        let learned = self.sites.len() - 1;
+        let new_learned = sites.len();
+        let index_of = |old: usize, sites: &[Site], names: &[String]| -> Option<usize> {
+            if old == learned {
+                return Some(new_learned);
+            }
+            sites.iter().position(|s| s.name == names[old])
+        };
+        let names: Vec<String> = self.sites.iter().map(|s| s.name.clone()).collect();
+        let mut wanted: Vec<(Feeds, Target)> = Vec::new();
+        for (i, site) in sites.iter().enumerate() {
+            wanted.extend(
+                site.nodes
+                    .iter()
+                    .filter_map(|n| host_target(n))
+                    .map(|t| (Feeds::Nodes(i), t)),
+            );
+            wanted.extend(
+                site.srv
+                    .iter()
+                    .map(|n| (Feeds::Nodes(i), Target::Srv(n.clone()))),
+            );
+            wanted.extend(
+                site.sentinels
+                    .iter()
+                    .filter_map(|n| host_target(n))
+                    .map(|t| (Feeds::Sentinels, t)),
+            );
+        }
+        let old = std::mem::take(&mut self.answers);
+        for ((feeds, target), (eps, token)) in old {
+            let key = match feeds {
+                Feeds::Nodes(i) => index_of(i, &sites, &names).map(|j| (Feeds::Nodes(j), target)),
+                Feeds::Sentinels => Some((Feeds::Sentinels, target)),
+            };
+            match key {
+                Some(k) if k.0 == Feeds::Nodes(new_learned) || wanted.contains(&k) => {
+                    self.answers.insert(k, (eps, token));
+                }
+                _ => token.cancel(),
+            }
+        }
+        self.nodes
+            .retain(|_, n| match index_of(n.site, &sites, &names) {
+                Some(j) => {
+                    n.site = j;
+                    true
+                }
+                None => false,
+            });
+        self.sentinel_names = sites.iter().map(|s| s.sentinels.len()).sum();
+        let mut all = sites;
+        all.push(self.sites[learned].clone());
+        self.sites = all;
+        for (feeds, target) in wanted {
+            self.watch(feeds, target);
+        }
+        for i in 0..self.sites.len() {
+            self.reconcile_nodes(i);
+        }
+        self.reconcile_sentinels();
     }
 
     /// Voters for the majority rule: configured names, or resolved addresses if more.

@@ -296,6 +296,45 @@ impl ClientError {
         }
     }
 
+    /// Short, fixed label of the error's kind, for metrics.
+    pub fn kind(&self) -> &'static str {
+        use ClientError::*;
+        match self {
+            Protocol(_) => "protocol",
+            NoAuth | HelloNoAuth => "noauth",
+            WrongPass | AuthNotConfigured => "wrongpass",
+            NoPerm { .. } => "noperm",
+            Refused { .. } | Unsupported { .. } => "refused",
+            NoMaster { .. } => "no_master",
+            NotSent => "not_sent",
+            OutcomeUnknown => "outcome_unknown",
+            TooManyPinned | MaxClients => "limit",
+            Arity { .. }
+            | Syntax
+            | UnknownSubcommand { .. }
+            | NotInteger
+            | DbIndexOutOfRange
+            | NoProto
+            | HelloSyntax { .. }
+            | BadClientName
+            | BadClientInfo { .. }
+            | BadLibInfo { .. }
+            | HelloProtoNotInteger
+            | UnknownCommand { .. } => "syntax",
+            NotInMulti { .. }
+            | NestedMulti
+            | ExecWithoutMulti
+            | DiscardWithoutMulti
+            | WatchInMulti
+            | ExecAbort
+            | SubscribedContext { .. }
+            | ProtoChangePinned
+            | WaitMasterChanged
+            | MonitorMode
+            | NoSuchRedirect => "state",
+        }
+    }
+
     /// The error as a reply value.
     pub fn value(&self) -> Value {
         Value::Error(self.text())

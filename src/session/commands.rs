@@ -23,6 +23,7 @@ impl Session {
     pub(super) async fn handle(&mut self, req: Request) {
         let cls = classify(&req);
         self.last_cmd = cls.spec;
+        crate::metrics::hot().commands[cls.kind.class_index()].increment(1);
         self.dispatch(req, cls).await;
         // CLIENT REPLY SKIP drops the reply of exactly one command: the next one handled (a
         // stalled command is handled again later and keeps the skip for then).
@@ -113,7 +114,8 @@ impl Session {
 
     pub(super) fn allowed(&self, req: &Request) -> bool {
         let (name, sub) = crate::resp::command::guard_names(req);
-        self.ctx.allow.contains(&name) || sub.is_some_and(|s| self.ctx.allow.contains(&s))
+        let dynamic = self.ctx.dynamic.load();
+        dynamic.allow.contains(&name) || sub.is_some_and(|s| dynamic.allow.contains(&s))
     }
 
     pub(super) fn guard_name(&self, req: &Request) -> String {
@@ -151,6 +153,7 @@ impl Session {
     }
 
     pub(super) async fn reply_error(&mut self, e: ClientError, silent: bool) {
+        count_error(&e);
         self.reply(&e.to_bytes(), silent).await;
     }
 
@@ -378,11 +381,16 @@ impl Session {
         self.watch_broken = false;
         self.tracking = None;
         self.subs.clear();
-        self.state = super::state::ClientState::new(self.ctx.users.load().initial());
+        self.state = super::state::ClientState::new(self.ctx.dynamic.load().users.initial());
         self.inbox.set_limit(self.ctx.limits.output_buffer);
         self.publish_view();
         self.reply(crate::resp::reply::RESET, false).await;
     }
+}
+
+/// Counts an error the proxy answers with.
+pub(super) fn count_error(e: &ClientError) {
+    crate::metrics::hot().errors[crate::metrics::error_index(e.kind())].increment(1);
 }
 
 /// Major version number of `x.y.z`.

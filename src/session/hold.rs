@@ -73,7 +73,10 @@ impl Session {
             let held = self.ctx.held.fetch_add(1, Ordering::AcqRel) + 1;
             self.hold.counted = true;
             self.hold.since = Some(Instant::now());
-            if held > self.ctx.max_held_clients {
+            let m = crate::metrics::hot();
+            m.holds.increment(1);
+            m.held.increment(1.0);
+            if held > self.ctx.dynamic.load().max_held_clients {
                 self.hold.expired = true;
                 return Wait::Fail(fail());
             }
@@ -85,6 +88,11 @@ impl Session {
     pub(super) fn end_hold(&mut self) {
         if self.hold.counted {
             self.ctx.held.fetch_sub(1, Ordering::AcqRel);
+            let m = crate::metrics::hot();
+            m.held.decrement(1.0);
+            if let Some(since) = self.hold.since {
+                m.hold_duration.record(since.elapsed().as_secs_f64());
+            }
         }
         self.hold = Hold::default();
     }

@@ -158,9 +158,12 @@ impl Session {
             }
         }
         let user = match auth {
-            Some((u, p)) => match self.ctx.users.load().authenticate(Some(u), p) {
+            Some((u, p)) => match self.ctx.dynamic.load().users.authenticate(Some(u), p) {
                 Ok(user) => Some(user),
-                Err(_) => return self.reply_error(ClientError::WrongPass, silent).await,
+                Err(_) => {
+                    crate::metrics::hot().auth_failures.increment(1);
+                    return self.reply_error(ClientError::WrongPass, silent).await;
+                }
             },
             None if !self.state.authenticated() => {
                 return self.reply_error(ClientError::HelloNoAuth, silent).await
@@ -233,7 +236,7 @@ impl Session {
             3 => (Some(args[1]), args[2]),
             _ => return self.reply_error(ClientError::Syntax, silent).await,
         };
-        let result = self.ctx.users.load().authenticate(user, password);
+        let result = self.ctx.dynamic.load().users.authenticate(user, password);
         match result {
             Ok(u) => {
                 self.state.user = Some(u);
@@ -241,6 +244,7 @@ impl Session {
                 self.reply(OK, silent).await;
             }
             Err(AuthError::WrongPass) => {
+                crate::metrics::hot().auth_failures.increment(1);
                 tracing::debug!(client.id = self.id(), client.addr = %self.info.addr, "authentication failed");
                 self.reply_error(ClientError::WrongPass, silent).await;
             }

@@ -92,6 +92,19 @@ pub struct Limits {
     pub max_in_flight: usize,
 }
 
+/// Settings a reload (SIGHUP) may change; sessions read them per use.
+#[derive(Debug)]
+pub struct Dynamic {
+    /// Proxy users.
+    pub users: Users,
+    /// Guarded commands the operator allowed (`CONFIG`, `CONFIG|SET`, ...).
+    pub allow: HashSet<String>,
+    /// How long commands wait for a master during a change.
+    pub hold_timeout: Duration,
+    /// Clients that may wait at once.
+    pub max_held_clients: usize,
+}
+
 /// What every session shares.
 #[derive(Debug)]
 pub struct Context {
@@ -101,20 +114,14 @@ pub struct Context {
     pub pool: Arc<Pool>,
     /// Current topology.
     pub topology: Arc<TopologyHandle>,
-    /// Proxy users (replaced whole on reload).
-    pub users: Arc<ArcSwap<Users>>,
-    /// Guarded commands the operator allowed (`CONFIG`, `CONFIG|SET`, ...).
-    pub allow: Arc<HashSet<String>>,
+    /// Settings a reload may change (replaced whole).
+    pub dynamic: Arc<ArcSwap<Dynamic>>,
     /// Connected clients.
     pub registry: Arc<Registry>,
     /// How long SELECT waits to learn whether the database exists.
     pub select_timeout: Duration,
     /// Where demotion signals go (the failover task).
     pub signals: Signals,
-    /// How long commands wait for a master during a change.
-    pub hold_timeout: Duration,
-    /// Clients that may wait at once.
-    pub max_held_clients: usize,
     /// Clients waiting now.
     pub held: Arc<AtomicUsize>,
     /// Script bodies seen, for reloading after a failover.
@@ -128,13 +135,10 @@ impl Context {
             limits: self.limits,
             pool,
             topology: Arc::clone(&self.topology),
-            users: Arc::clone(&self.users),
-            allow: Arc::clone(&self.allow),
+            dynamic: Arc::clone(&self.dynamic),
             registry: Arc::clone(&self.registry),
             select_timeout: self.select_timeout,
             signals: self.signals.clone(),
-            hold_timeout: self.hold_timeout,
-            max_held_clients: self.max_held_clients,
             held: Arc::clone(&self.held),
             scripts: Arc::clone(&self.scripts),
         }
@@ -189,15 +193,18 @@ pub struct Session {
     tracking: Option<tracking::Tracking>,
     /// The last command handled (for CLIENT LIST's `cmd=`).
     last_cmd: Option<&'static crate::resp::command::CommandSpec>,
+    /// Topology epoch when the shared lane in use was chosen.
+    route_epoch: u64,
 }
 
 impl Session {
     /// A session for a client that connected from `addr` to `laddr`.
     pub fn new(ctx: Arc<Context>, addr: SocketAddr, laddr: SocketAddr, fd: i64) -> Self {
         let info = ctx.registry.join(addr, laddr, fd);
-        let initial = ctx.users.load().initial();
+        let initial = ctx.dynamic.load().users.initial();
         let inbox = Inbox::new(ctx.limits.output_buffer);
         let parser = RequestParser::new(ctx.limits.frames);
+        crate::metrics::hot().clients.increment(1.0);
         let topology = ctx.topology.subscribe();
         let s = Self {
             ctx,
@@ -221,6 +228,7 @@ impl Session {
             watch_broken: false,
             tracking: None,
             last_cmd: None,
+            route_epoch: 0,
         };
         s.publish_view();
         s
@@ -240,6 +248,7 @@ impl Session {
         let end = self.serve(&mut reader, &mut writer, &mut drain).await;
         match end {
             End::OutputLimit => {
+                crate::metrics::hot().errors[crate::metrics::error_index("limit")].increment(1);
                 tracing::info!(client.id = self.id(), client.addr = %self.info.addr, "closing client: output buffer limit reached");
             }
             End::Closed | End::Io => {}
@@ -248,6 +257,7 @@ impl Session {
         self.end_hold();
         self.inbox.close();
         self.ctx.registry.leave(self.id());
+        crate::metrics::hot().clients.decrement(1.0);
     }
 
     async fn serve<R, W>(&mut self, reader: &mut R, writer: &mut W, drain: &mut Drain) -> End
@@ -266,7 +276,7 @@ impl Session {
             let want_read = self.want_read();
             let want_write = !self.wbuf.is_empty() || self.needs_flush;
             let watch_topology = self.waits_for_topology();
-            let hold_deadline = self.hold.deadline(self.ctx.hold_timeout);
+            let hold_deadline = self.hold.deadline(self.ctx.dynamic.load().hold_timeout);
             tokio::select! {
                 _ = drain.signaled(), if !self.closing => self.closing = true,
                 r = reader.read_buf(&mut self.rbuf), if want_read => match r {
@@ -297,12 +307,20 @@ impl Session {
         let buffered = self.rbuf.len();
         // Keep reading while the frame at the front is incomplete (up to the query buffer
         // limit, checked in `process`); pause while complete input waits to be processed.
-        let waiting =
-            self.stalled.is_some() || self.saturated();
+        let waiting = self.stalled.is_some() || self.saturated();
         if waiting {
             return buffered < READ_PAUSE;
         }
         true
+    }
+
+    /// Queues replies for the client (taking the buffer over when nothing is queued yet).
+    fn append_out(&mut self, out: BytesMut) {
+        if self.wbuf.is_empty() {
+            self.wbuf = out;
+        } else {
+            self.wbuf.extend_from_slice(&out);
+        }
     }
 
     /// Whether enough of this client's commands are in flight for now.
@@ -375,7 +393,7 @@ impl Session {
             if taken.overflow {
                 return Err(End::OutputLimit);
             }
-            self.wbuf.extend_from_slice(&taken.out);
+            self.append_out(taken.out);
             let Some(fault) = taken.fault else {
                 break;
             };

@@ -92,7 +92,7 @@ impl Session {
             FaultKind::Refused => return,
             FaultKind::Lost | FaultKind::NotSent => "a lost connection".into(),
         };
-        self.ctx.signals.send(Signal {
+        self.ctx.signals.send(Signal::Trouble {
             master: std::sync::Arc::clone(master),
             reason,
             demotion: demoted,
@@ -196,6 +196,9 @@ impl Session {
                 (Some(e), p) if p.needs_master() => Plan::Fail(e.clone()),
                 (_, p) => p,
             };
+            if p.needs_master() {
+                crate::metrics::retry(retry_reason(f));
+            }
             match p {
                 Plan::Resend => resend.push(&f.payload[cmd.range.clone()], &cmd),
                 Plan::Reissue(remaining) => {
@@ -372,6 +375,16 @@ fn reload(conn: u64, f: &Fault, cmd: &Sent, body: &Bytes) -> Dispatch {
         ]),
         attempt: f.attempt + 1,
         started: None,
+    }
+}
+
+/// The `reason` label of a retry.
+fn retry_reason(f: &Fault) -> &'static str {
+    match f.kind {
+        FaultKind::NotSent => "not_sent",
+        FaultKind::Lost => "lost_read",
+        FaultKind::Refused if only_noscript(f) => "noscript",
+        FaultKind::Refused => "refused",
     }
 }
 

@@ -110,7 +110,11 @@ impl Entry {
             .elapsed();
         let mut out = String::new();
         let m = v.mem;
-        let flags = if v.sub + v.psub + v.ssub > 0 { "P" } else { "N" };
+        let flags = if v.sub + v.psub + v.ssub > 0 {
+            "P"
+        } else {
+            "N"
+        };
         let cmd = if v.cmd.is_empty() { "NULL" } else { &v.cmd };
         let _ = write!(
             out,
@@ -226,7 +230,15 @@ mod tests {
         assert_eq!(list.lines().count(), 2);
         assert!(list.contains(&format!("id={} addr=127.0.0.1:1000", a.id)));
         assert!(list.contains("name=worker"));
-        for field in ["qbuf=", "argv-mem=", "tot-mem=", "omem=", "oll=", "redir=-1", "fd=7"] {
+        for field in [
+            "qbuf=",
+            "argv-mem=",
+            "tot-mem=",
+            "omem=",
+            "oll=",
+            "redir=-1",
+            "fd=7",
+        ] {
             assert!(list.contains(field), "{field} missing in {list}");
         }
         r.leave(b.id);

@@ -284,6 +284,20 @@ impl Session {
         if let Conn::Pinned { conn, .. } = &self.conn {
             return self.may_send(conn.id());
         }
+        // The common case: same lane, nothing changed since it was chosen.
+        if let Conn::Shared { lane, key } = &self.conn {
+            let same = self.route_epoch == self.ctx.topology.epoch()
+                && key.db == self.state.db
+                && key.proto == self.state.proto
+                && self
+                    .state
+                    .user
+                    .as_ref()
+                    .is_some_and(|u| Arc::ptr_eq(&u.backend, &key.auth));
+            if same && !lane.is_closed() {
+                return self.may_send(lane.id());
+            }
+        }
         let key = match self.shared_key() {
             Ok(k) => k,
             Err(u) => return self.unroutable(u),
@@ -293,6 +307,7 @@ impl Session {
         }
         if let Conn::Shared { lane, key: k } = &self.conn {
             if *k == key && !lane.is_closed() {
+                self.route_epoch = self.ctx.topology.epoch();
                 return self.may_send(lane.id());
             }
         }
@@ -304,6 +319,7 @@ impl Session {
             Ok(lane) => {
                 self.release_conn();
                 self.conn = Conn::Shared { lane, key };
+                self.route_epoch = self.ctx.topology.epoch();
                 Route::Go
             }
             Err(_) => self.unroutable(Unroutable::Hold("the master cannot be reached".into())),
@@ -312,7 +328,11 @@ impl Session {
 
     /// Whether sending on `id` must wait (a failed dispatch is pending resolution).
     fn may_send(&self, id: u64) -> Route {
-        if self.inbox.has_fault() || (self.batch.is_empty() && self.inbox.busy_elsewhere(id)) {
+        if self.inbox.has_fault() {
+            return Route::Stall;
+        }
+        let quiet = !self.batch.is_empty() || self.inbox.in_flight() == 0;
+        if !quiet && self.inbox.busy_elsewhere(id) {
             return Route::Stall;
         }
         Route::Go

@@ -9,7 +9,11 @@ impl Session {
     pub(super) fn publish_view(&self) {
         let (sub, psub, ssub) = self.subs.counts();
         let st = &self.state;
-        let text = |b: &Option<bytes::Bytes>| b.as_deref().map(|n| String::from_utf8_lossy(n).into_owned()).unwrap_or_default();
+        let text = |b: &Option<bytes::Bytes>| {
+            b.as_deref()
+                .map(|n| String::from_utf8_lossy(n).into_owned())
+                .unwrap_or_default()
+        };
         let multi = self.tx.as_ref().map_or(-1, |t| i64::from(t.queued));
         let pinned = self.conn.pinned_identity();
         let redir = match &self.tracking {

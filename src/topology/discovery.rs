@@ -134,10 +134,12 @@ impl Resolver {
 
     /// Resolves `target` once.
     pub async fn resolve(&self, target: &Target) -> Result<Answer, String> {
-        let mut answer = match target {
-            Target::Host { host, port } => self.resolve_host(host, *port).await?,
-            Target::Srv(name) => self.resolve_srv(name).await?,
+        let result = match target {
+            Target::Host { host, port } => self.resolve_host(host, *port).await,
+            Target::Srv(name) => self.resolve_srv(name).await,
         };
+        crate::metrics::dns(result.is_ok());
+        let mut answer = result?;
         answer.endpoints.sort_by_key(|e| e.addr);
         answer.endpoints.dedup();
         Ok(answer)

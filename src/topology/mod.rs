@@ -129,6 +129,8 @@ pub struct Topology {
     pub sites: Vec<SiteStatus>,
     /// The authority.
     pub authority: AuthorityStatus,
+    /// Sentinels known (Sentinel authority).
+    pub sentinels: Vec<crate::backend::Endpoint>,
     /// Why the last change happened (one line, for logs and operators).
     pub reason: String,
 }
@@ -147,6 +149,7 @@ impl Topology {
                 reachable: false,
                 voters: (0, 0),
             },
+            sentinels: Vec::new(),
             reason: "starting: no probe finished yet".into(),
         }
     }
@@ -165,6 +168,8 @@ impl Topology {
 pub struct TopologyHandle {
     current: ArcSwap<Topology>,
     changed: watch::Sender<u64>,
+    /// The current epoch, readable without touching the snapshot.
+    epoch: std::sync::atomic::AtomicU64,
 }
 
 impl TopologyHandle {
@@ -174,12 +179,18 @@ impl TopologyHandle {
         Arc::new(Self {
             current: ArcSwap::from_pointee(Topology::initial()),
             changed,
+            epoch: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
     /// The current snapshot (cheap; do not hold it across long waits).
     pub fn load(&self) -> Arc<Topology> {
         self.current.load_full()
+    }
+
+    /// The current snapshot's epoch (a cheap check that nothing changed).
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Publishes `next` if its epoch is higher than the current one. Only the failover task
@@ -191,6 +202,8 @@ impl TopologyHandle {
             return false;
         }
         self.current.store(Arc::new(next));
+        self.epoch
+            .store(epoch, std::sync::atomic::Ordering::Release);
         self.changed.send_replace(epoch);
         true
     }
@@ -266,6 +279,8 @@ pub struct AuthorityReport {
     pub voters_answering: usize,
     /// Sentinels configured.
     pub voters: usize,
+    /// Sentinel addresses.
+    pub sentinels: Vec<String>,
 }
 
 /// One site.
@@ -325,6 +340,7 @@ impl Topology {
                 reachable: self.authority.reachable,
                 voters_answering: self.authority.voters.0,
                 voters: self.authority.voters.1,
+                sentinels: self.sentinels.iter().map(|e| e.to_string()).collect(),
             },
             sites: self
                 .sites

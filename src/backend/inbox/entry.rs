@@ -138,6 +138,8 @@ pub(super) struct Entry {
     pub(super) cmds: SmallVec<[Sent; 1]>,
     pub(super) attempt: u8,
     pub(super) started: Option<std::time::Instant>,
+    /// When it was registered (for the command duration metric).
+    pub(super) sent_at: std::time::Instant,
 }
 
 impl Entry {
@@ -158,6 +160,7 @@ impl Entry {
             cmds: d.cmds,
             attempt: d.attempt,
             started: d.started,
+            sent_at: std::time::Instant::now(),
         }
     }
 

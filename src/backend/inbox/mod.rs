@@ -142,13 +142,15 @@ impl Inbox {
 
     fn count_in(&self, d: &Dispatch) {
         self.dispatched.fetch_add(1, Ordering::AcqRel);
-        self.dispatched_bytes.fetch_add(d.payload.len(), Ordering::AcqRel);
+        self.dispatched_bytes
+            .fetch_add(d.payload.len(), Ordering::AcqRel);
     }
 
     fn count_out(&self, e: &Entry) {
         if e.expect > 0 {
             self.dispatched.fetch_sub(1, Ordering::AcqRel);
-            self.dispatched_bytes.fetch_sub(e.payload.len(), Ordering::AcqRel);
+            self.dispatched_bytes
+                .fetch_sub(e.payload.len(), Ordering::AcqRel);
         }
     }
 
@@ -271,6 +273,7 @@ impl Inbox {
             }
             if let Some(e) = st.queue.pop_front() {
                 self.count_out(&e);
+                record_duration(&e);
             }
         }
     }
@@ -386,6 +389,15 @@ impl Inbox {
         drop(st);
         self.notify.notify_one();
     }
+}
+
+/// Records how long a completed dispatch took, once per command it carried.
+fn record_duration(e: &Entry) {
+    let Some(first) = e.cmds.first() else {
+        return;
+    };
+    let secs = e.sent_at.elapsed().as_secs_f64();
+    crate::metrics::hot().durations[first.kind.class_index()].record_many(secs, e.cmds.len());
 }
 
 /// Stores a frame received after a refusal; returns the bytes added.

@@ -16,6 +16,10 @@ pub use spec::{
     C_STRING, C_TRANSACTION, C_WRITE,
 };
 
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::OnceLock;
+
 use spec::{F_BLOCKING, F_READONLY, F_WRITE};
 use table::COMMANDS;
 
@@ -62,6 +66,25 @@ pub enum Kind {
     Guarded,
     /// Cannot work through a proxy at all (replication handshakes).
     Unsupported,
+}
+
+impl Kind {
+    /// Index of the command's class in the metrics' class list
+    /// (`read, write, blocking, wait, pubsub, transaction, local, admin, monitor, tracking`).
+    pub fn class_index(self) -> usize {
+        match self {
+            Kind::Read => 0,
+            Kind::Write => 1,
+            Kind::Blocking => 2,
+            Kind::Wait => 3,
+            Kind::Subscribe(_) | Kind::Unsubscribe(_) => 4,
+            Kind::Multi | Kind::Exec | Kind::Discard | Kind::Watch | Kind::Unwatch => 5,
+            Kind::Local(_) => 6,
+            Kind::Guarded | Kind::Unsupported => 7,
+            Kind::Monitor => 8,
+            Kind::Tracking => 9,
+        }
+    }
 }
 
 /// The three pub/sub namespaces.
@@ -137,36 +160,120 @@ fn upper<'b>(name: &[u8], buf: &'b mut [u8; MAX_NAME]) -> Option<&'b [u8]> {
     Some(out)
 }
 
+/// A command name's place in the table.
+#[derive(Debug, Clone)]
+struct Top {
+    /// Its own row.
+    row: usize,
+    /// Rows of its subcommands (empty for a plain command).
+    subs: std::ops::Range<usize>,
+}
+
+/// The table indexed by name, with every row's kind worked out once.
+#[derive(Debug)]
+struct Index {
+    tops: HashMap<&'static [u8], Top, BuildHasherDefault<Fnv>>,
+    kinds: Vec<Kind>,
+}
+
+fn index() -> &'static Index {
+    static INDEX: OnceLock<Index> = OnceLock::new();
+    INDEX.get_or_init(|| {
+        let mut tops: HashMap<&'static [u8], Top, BuildHasherDefault<Fnv>> = HashMap::default();
+        for (i, row) in COMMANDS.iter().enumerate() {
+            let top = tops.entry(row.name).or_insert(Top {
+                row: i,
+                subs: i + 1..i + 1,
+            });
+            if !row.sub.is_empty() {
+                top.subs.end = i + 1;
+            }
+        }
+        let kinds = COMMANDS
+            .iter()
+            .map(|row| {
+                special_kind(row.name, (!row.sub.is_empty()).then_some(row.sub))
+                    .unwrap_or_else(|| data_kind(Some(row)))
+            })
+            .collect();
+        Index { tops, kinds }
+    })
+}
+
+/// FNV-1a: command names are short and trusted to be few; this hash is several times
+/// cheaper than the default one on the path every command takes.
+#[derive(Debug, Default)]
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for &b in bytes {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
 /// Finds the table row for `name` (and `sub`, for container commands such as CLIENT).
 pub fn lookup(name: &[u8], sub: Option<&[u8]>) -> Option<&'static CommandSpec> {
+    find(name, sub).map(|(row, _)| &COMMANDS[row])
+}
+
+/// Row of `name`/`sub`, and whether the subcommand itself was found.
+fn find(name: &[u8], sub: Option<&[u8]>) -> Option<(usize, bool)> {
     let mut nb = [0u8; MAX_NAME];
     let name = upper(name, &mut nb)?;
-    let top = COMMANDS
-        .binary_search_by(|row| (row.name, row.sub).cmp(&(name, &b""[..])))
-        .ok()?;
-    let is_container = COMMANDS.get(top + 1).is_some_and(|next| next.name == name);
-    if !is_container {
-        return Some(&COMMANDS[top]);
+    let top = index().tops.get(name)?;
+    if top.subs.is_empty() {
+        return Some((top.row, true));
     }
     let mut sb = [0u8; MAX_NAME];
     let Some(sub) = sub.and_then(|s| upper(s, &mut sb)) else {
-        return Some(&COMMANDS[top]);
+        return Some((top.row, false));
     };
-    let found = COMMANDS.binary_search_by(|row| (row.name, row.sub).cmp(&(name, sub)));
-    Some(found.map_or(&COMMANDS[top], |i| &COMMANDS[i]))
+    let rows = &COMMANDS[top.subs.clone()];
+    match rows.binary_search_by(|r| r.sub.cmp(sub)) {
+        Ok(i) => Some((top.subs.start + i, true)),
+        Err(_) => Some((top.row, false)),
+    }
 }
 
 /// Classifies a request.
 pub fn classify(req: &Request) -> Classified {
-    let spec = lookup(req.name(), req.arg1());
-    let mut nb = [0u8; MAX_NAME];
-    let Some(name) = upper(req.name(), &mut nb) else {
-        return Classified {
-            kind: Kind::Write,
-            spec,
-        };
+    let Some((row, exact)) = find(req.name(), req.arg1()) else {
+        // Not in the table: a command newer than the table, or a module's.
+        let mut nb = [0u8; MAX_NAME];
+        let kind = upper(req.name(), &mut nb)
+            .and_then(|n| special_kind(n, req.arg1()))
+            .unwrap_or(Kind::Write);
+        return Classified { kind, spec: None };
     };
-    let kind = match name {
+    let spec = Some(&COMMANDS[row]);
+    let mut kind = index().kinds[row];
+    if !exact {
+        // A container with a subcommand the table lacks (CLIENT SETINFO on an older table).
+        kind = special_kind(COMMANDS[row].name, req.arg1()).unwrap_or(kind);
+    }
+    // XREAD and XREADGROUP block or not depending on their arguments.
+    if kind == Kind::Blocking && matches!(COMMANDS[row].name, b"XREAD" | b"XREADGROUP") {
+        kind = stream_read_kind(req, spec);
+    }
+    Classified { kind, spec }
+}
+
+/// The kind of commands the proxy treats specially, by upper-case name (and subcommand).
+fn special_kind(name: &[u8], sub: Option<&[u8]>) -> Option<Kind> {
+    Some(match name {
         b"PING" => Kind::Local(Local::Ping),
         b"ECHO" => Kind::Local(Local::Echo),
         b"QUIT" => Kind::Local(Local::Quit),
@@ -187,16 +294,14 @@ pub fn classify(req: &Request) -> Classified {
         b"PUNSUBSCRIBE" => Kind::Unsubscribe(Channels::Pattern),
         b"SUNSUBSCRIBE" => Kind::Unsubscribe(Channels::Shard),
         b"WAIT" | b"WAITAOF" => Kind::Wait,
-        b"CLIENT" => client_kind(req.arg1()),
-        b"ACL" => acl_kind(req.arg1()),
-        b"CONFIG" => config_kind(req.arg1()),
-        b"XREAD" | b"XREADGROUP" => stream_read_kind(req, spec),
+        b"CLIENT" => client_kind(sub),
+        b"ACL" => acl_kind(sub),
+        b"CONFIG" => config_kind(sub),
         b"SYNC" | b"PSYNC" | b"REPLCONF" => Kind::Unsupported,
         b"REPLICAOF" | b"SLAVEOF" | b"FAILOVER" | b"SHUTDOWN" | b"DEBUG" | b"MODULE"
         | b"SENTINEL" => Kind::Guarded,
-        _ => data_kind(spec),
-    };
-    Classified { kind, spec }
+        _ => return None,
+    })
 }
 
 fn data_kind(spec: Option<&CommandSpec>) -> Kind {
