@@ -29,6 +29,7 @@ use crate::resp::FrameLimits;
 use crate::session::scripts::Scripts;
 use crate::session::{registry::Registry, Context, Dynamic, Limits};
 use crate::shutdown::{self, Drain, DrainTrigger, Tasks};
+use crate::tls::{Acceptor, NodeTlsSet};
 use crate::topology::discovery::{DnsSettings, Resolver};
 use crate::topology::health::HealthConfig;
 use crate::topology::sentinel::SentinelSettings;
@@ -50,6 +51,12 @@ pub enum StartError {
     /// A user's password digest is malformed.
     #[error("user {name}: {reason}")]
     User { name: String, reason: String },
+    /// TLS files cannot be used.
+    #[error("{setting}: {source}")]
+    Tls {
+        setting: String,
+        source: crate::tls::TlsError,
+    },
 }
 
 /// A started proxy.
@@ -57,6 +64,8 @@ pub enum StartError {
 pub struct Running {
     /// Address clients connect to (the bound one, for port 0).
     pub addr: SocketAddr,
+    /// The separate TLS address, when configured (bound).
+    pub tls_addr: Option<SocketAddr>,
     /// Admin address, when served.
     pub admin: Option<SocketAddr>,
     /// Shared state of the first worker, for inspection.
@@ -70,6 +79,22 @@ pub struct Running {
     cfg: Config,
     /// Credentials on Redis nodes (a reload keeps them: probes and pools use them).
     backend: Arc<BackendAuth>,
+    /// TLS towards the nodes, per site.
+    node_tls: Arc<NodeTlsSet>,
+}
+
+/// Checks what a start would read besides the configuration file: users' digests and every
+/// TLS file (for `--check`).
+pub fn check(cfg: &Config) -> Result<(), StartError> {
+    build_users(cfg, &Arc::new(BackendAuth::default()))?;
+    node_tls(cfg, None)?;
+    if let Some(t) = &cfg.tls {
+        Acceptor::new(t).map_err(|source| StartError::Tls {
+            setting: "tls".into(),
+            source,
+        })?;
+    }
+    Ok(())
 }
 
 /// Starts the proxy: binds, starts probing, accepting and the admin endpoint.
@@ -96,9 +121,20 @@ pub async fn start(cfg: &Config, metrics: Option<PrometheusHandle>) -> Result<Ru
             .map(|_| Pool::new(pool_cfg, Arc::clone(&dedicated)))
             .collect(),
     );
+    let node_tls = Arc::new(node_tls(cfg, None)?);
+    let acceptor = match &cfg.tls {
+        Some(t) => Some(Arc::new(Acceptor::new(t).map_err(|source| {
+            StartError::Tls {
+                setting: "tls".into(),
+                source,
+            }
+        })?)),
+        None => None,
+    };
     let topology = TopologyHandle::new();
     let stop = CancellationToken::new();
-    let signals = start_failover(cfg, &topology, &pools, dialer, &backend, &stop)?;
+    let reach_tls = Arc::clone(&node_tls);
+    let signals = start_failover(cfg, &topology, &pools, dialer, &backend, reach_tls, &stop)?;
     let base = Context {
         limits: limits(cfg),
         pool: Arc::clone(&pools.0[0]),
@@ -111,15 +147,15 @@ pub async fn start(cfg: &Config, metrics: Option<PrometheusHandle>) -> Result<Ru
         scripts: Arc::new(Scripts::default()),
     };
     let bind_err = |addr| move |source| StartError::Bind { addr, source };
-    let (listeners, addr) = workers::bind(cfg.listen, threads).map_err(bind_err(cfg.listen))?;
+    let (listeners, addr, tls_addr) = bind_all(cfg, threads, acceptor)?;
     let (drain, drain_rx) = shutdown::drain();
     let (unready, unready_rx) = shutdown::drain();
     let tasks = Tasks::new();
     let jobs: Vec<Job> = listeners
         .into_iter()
         .zip(&pools.0)
-        .map(|(listener, pool)| Job {
-            listener,
+        .map(|(listeners, pool)| Job {
+            listeners,
             ctx: Arc::new(base.with_pool(Arc::clone(pool))),
         })
         .collect();
@@ -131,9 +167,10 @@ pub async fn start(cfg: &Config, metrics: Option<PrometheusHandle>) -> Result<Ru
         cfg, &topology, metrics, unready_rx, &signals, dialer, &backend, &stop,
     )
     .await?;
-    tracing::info!(listen = %addr, threads, admin = admin.map(|a| a.to_string()).unwrap_or_default(), "accepting clients");
+    tracing::info!(listen = %addr, tls = tls_label(cfg, tls_addr), threads, admin = admin.map(|a| a.to_string()).unwrap_or_default(), "accepting clients");
     Ok(Running {
         addr,
+        tls_addr,
         admin,
         ctx,
         signals,
@@ -144,7 +181,64 @@ pub async fn start(cfg: &Config, metrics: Option<PrometheusHandle>) -> Result<Ru
         workers,
         cfg: cfg.clone(),
         backend,
+        node_tls,
     })
+}
+
+/// One set of listening sockets per worker: `listen` (TLS when `[tls]` has no address of
+/// its own) and the separate TLS address if any. Returns them with the bound addresses.
+#[allow(clippy::type_complexity)]
+fn bind_all(
+    cfg: &Config,
+    threads: usize,
+    acceptor: Option<Arc<Acceptor>>,
+) -> Result<
+    (
+        Vec<Vec<(std::net::TcpListener, Option<Arc<Acceptor>>)>>,
+        SocketAddr,
+        Option<SocketAddr>,
+    ),
+    StartError,
+> {
+    let bind_err = |addr| move |source| StartError::Bind { addr, source };
+    let separate = cfg.tls.as_ref().and_then(|t| t.listen);
+    let main_tls = if separate.is_some() {
+        None
+    } else {
+        acceptor.clone()
+    };
+    let (main, addr) = workers::bind(cfg.listen, threads).map_err(bind_err(cfg.listen))?;
+    let mut per_worker: Vec<Vec<_>> = main
+        .into_iter()
+        .map(|l| vec![(l, main_tls.clone())])
+        .collect();
+    let mut tls_addr = None;
+    if let Some(t) = separate {
+        let (tls, bound) = workers::bind(t, threads).map_err(bind_err(t))?;
+        for (w, l) in per_worker.iter_mut().zip(tls) {
+            w.push((l, acceptor.clone()));
+        }
+        tls_addr = Some(bound);
+    }
+    Ok((per_worker, addr, tls_addr))
+}
+
+/// What the start-up log line says about TLS.
+fn tls_label(cfg: &Config, tls_addr: Option<SocketAddr>) -> String {
+    match (&cfg.tls, tls_addr) {
+        (None, _) => "off".into(),
+        (Some(_), Some(a)) => format!("on {a}"),
+        (Some(t), None) if t.client_ca.is_some() => {
+            "on listen, client certificates required".into()
+        }
+        (Some(_), None) => "on listen".into(),
+    }
+}
+
+/// The TLS connectors towards the nodes, reusing `prev`'s where settings did not change.
+fn node_tls(cfg: &Config, prev: Option<&NodeTlsSet>) -> Result<NodeTlsSet, StartError> {
+    NodeTlsSet::build(cfg.backend.tls.as_ref(), &cfg.sites, prev)
+        .map_err(|(setting, source)| StartError::Tls { setting, source })
 }
 
 fn start_failover(
@@ -153,6 +247,7 @@ fn start_failover(
     pools: &Pools,
     dialer: Dialer,
     backend: &BackendAuth,
+    tls: Arc<NodeTlsSet>,
     stop: &CancellationToken,
 ) -> Result<Signals, StartError> {
     let resolver = Resolver::new(DnsSettings {
@@ -185,6 +280,7 @@ fn start_failover(
         auth: backend.clone(),
         health,
         sentinel,
+        tls,
     };
     let settings = Settings {
         authority: cfg.failover.authority.clone(),
@@ -294,9 +390,14 @@ impl Running {
                 );
             }
         }
+        let tls_next = node_tls(&next, Some(&self.node_tls)).map_err(|e| e.to_string())?;
         self.ctx.dynamic.store(Arc::new(dyn_next));
-        if next.sites != self.cfg.sites {
-            self.signals.send(Signal::Reconfigure(next.sites.clone()));
+        if next.sites != self.cfg.sites || next.backend.tls != self.cfg.backend.tls {
+            self.node_tls = Arc::new(tls_next);
+            self.signals.send(Signal::Reconfigure(
+                next.sites.clone(),
+                Arc::clone(&self.node_tls),
+            ));
         }
         tracing::info!("configuration reloaded");
         self.cfg.auth = next.auth.clone();
@@ -304,24 +405,29 @@ impl Running {
         self.cfg.failover.hold_timeout = next.failover.hold_timeout;
         self.cfg.failover.max_held_clients = next.failover.max_held_clients;
         self.cfg.sites = next.sites;
+        self.cfg.backend.tls = next.backend.tls;
         Ok(())
     }
 }
 
 /// Settings a reload cannot apply, and whether they changed.
-fn restart_only(old: &Config, new: &Config) -> [(&'static str, bool); 7] {
+fn restart_only(old: &Config, new: &Config) -> [(&'static str, bool); 8] {
+    // Backend TLS is applied by a reload; the rest of `[backend]` is not.
+    let backend = |c: &Config| {
+        let mut b = c.backend.clone();
+        b.tls = None;
+        format!("{b:?}")
+    };
     [
         ("listen", old.listen != new.listen),
+        ("tls", old.tls != new.tls),
         ("admin", old.admin != new.admin),
         ("threads", old.threads != new.threads),
         (
             "failover.authority",
             old.failover.authority != new.failover.authority,
         ),
-        (
-            "backend",
-            format!("{:?}", old.backend) != format!("{:?}", new.backend),
-        ),
+        ("backend", backend(old) != backend(new)),
         (
             "health",
             format!("{:?}", old.health) != format!("{:?}", new.health),

@@ -34,5 +34,6 @@ pub mod metrics;
 pub mod resp;
 pub mod session;
 pub mod shutdown;
+pub mod tls;
 pub mod topology;
 pub mod workers;

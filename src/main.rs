@@ -17,6 +17,10 @@ fn main() -> ExitCode {
         }
     };
     if cli.check {
+        if let Err(e) = redis_failover_proxy::app::check(&cfg) {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
         println!("configuration is valid");
         return ExitCode::SUCCESS;
     }

@@ -29,6 +29,7 @@ pub const FAILOVERS: &str = "redis_failover_proxy_failovers_total";
 pub const FAILOVER_DURATION: &str = "redis_failover_proxy_failover_duration_seconds";
 pub const DNS_RESOLUTIONS: &str = "redis_failover_proxy_dns_resolutions_total";
 pub const TLS_HANDSHAKE_FAILURES: &str = "redis_failover_proxy_tls_handshake_failures_total";
+pub const TLS_RELOADS: &str = "redis_failover_proxy_tls_reloads_total";
 pub const AUTH_FAILURES: &str = "redis_failover_proxy_auth_failures_total";
 pub const AUTHORITY_REACHABLE: &str = "redis_failover_proxy_authority_reachable";
 pub const SENTINELS_ANSWERING: &str = "redis_failover_proxy_sentinels_answering";
@@ -125,7 +126,11 @@ fn describe() {
     );
     describe_counter!(
         TLS_HANDSHAKE_FAILURES,
-        "Failed TLS handshakes, by side (client, backend)."
+        "Failed TLS handshakes, by side (client, backend) and reason."
+    );
+    describe_counter!(
+        TLS_RELOADS,
+        "Certificate files re-read after they changed, by result."
     );
     describe_counter!(AUTH_FAILURES, "Failed client authentications.");
     describe_gauge!(
@@ -204,6 +209,16 @@ pub fn dns(ok: bool) {
 }
 
 /// Counts a failed TLS handshake.
-pub fn tls_failure(side: &'static str) {
-    counter!(TLS_HANDSHAKE_FAILURES, "side" => side).increment(1);
+pub fn tls_failure(side: &'static str, reason: &'static str) {
+    counter!(TLS_HANDSHAKE_FAILURES, "side" => side, "reason" => reason).increment(1);
+}
+
+/// Counts a failed client-side TLS handshake.
+pub fn tls_handshake_failure(reason: &'static str) {
+    tls_failure("client", reason);
+}
+
+/// Counts a re-read of changed certificate files.
+pub fn tls_reload(ok: bool) {
+    counter!(TLS_RELOADS, "result" => if ok { "ok" } else { "error" }).increment(1);
 }

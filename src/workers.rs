@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::session::Context;
 use crate::shutdown::{Drain, Tasks};
+use crate::tls::Acceptor;
 
 /// Pending connections per listening socket.
 const BACKLOG: i32 = 1024;
@@ -54,8 +55,8 @@ pub struct Workers {
 /// What one worker runs.
 #[derive(Debug)]
 pub struct Job {
-    /// Its listening socket.
-    pub listener: std::net::TcpListener,
+    /// Its listening sockets (plaintext and/or TLS, each with its acceptor when TLS).
+    pub listeners: Vec<(std::net::TcpListener, Option<Arc<Acceptor>>)>,
     /// Its context (its own pool).
     pub ctx: Arc<Context>,
 }
@@ -85,12 +86,20 @@ impl Workers {
                 .name(format!("worker-{i}"))
                 .spawn(move || {
                     runtime.block_on(async move {
-                        match TcpListener::from_std(job.listener) {
-                            Ok(listener) => {
-                                crate::listener::serve(listener, job.ctx, permits, drain, tasks)
-                                    .await
+                        for (listener, tls) in job.listeners {
+                            match TcpListener::from_std(listener) {
+                                Ok(listener) => {
+                                    tokio::spawn(crate::listener::serve(
+                                        listener,
+                                        tls,
+                                        Arc::clone(&job.ctx),
+                                        Arc::clone(&permits),
+                                        drain.clone(),
+                                        tasks.clone(),
+                                    ));
+                                }
+                                Err(e) => tracing::error!(error = %e, "worker cannot listen"),
                             }
-                            Err(e) => tracing::error!(error = %e, "worker cannot listen"),
                         }
                         stop.cancelled().await;
                     });

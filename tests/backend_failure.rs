@@ -221,7 +221,8 @@ fn killed_backend_connections_mid_pipeline_answer_every_command() {
 }
 
 /// Redis killed with SIGKILL during a pipeline, then restarted on the same port:
-/// 1. A client pipelines 20 000 INCRs; Redis is killed after 500 replies.
+/// 1. A client pipelines 20 000 INCRs (one BLPOP among them holds the rest back); Redis is
+///    killed after 500 replies.
 /// 2. Every command still gets a reply before its deadline: INCR results, then only errors
 ///    saying not executed / may have been applied.
 /// 3. During the outage, commands from the same and from new clients get such errors.
@@ -236,9 +237,16 @@ fn redis_killed_and_restarted_errors_then_recovers() {
     old.set_read_timeout(Some(Duration::from_secs(15)));
     assert_eq!(old.cmd(&["SET", "k", "v"]), Frame::ok());
 
+    // A command that blocks until the kill keeps the rest of the pipeline outstanding, so
+    // that the kill always finds commands in flight, however fast the first ones run.
+    const BLOCKER: usize = 600;
     let mut payload = Vec::new();
-    for _ in 0..N {
-        payload.extend(encode(&[b"INCR", b"n"]));
+    for i in 0..N {
+        if i == BLOCKER {
+            payload.extend(encode(&[b"BLPOP", b"never-pushed", b"0"]));
+        } else {
+            payload.extend(encode(&[b"INCR", b"n"]));
+        }
     }
     let mut p = Pipeline::start(proxy.addr(), payload);
     let mut errors = 0;

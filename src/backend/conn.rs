@@ -124,6 +124,9 @@ pub(crate) struct Driver<'a> {
     idle_owner: Option<Arc<Inbox>>,
     /// Retirement signal (shared connections): stop writing, finish what was written.
     retire: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
+    /// Supersession signal: the node is no longer the master and its replies are no longer
+    /// awaited; everything pending fails at once.
+    abort: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
     retiring: bool,
     /// Whether the driver already yielded once to gather more batches before this write.
     coalesced: bool,
@@ -170,6 +173,7 @@ impl<'a> Driver<'a> {
             idle_mode: ReplyMode::Counted,
             idle_owner: None,
             retire: None,
+            abort: None,
             retiring: false,
             coalesced: false,
             flushed_at: 0,
@@ -184,6 +188,13 @@ impl<'a> Driver<'a> {
     /// not sent, written ones get their replies (or the reply deadline) first.
     pub(crate) fn retire_on(mut self, token: CancellationToken) -> Self {
         self.retire = Some(Box::pin(token.cancelled_owned()));
+        self
+    }
+
+    /// Ends the connection at once when `token` is cancelled: written batches fail as lost
+    /// (they may have been applied), the others as not sent.
+    pub(crate) fn abort_on(mut self, token: CancellationToken) -> Self {
+        self.abort = Some(Box::pin(token.cancelled_owned()));
         self
     }
 
@@ -215,6 +226,11 @@ impl<'a> Driver<'a> {
     }
 
     fn poll_work(&mut self, cx: &mut Context<'_>) -> Poll<Result<Step, ConnError>> {
+        if let Some(abort) = self.abort.as_mut() {
+            if abort.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Err(ConnError::Superseded));
+            }
+        }
         self.poll_retire(cx);
         for _ in 0..POLL_BUDGET {
             let mut progress = false;

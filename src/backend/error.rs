@@ -42,6 +42,9 @@ pub enum ConnError {
     /// The connection was retired (its node is no longer the target).
     #[error("connection retired")]
     Retired,
+    /// Another node became master: replies from this one are no longer awaited.
+    #[error("another node became master")]
+    Superseded,
 }
 
 impl ConnError {
@@ -59,6 +62,7 @@ impl ConnError {
             ConnError::ReplyTimeout(_) => "reply_timeout",
             ConnError::Protocol(_) => "protocol",
             ConnError::Retired => "retired",
+            ConnError::Superseded => "superseded",
         }
     }
 }

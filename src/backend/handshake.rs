@@ -19,17 +19,58 @@ use crate::config::Secret;
 use crate::resp::decode::{decode, Reply};
 use crate::resp::reply::Proto;
 use crate::resp::Request;
+use crate::tls::Connector;
 
 /// Client name the proxy gives its backend connections (visible in `CLIENT LIST` on Redis).
 pub const CLIENT_NAME: &str = "redis-failover-proxy";
 
 /// A node as the proxy dials it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone)]
 pub struct Endpoint {
     /// The address dialed.
     pub addr: SocketAddr,
     /// The name it was configured or announced as (`host:port`): TLS server name, logs.
     pub name: Arc<str>,
+    /// TLS settings of its site; `None`: plaintext.
+    pub tls: Option<Arc<Connector>>,
+}
+
+impl Endpoint {
+    /// A plaintext endpoint.
+    pub fn plain(addr: SocketAddr, name: Arc<str>) -> Self {
+        Self {
+            addr,
+            name,
+            tls: None,
+        }
+    }
+
+    /// The host part of the name, as TLS checks it.
+    fn host(&self) -> &str {
+        crate::config::split_host_port(&self.name).map_or(&self.name, |(h, _)| h)
+    }
+
+    fn tls_ptr(&self) -> *const Connector {
+        self.tls.as_ref().map_or(std::ptr::null(), Arc::as_ptr)
+    }
+}
+
+// Two endpoints are the same when they dial the same address under the same name with the
+// same TLS settings (connectors are shared per settings, so identity is enough).
+impl PartialEq for Endpoint {
+    fn eq(&self, other: &Self) -> bool {
+        self.addr == other.addr && self.name == other.name && self.tls_ptr() == other.tls_ptr()
+    }
+}
+
+impl Eq for Endpoint {}
+
+impl std::hash::Hash for Endpoint {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.addr.hash(state);
+        self.name.hash(state);
+        self.tls_ptr().hash(state);
+    }
 }
 
 impl std::fmt::Display for Endpoint {
@@ -115,7 +156,26 @@ impl Dialer {
             .with_time(Duration::from_secs(30))
             .with_interval(Duration::from_secs(10));
         sock.set_tcp_keepalive(&ka)?;
-        Ok(Box::new(stream))
+        let Some(tls) = &ep.tls else {
+            return Ok(Box::new(stream));
+        };
+        let tls_stream = timeout(self.handshake_timeout, tls.connect(stream, ep.host()))
+            .await
+            .map_err(|_| {
+                crate::metrics::tls_failure("backend", "timeout");
+                ConnError::HandshakeTimeout {
+                    addr: ep.to_string(),
+                    after: self.handshake_timeout,
+                }
+            })?
+            .map_err(|e| {
+                crate::metrics::tls_failure("backend", crate::tls::failure_reason(&e));
+                ConnError::Tls {
+                    addr: ep.to_string(),
+                    reason: e.to_string(),
+                }
+            })?;
+        Ok(Box::new(tls_stream))
     }
 
     /// Connects and runs the handshake.

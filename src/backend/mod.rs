@@ -7,6 +7,7 @@ pub mod error;
 pub mod handshake;
 pub mod inbox;
 pub mod pool;
+mod supersede;
 
 pub use conn::{Outgoing, ReplyMode};
 pub use error::ConnError;

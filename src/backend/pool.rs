@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use super::conn::{Driver, Outgoing, Sender};
 use super::error::ConnError;
 use super::handshake::{BackendAuth, Dialer, Endpoint, Handshake};
+use super::supersede;
 use crate::resp::reply::Proto;
 
 /// Batches a connection queues before senders wait.
@@ -140,6 +141,8 @@ pub struct Pool {
     lanes: Mutex<HashMap<PoolKey, LaneSet>>,
     idle: Mutex<HashMap<PoolKey, Vec<Dedicated>>>,
     dedicated: Arc<Semaphore>,
+    /// Connections by node, for supersession.
+    nodes: supersede::Registry,
 }
 
 /// Why no lane can be had for a key right now.
@@ -264,6 +267,7 @@ impl Pool {
             lanes: Mutex::new(HashMap::new()),
             idle: Mutex::new(HashMap::new()),
             dedicated,
+            nodes: supersede::Registry::default(),
         })
     }
 
@@ -290,7 +294,7 @@ impl Pool {
         // Prefer any live lane of the key over opening a new connection.
         if let Some(lane) = set.lanes.iter().flatten().find(|l| !l.is_closed()) {
             let lane = lane.clone();
-            set.lanes[i] = Some(spawn_lane(key.clone(), self.cfg));
+            set.lanes[i] = Some(self.spawn_lane(key));
             return Ok(lane);
         }
         if let (Some(until), Some(err)) = (set.backoff_until, &set.last_error) {
@@ -298,9 +302,13 @@ impl Pool {
                 return Err(Unavailable(Arc::clone(err)));
             }
         }
-        let lane = spawn_lane(key.clone(), self.cfg);
+        let lane = self.spawn_lane(key);
         set.lanes[i] = Some(lane.clone());
         Ok(lane)
+    }
+
+    fn spawn_lane(&self, key: &PoolKey) -> Lane {
+        spawn_lane(key.clone(), self.cfg, self.nodes.lane_token(&key.node))
     }
 
     /// Opens (or reuses) a dedicated connection for `key`. What arrives on it while no
@@ -322,16 +330,21 @@ impl Pool {
             .map_err(DedicatedError::Conn)?;
         let (tx, mut rx) = mpsc::channel(CHANNEL_DEPTH);
         let reply_timeout = self.cfg.reply_timeout;
+        let id = next_conn_id();
+        let nodes = self.nodes.clone();
+        let node = Arc::clone(&key.node);
+        let abort = nodes.add_dedicated(&node, id, opened.client_id, Arc::clone(&key.auth));
         tokio::spawn(async move {
             crate::metrics::backend_connection("dedicated", 1.0);
-            let driver = Driver::new(opened.io, &mut rx, reply_timeout, true);
+            let driver = Driver::new(opened.io, &mut rx, reply_timeout, true).abort_on(abort);
             if let Err(e) = driver.run().await {
                 tracing::debug!(error = %e, "dedicated backend connection ended");
             }
+            nodes.remove_dedicated(&node, id);
             crate::metrics::backend_connection("dedicated", -1.0);
         });
         Ok(Dedicated {
-            id: next_conn_id(),
+            id,
             sender: Sender::new(tx),
             key: key.clone(),
             client_id: opened.client_id,
@@ -379,6 +392,12 @@ impl Pool {
         self.lock_idle().retain(|key, _| keep(&key.node));
     }
 
+    /// `keep` was verified as the new master: replies from every other node are no longer
+    /// awaited (see [`supersede`]).
+    pub fn supersede(&self, keep: &NodeId) {
+        self.nodes.supersede(keep, self.cfg.dialer);
+    }
+
     /// Forgets a key whose connections are refused for good (a database index out of range).
     pub fn discard(&self, key: &PoolKey) {
         if let Some(set) = self.lock_lanes().remove(key) {
@@ -404,6 +423,13 @@ impl Pools {
             pool.retire_nodes(&keep);
         }
     }
+
+    /// Supersedes every node but `keep`, in every pool.
+    pub fn supersede(&self, keep: &NodeId) {
+        for pool in &self.0 {
+            pool.supersede(keep);
+        }
+    }
 }
 
 /// Why a dedicated connection could not be had.
@@ -427,11 +453,12 @@ fn handshake_for(key: &PoolKey) -> Handshake<'_> {
     }
 }
 
-fn spawn_lane(key: PoolKey, cfg: PoolConfig) -> Lane {
+fn spawn_lane(key: PoolKey, cfg: PoolConfig, superseded: CancellationToken) -> Lane {
     let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
     let (state_tx, state_rx) = watch::channel(LaneState::Connecting);
     let retired = CancellationToken::new();
-    tokio::spawn(drive_lane(key, cfg, rx, state_tx, retired.clone()));
+    let tokens = (retired.clone(), superseded);
+    tokio::spawn(drive_lane(key, cfg, rx, state_tx, tokens));
     Lane {
         id: next_conn_id(),
         sender: Sender::new(tx),
@@ -447,7 +474,7 @@ async fn drive_lane(
     cfg: PoolConfig,
     mut rx: mpsc::Receiver<Outgoing>,
     state: watch::Sender<LaneState>,
-    retired: CancellationToken,
+    (retired, superseded): (CancellationToken, CancellationToken),
 ) {
     let hs = handshake_for(&key);
     let opened = tokio::select! {
@@ -464,8 +491,9 @@ async fn drive_lane(
     };
     let _ = state.send(LaneState::Ready);
     crate::metrics::backend_connection("lane", 1.0);
-    let driver =
-        Driver::new(opened.io, &mut rx, cfg.reply_timeout, false).retire_on(retired.clone());
+    let driver = Driver::new(opened.io, &mut rx, cfg.reply_timeout, false)
+        .retire_on(retired.clone())
+        .abort_on(superseded);
     let end = match driver.run().await {
         Ok(()) => ConnError::Retired,
         Err(e) => {

@@ -7,7 +7,10 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use super::{Authority, Config, ConfigError, LogFormat, Quorum, Site};
+use super::{
+    Authority, Config, ConfigError, ListenerTls, LogFormat, NodeTls, Quorum, Site,
+    HANDSHAKE_TIMEOUT,
+};
 
 /// A Redis-protocol failover proxy: one address for clients, whichever node is master.
 #[derive(Debug, Parser)]
@@ -43,6 +46,35 @@ pub struct Cli {
     #[arg(long, value_name = "CMD,...", value_delimiter = ',')]
     pub allow_commands: Vec<String>,
 
+    /// Serve clients over TLS with this certificate chain (PEM; re-read when the file
+    /// changes). Applies to --listen unless --tls-listen is given.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// Private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Require client certificates signed by this CA bundle (mutual TLS).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// Serve TLS on this address and keep --listen plaintext.
+    #[arg(long, value_name = "HOST:PORT", requires = "tls_cert")]
+    pub tls_listen: Option<SocketAddr>,
+
+    /// Reach Redis nodes and Sentinels over TLS, trusting this CA bundle.
+    #[arg(long, value_name = "FILE")]
+    pub backend_tls_ca: Option<PathBuf>,
+
+    /// Client certificate for Redis nodes that require one (PEM).
+    #[arg(long, value_name = "FILE", requires_all = ["backend_tls_key", "backend_tls_ca"])]
+    pub backend_tls_cert: Option<PathBuf>,
+
+    /// Private key of --backend-tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "backend_tls_cert")]
+    pub backend_tls_key: Option<PathBuf>,
+
     /// Worker threads (default: one per core).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
@@ -68,6 +100,30 @@ impl Cli {
         Ok(cfg)
     }
 
+    fn apply_tls(&self, cfg: &mut Config) {
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            let kept = cfg.tls.take();
+            cfg.tls = Some(ListenerTls {
+                listen: self.tls_listen.or(kept.as_ref().and_then(|t| t.listen)),
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: self
+                    .tls_client_ca
+                    .clone()
+                    .or(kept.as_ref().and_then(|t| t.client_ca.clone())),
+                handshake_timeout: kept.map_or(HANDSHAKE_TIMEOUT, |t| t.handshake_timeout),
+            });
+        }
+        if let Some(ca) = &self.backend_tls_ca {
+            cfg.backend.tls = Some(NodeTls {
+                ca: ca.clone(),
+                cert: self.backend_tls_cert.clone(),
+                key: self.backend_tls_key.clone(),
+                server_name: None,
+            });
+        }
+    }
+
     fn apply(&self, cfg: &mut Config) -> Result<(), ConfigError> {
         if let Some(l) = self.listen {
             cfg.listen = l;
@@ -78,6 +134,7 @@ impl Cli {
         if let Some(t) = self.threads {
             cfg.threads = t;
         }
+        self.apply_tls(cfg);
         if !self.nodes.is_empty() || !self.sentinels.is_empty() {
             // The quick-start flags describe one group of nodes, not a layout of sites: any
             // healthy node is enough for it to take traffic.

@@ -41,6 +41,9 @@ pub(super) fn read_backend(mut r: Reader<'_>, p: &mut Problems) -> Backend {
         dedicated_idle: r.duration("dedicated_idle", d.dedicated_idle, p),
         user: r.get("user", p),
         password: read_secret(&mut r, "password", p),
+        tls: r
+            .table("tls", p)
+            .and_then(|t| super::tls::read_node_tls(t, p)),
     };
     r.finish(p);
     b
@@ -67,6 +70,7 @@ pub(super) fn read_site(mut r: Reader<'_>, p: &mut Problems) -> Site {
         srv: r.get_or("srv", Vec::new(), p),
         sentinels: r.get_or("sentinels", Vec::new(), p),
         quorum: read_quorum(&mut r, p),
+        tls: super::tls::read_site_tls(&mut r, p),
     };
     r.finish(p);
     s

@@ -8,6 +8,8 @@ pub mod cli;
 mod file;
 mod reader;
 pub mod secret;
+mod tls;
+mod validate;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -17,6 +19,7 @@ use file::*;
 
 pub use reader::{parse_duration_str, Problem, Problems, Reader};
 pub use secret::{Secret, SecretSource};
+pub use tls::{ListenerTls, NodeTls, SiteTls, HANDSHAKE_TIMEOUT};
 
 /// Limits applied to clients (defaults as in Redis where Redis has one).
 #[derive(Debug, Clone)]
@@ -70,6 +73,8 @@ pub struct Backend {
     pub user: Option<String>,
     /// Password on the Redis nodes.
     pub password: Option<Secret>,
+    /// TLS towards nodes and Sentinels (sites may override it).
+    pub tls: Option<NodeTls>,
 }
 
 impl Default for Backend {
@@ -83,6 +88,7 @@ impl Default for Backend {
             dedicated_idle: Duration::from_secs(60),
             user: None,
             password: None,
+            tls: None,
         }
     }
 }
@@ -145,6 +151,8 @@ pub struct Site {
     pub sentinels: Vec<String>,
     /// Healthy nodes needed for the site to take traffic.
     pub quorum: Quorum,
+    /// TLS towards this site's nodes and Sentinels.
+    pub tls: SiteTls,
 }
 
 impl Default for Site {
@@ -156,6 +164,7 @@ impl Default for Site {
             srv: Vec::new(),
             sentinels: Vec::new(),
             quorum: Quorum::Majority,
+            tls: SiteTls::Inherit,
         }
     }
 }
@@ -312,6 +321,8 @@ pub enum LogFormat {
 pub struct Config {
     /// Client listening address.
     pub listen: SocketAddr,
+    /// Client-side TLS (on `listen`, or on its own address beside it).
+    pub tls: Option<ListenerTls>,
     /// Admin HTTP address (served by the admin endpoint).
     pub admin: Option<SocketAddr>,
     /// Bearer token protecting the admin endpoint's topology and operations.
@@ -344,6 +355,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 6380)),
+            tls: None,
             admin: None,
             admin_token: None,
             threads: 0,
@@ -410,6 +422,7 @@ impl Config {
         let d = Config::default();
         let cfg = Config {
             listen: r.get_or("listen", d.listen, p),
+            tls: r.table("tls", p).and_then(|t| tls::read_listener_tls(t, p)),
             admin: r.get("admin", p),
             admin_token: r.table("admin_auth", p).and_then(|t| read_admin_auth(t, p)),
             threads: r.get_or("threads", d.threads, p),
@@ -447,91 +460,6 @@ impl Config {
         };
         r.finish(p);
         cfg
-    }
-
-    /// Checks what only makes sense for the whole configuration (after flags were applied).
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let mut p = Problems::default();
-        self.validate_sites(&mut p);
-        if self.backend.pool_size == 0 {
-            p.add("backend.pool_size", "must be at least 1");
-        }
-        if self.limits.max_clients == 0 {
-            p.add("limits.max_clients", "must be at least 1");
-        }
-        if self.limits.max_in_flight == 0 {
-            p.add("limits.max_in_flight", "must be at least 1");
-        }
-        if self.health.rise == 0 || self.health.fall == 0 {
-            p.add("health", "rise and fall must be at least 1");
-        }
-        for c in &self.allow_commands {
-            if c.is_empty() || c.contains(char::is_whitespace) {
-                p.add(
-                    "allow_commands",
-                    format!("{c:?} is not a command name (use CONFIG or CONFIG|SET)"),
-                );
-            }
-        }
-        if p.0.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigError(p.0))
-        }
-    }
-}
-
-impl Config {
-    fn validate_sites(&self, p: &mut Problems) {
-        let has = |f: fn(&Site) -> bool| self.sites.iter().any(f);
-        match &self.failover.authority {
-            Authority::Sentinel { master_name } => {
-                if !has(|s| !s.sentinels.is_empty()) {
-                    p.add("sites", "the sentinel authority needs Sentinel addresses (--sentinels or [[sites]] sentinels)");
-                }
-                if master_name.is_empty() {
-                    p.add(
-                        "failover.master_name",
-                        "the sentinel authority needs the master name",
-                    );
-                }
-            }
-            Authority::Nodes | Authority::ActiveActive => {
-                if !has(|s| !s.nodes.is_empty() || !s.srv.is_empty()) {
-                    p.add(
-                        "sites",
-                        "no Redis node configured (give --nodes or [[sites]] nodes)",
-                    );
-                }
-            }
-        }
-        for (i, site) in self.sites.iter().enumerate() {
-            for (key, list) in [("nodes", &site.nodes), ("sentinels", &site.sentinels)] {
-                for (j, addr) in list.iter().enumerate() {
-                    if split_host_port(addr).is_none() {
-                        p.add(
-                            &format!("sites[{i}].{key}[{j}]"),
-                            format!("{addr:?} is not host:port"),
-                        );
-                    }
-                }
-            }
-            if site.quorum == Quorum::Count(0) {
-                p.add(&format!("sites[{i}].quorum"), "must be at least 1");
-            }
-            if self.sites[..i].iter().any(|o| o.name == site.name) {
-                p.add(
-                    &format!("sites[{i}].name"),
-                    format!("site name {:?} is used twice", site.name),
-                );
-            }
-        }
-        if self.failover.hold_timeout.is_zero() {
-            p.add("failover.hold_timeout", "must be more than 0");
-        }
-        if self.dns.min_ttl > self.dns.max_ttl {
-            p.add("dns.min_ttl", "must not exceed dns.max_ttl");
-        }
     }
 }
 

@@ -42,6 +42,15 @@ impl Problems {
     }
 }
 
+/// A table, or a boolean in its place.
+#[derive(Debug)]
+pub enum TableOr<'a> {
+    /// The table.
+    Table(Reader<'a>),
+    /// The boolean.
+    Bool(bool),
+}
+
 /// A view of one table at a key path.
 #[derive(Debug)]
 pub struct Reader<'a> {
@@ -137,6 +146,19 @@ impl<'a> Reader<'a> {
             Value::Table(t) => Some(Reader::at(t, path)),
             _ => {
                 p.add(&path, "expected a table");
+                None
+            }
+        }
+    }
+
+    /// A sub-table or a boolean (`tls = false`); `None` when absent.
+    pub fn table_or_bool(&mut self, key: &str, p: &mut Problems) -> Option<TableOr<'a>> {
+        let path = self.path_of(key);
+        match self.raw(key)? {
+            Value::Table(t) => Some(TableOr::Table(Reader::at(t, path))),
+            Value::Boolean(b) => Some(TableOr::Bool(*b)),
+            _ => {
+                p.add(&path, "expected a table or a boolean");
                 None
             }
         }

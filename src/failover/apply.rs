@@ -269,6 +269,11 @@ impl Failover {
                     priority: self.reg.sites[i].priority,
                     up,
                     up_for: now - since,
+                    pending: self
+                        .reg
+                        .nodes
+                        .values()
+                        .any(|n| n.site == i && n.last.is_none()),
                 }
             })
             .collect();
@@ -372,6 +377,11 @@ impl Failover {
         let was = current.routable_master().map(|m| Arc::clone(&m.node));
         if was.is_some() && was != keep {
             self.pool.retire_nodes(|n| keep.as_deref() == Some(n));
+        }
+        // A verified master ends the wait for every other node's replies (a hold before it
+        // left them time to arrive).
+        if let Some(k) = &keep {
+            self.pool.supersede(k);
         }
     }
 }

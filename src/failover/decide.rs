@@ -136,16 +136,26 @@ pub fn by_sentinels(
         );
     };
     let at_top: Vec<&Vote> = votes.iter().filter(|v| v.epoch == top).collect();
-    let named = at_top[0];
-    if at_top.iter().any(|v| v.addr != named.addr) {
+    // The leader of a failover reports the old address at the new epoch, flagged as failing
+    // over, until it has reconfigured the replicas; the others already name the promoted
+    // node. Only Sentinels that are not in the middle of a change can disagree for real.
+    let settled: Vec<&Vote> = at_top.iter().copied().filter(|v| !v.troubled).collect();
+    let Some(&named) = settled.first() else {
+        return Choice::Wait(format!(
+            "Sentinel reports the master {} down or failing over",
+            at_top[0].addr
+        ));
+    };
+    if settled.iter().any(|v| v.addr != named.addr) {
         return Choice::Refuse(format!("Sentinels name different masters at epoch {top}"));
     }
-    if at_top.iter().any(|v| v.troubled) {
+    if at_top.iter().any(|v| v.troubled && v.addr == named.addr) {
         return Choice::Wait(format!(
             "Sentinel reports the master {} down or failing over",
             named.addr
         ));
     }
+    let at_top = settled;
     let Some(i) = locate(named) else {
         return Choice::Wait(format!(
             "waiting to probe {} (named by Sentinel at epoch {top})",
@@ -188,6 +198,8 @@ pub struct SiteFacts {
     pub up: bool,
     /// How long it has had quorum without interruption.
     pub up_for: Duration,
+    /// Some of its nodes have not had their first probe yet.
+    pub pending: bool,
 }
 
 /// `active-active` authority: returns the site index to send traffic to.
@@ -207,7 +219,13 @@ pub fn by_preference(
                 .find(|&&i| sites[i].up && sites[i].up_for >= failback_after);
             Some(better.copied().unwrap_or(c))
         }
-        None => order.into_iter().find(|&i| sites[i].up),
+        // Nothing in use (start-up, or every site was lost): the most preferred site that is
+        // up, but not before every site preferred to it has had its first verdict; otherwise
+        // whichever site answers first would take the traffic, and proxies would disagree.
+        None => order
+            .into_iter()
+            .find(|&i| sites[i].up || sites[i].pending)
+            .filter(|&i| sites[i].up),
     }
 }
 

@@ -148,6 +148,38 @@ fn sentinel_switch_needs_majority_or_proof_of_promotion() {
 }
 
 #[test]
+fn failover_leader_naming_the_old_master_does_not_block_the_majority() {
+    let old = obs(replica(), "r1", "0000");
+    let promoted = obs(Role::Master, "r2", "r1");
+    let nodes = [up(&old), up(&promoted)];
+    let facts = SentinelFacts {
+        voters: 3,
+        current: Some((0, "r1")),
+    };
+    // Between +promoted-slave and its own +switch-master, the leader reports the old address
+    // at the new epoch, flagged as failing over; the two others already name b.
+    let mut leader = vote("a", 2);
+    leader.troubled = true;
+    let votes = [leader.clone(), vote("b", 2), vote("b", 2)];
+    assert_eq!(
+        by_sentinels(&votes, &nodes, facts, locate),
+        Choice::Master(1)
+    );
+    // Only the leader answering: wait for the change to settle.
+    assert!(matches!(
+        by_sentinels(&[leader], &nodes, facts, locate),
+        Choice::Wait(_)
+    ));
+    // Two settled Sentinels naming different masters at one epoch stay ambiguous.
+    let unrelated = obs(Role::Master, "r7", "0000");
+    let nodes = [up(&unrelated), up(&promoted)];
+    assert!(matches!(
+        by_sentinels(&[vote("a", 2), vote("b", 2)], &nodes, facts, locate),
+        Choice::Refuse(_)
+    ));
+}
+
+#[test]
 fn no_sentinel_reachable_keeps_the_verified_master() {
     let a = obs(Role::Master, "r1", "0000");
     let nodes = [up(&a)];
@@ -174,6 +206,7 @@ fn site(priority: u32, up: bool, up_for: u64) -> SiteFacts {
         priority,
         up,
         up_for: Duration::from_secs(up_for),
+        pending: false,
     }
 }
 
@@ -190,4 +223,32 @@ fn active_active_prefers_priority_and_waits_to_fail_back() {
     assert_eq!(by_preference(&back_long, Some(1), grace), Some(0));
     let none = [site(0, false, 0), site(1, false, 0)];
     assert_eq!(by_preference(&none, Some(1), grace), None);
+}
+
+#[test]
+fn active_active_start_up_waits_for_preferred_sites_first_verdict() {
+    let grace = Duration::from_secs(30);
+    let unprobed = SiteFacts {
+        pending: true,
+        ..site(0, false, 0)
+    };
+    // The standby answered first: wait for the preferred site's first probe.
+    assert_eq!(
+        by_preference(&[unprobed, site(1, true, 1)], None, grace),
+        None
+    );
+    // Its verdict is in and it is down: the standby takes traffic.
+    assert_eq!(
+        by_preference(&[site(0, false, 0), site(1, true, 1)], None, grace),
+        Some(1)
+    );
+    // A less preferred site still waiting for its probe does not hold the preferred one up.
+    let late = SiteFacts {
+        pending: true,
+        ..site(1, false, 0)
+    };
+    assert_eq!(
+        by_preference(&[site(0, true, 1), late], None, grace),
+        Some(0)
+    );
 }

@@ -55,8 +55,11 @@ pub enum Signal {
     },
     /// The planned switchover ended (done or abandoned): lift its hold.
     Release,
-    /// A reloaded configuration: new sites (nodes, Sentinels, quorum, priority).
-    Reconfigure(Vec<crate::config::Site>),
+    /// A reloaded configuration: new sites (nodes, Sentinels, quorum, priority, TLS).
+    Reconfigure(
+        Vec<crate::config::Site>,
+        std::sync::Arc<crate::tls::NodeTlsSet>,
+    ),
 }
 
 /// The way to reach the failover task (never blocks; a full channel means the task already
@@ -67,7 +70,7 @@ pub struct Signals(mpsc::Sender<Signal>);
 impl Signals {
     /// Sends a signal (a reconfiguration waits for room: it must not be lost).
     pub fn send(&self, signal: Signal) {
-        if let Signal::Reconfigure(_) = signal {
+        if let Signal::Reconfigure(..) = signal {
             let tx = self.0.clone();
             tokio::spawn(async move {
                 let _ = tx.send(signal).await;
@@ -239,9 +242,9 @@ impl Failover {
                     self.suspend(reason, true);
                 }
             }
-            Signal::Reconfigure(sites) => {
+            Signal::Reconfigure(sites, tls) => {
                 tracing::info!(sites = sites.len(), "sites reconfigured");
-                self.reg.reconfigure(sites);
+                self.reg.reconfigure(sites, tls);
             }
             Signal::Release => {
                 if let Some(h) = self.hold.as_mut().filter(|h| h.announced) {

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::mpsc;
@@ -12,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backend::{BackendAuth, Dialer, Endpoint};
 use crate::config::{Quorum, Site};
+use crate::tls::NodeTlsSet;
 use crate::topology::discovery::{Resolver, Target, Update};
 use crate::topology::health::{HealthConfig, Monitor, Report};
 use crate::topology::probe::Prober;
@@ -96,6 +98,8 @@ pub struct Reach {
     pub health: HealthConfig,
     /// Sentinel settings (Sentinel authority only).
     pub sentinel: Option<SentinelSettings>,
+    /// TLS per site.
+    pub tls: Arc<NodeTlsSet>,
 }
 
 /// Everything known.
@@ -203,11 +207,12 @@ impl Registry {
     }
 
     fn reconcile_nodes(&mut self, site: usize) {
+        let tls = self.reach.tls.for_site(&self.sites[site].name);
         let wanted: BTreeMap<SocketAddr, Endpoint> = self
             .answers
             .iter()
             .filter(|((f, _), _)| *f == Feeds::Nodes(site))
-            .flat_map(|(_, (eps, _))| eps.iter().map(|e| (e.addr, e.clone())))
+            .flat_map(|(_, (eps, _))| eps.iter().map(|e| (e.addr, with_tls(e, &tls))))
             .collect();
         for (addr, n) in self.nodes.iter_mut() {
             // A node now listed by this site belongs to it (sites can be reordered by a
@@ -221,7 +226,8 @@ impl Registry {
             if !keep {
                 tracing::info!(node = %n.endpoint, site = %self.sites[site].name, "node left DNS; dropping it");
             }
-            keep
+            // Changed TLS settings (a reload) need a new probe and new connections.
+            keep && (n.site != site || wanted.get(addr) == Some(&n.endpoint))
         });
         for (addr, ep) in wanted {
             if self.nodes.contains_key(&addr) {
@@ -257,9 +263,13 @@ impl Registry {
             .answers
             .iter()
             .filter(|((f, _), _)| *f == Feeds::Sentinels)
-            .flat_map(|(_, (eps, _))| eps.iter().map(|e| (e.addr, e.clone())))
+            .flat_map(|((_, t), (eps, _))| {
+                let tls = self.sentinel_tls(t);
+                eps.iter().map(move |e| (e.addr, with_tls(e, &tls)))
+            })
             .collect();
-        self.sentinels.retain(|addr, _| wanted.contains_key(addr));
+        self.sentinels
+            .retain(|addr, s| wanted.get(addr) == Some(&s.endpoint));
         for (addr, ep) in wanted {
             if self.sentinels.contains_key(&addr) {
                 continue;
@@ -283,7 +293,8 @@ impl Registry {
 
     /// Applies reloaded sites: names no longer configured stop being watched (their nodes
     /// and Sentinels are dropped), new ones are watched; nodes still listed keep their probes.
-    pub fn reconfigure(&mut self, sites: Vec<Site>) {
+    pub fn reconfigure(&mut self, sites: Vec<Site>, tls: Arc<NodeTlsSet>) {
+        self.reach.tls = tls;
         let learned = self.sites.len() - 1;
         let new_learned = sites.len();
         let index_of = |old: usize, sites: &[Site], names: &[String]| -> Option<usize> {
@@ -356,6 +367,28 @@ impl Registry {
     pub fn recheck_all(&self) {
         self.nodes.values().for_each(Node::recheck);
         self.sentinels.values().for_each(|s| s.watcher.recheck());
+    }
+}
+
+impl Registry {
+    /// A Sentinel uses the TLS settings of the site that lists it.
+    fn sentinel_tls(&self, target: &Target) -> Option<Arc<crate::tls::Connector>> {
+        let site = self.sites.iter().find(|s| {
+            s.sentinels
+                .iter()
+                .any(|n| host_target(n).as_ref() == Some(target))
+        });
+        match site {
+            Some(s) => self.reach.tls.for_site(&s.name),
+            None => self.reach.tls.for_site(LEARNED_SITE),
+        }
+    }
+}
+
+fn with_tls(e: &Endpoint, tls: &Option<Arc<crate::tls::Connector>>) -> Endpoint {
+    Endpoint {
+        tls: tls.clone(),
+        ..e.clone()
     }
 }
 

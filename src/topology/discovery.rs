@@ -154,10 +154,7 @@ impl Resolver {
         .into();
         if let Ok(ip) = host.parse::<IpAddr>() {
             return Ok(Answer {
-                endpoints: vec![Endpoint {
-                    addr: SocketAddr::new(ip, port),
-                    name,
-                }],
+                endpoints: vec![Endpoint::plain(SocketAddr::new(ip, port), name)],
                 ttl: self.settings.max_ttl,
             });
         }
@@ -171,10 +168,7 @@ impl Resolver {
             .saturating_duration_since(std::time::Instant::now());
         let endpoints: Vec<Endpoint> = lookup
             .iter()
-            .map(|ip| Endpoint {
-                addr: SocketAddr::new(ip, port),
-                name: Arc::clone(&name),
-            })
+            .map(|ip| Endpoint::plain(SocketAddr::new(ip, port), Arc::clone(&name)))
             .collect();
         if endpoints.is_empty() {
             return Err(format!("{host}: no address"));

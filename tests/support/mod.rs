@@ -5,9 +5,11 @@
 
 pub mod client;
 pub mod dns;
+pub mod failover;
 pub mod procs;
 pub mod relay;
 pub mod sentinel;
+pub mod writer;
 
 pub use client::{Client, Frame};
 pub use procs::{free_port, Proxy, ProxyBuilder, RedisBuilder, RedisServer};
