@@ -484,6 +484,8 @@ fn limits(cfg: &Config) -> Limits {
         output_buffer: cfg.limits.output_buffer,
         pubsub_output_buffer: cfg.limits.pubsub_output_buffer,
         max_in_flight: cfg.limits.max_in_flight,
+        frame_timeout: cfg.limits.frame_timeout,
+        idle_timeout: cfg.limits.idle_timeout,
     }
 }
 

@@ -14,6 +14,8 @@ pub(super) fn read_limits(mut r: Reader<'_>, p: &mut Problems) -> Limits {
         output_buffer: r.size("output_buffer", d.output_buffer, p),
         pubsub_output_buffer: r.size("pubsub_output_buffer", d.pubsub_output_buffer, p),
         max_in_flight: r.get_or("max_in_flight", d.max_in_flight, p),
+        frame_timeout: r.duration("frame_timeout", d.frame_timeout, p),
+        idle_timeout: r.duration("idle_timeout", d.idle_timeout, p),
     };
     r.finish(p);
     l

@@ -38,6 +38,10 @@ pub struct Limits {
     pub pubsub_output_buffer: usize,
     /// Dispatches a client may have in flight before the proxy stops reading from it.
     pub max_in_flight: usize,
+    /// A command started must be complete within this long (slow-trickling clients).
+    pub frame_timeout: Duration,
+    /// Idle clients are closed after this long; zero: never (Redis `timeout`).
+    pub idle_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -50,6 +54,8 @@ impl Default for Limits {
             output_buffer: 256 * 1024 * 1024,
             pubsub_output_buffer: 32 * 1024 * 1024,
             max_in_flight: 1024,
+            frame_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::ZERO,
         }
     }
 }

@@ -14,6 +14,9 @@ impl Config {
         if self.limits.max_clients == 0 {
             p.add("limits.max_clients", "must be at least 1");
         }
+        if self.limits.frame_timeout.is_zero() {
+            p.add("limits.frame_timeout", "must be more than 0");
+        }
         if self.limits.max_in_flight == 0 {
             p.add("limits.max_in_flight", "must be at least 1");
         }

@@ -37,6 +37,10 @@ pub enum ProtocolError {
     /// The client's unprocessed input exceeded its query buffer limit.
     #[error("query buffer limit exceeded")]
     QueryBufferLimit,
+    /// A command was started but not completed within the frame deadline (a client trickling
+    /// bytes to hold a connection open). The proxy's own: Redis has no such deadline.
+    #[error("command not completed within the frame timeout")]
+    FrameTimeout,
     /// A backend sent bytes that are not RESP (never sent to a client as such).
     #[error("malformed reply from the server")]
     BadReply,

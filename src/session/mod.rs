@@ -12,6 +12,7 @@
 //! close the client, and no other client notices.
 
 mod commands;
+mod deadline;
 mod hold;
 mod local;
 mod pin;
@@ -90,6 +91,10 @@ pub struct Limits {
     pub pubsub_output_buffer: usize,
     /// Dispatches in flight before the session stops reading.
     pub max_in_flight: usize,
+    /// A started command must be complete within this long.
+    pub frame_timeout: Duration,
+    /// Idle clients are closed after this long (zero: never).
+    pub idle_timeout: Duration,
 }
 
 /// Settings a reload (SIGHUP) may change; sessions read them per use.
@@ -195,6 +200,10 @@ pub struct Session {
     last_cmd: Option<&'static crate::resp::command::CommandSpec>,
     /// Topology epoch when the shared lane in use was chosen.
     route_epoch: u64,
+    /// When the command being received started arriving (see [`deadline`]).
+    frame_since: Option<tokio::time::Instant>,
+    /// When the client last sent something.
+    last_input: tokio::time::Instant,
 }
 
 impl Session {
@@ -229,6 +238,8 @@ impl Session {
             tracking: None,
             last_cmd: None,
             route_epoch: 0,
+            frame_since: None,
+            last_input: tokio::time::Instant::now(),
         };
         s.publish_view();
         s
@@ -277,11 +288,16 @@ impl Session {
             let want_write = !self.wbuf.is_empty() || self.needs_flush;
             let watch_topology = self.waits_for_topology();
             let hold_deadline = self.hold.deadline(self.ctx.dynamic.load().hold_timeout);
+            self.track_frame();
+            let input_deadline = self.input_deadline();
             tokio::select! {
                 _ = drain.signaled(), if !self.closing => self.closing = true,
                 r = reader.read_buf(&mut self.rbuf), if want_read => match r {
                     Ok(0) | Err(_) => return End::Closed,
-                    Ok(_) => self.info.touch(),
+                    Ok(_) => {
+                        self.info.touch();
+                        self.last_input = tokio::time::Instant::now();
+                    }
                 },
                 r = write_or_flush(writer, &mut self.wbuf), if want_write => match r {
                     Ok(flushed) => self.needs_flush = !flushed,
@@ -295,6 +311,11 @@ impl Session {
                     self.on_topology().await;
                 }
                 _ = sleep_until(hold_deadline), if hold_deadline.is_some() => self.hold.expire(),
+                _ = sleep_until(input_deadline.map(|d| d.0)), if input_deadline.is_some() => {
+                    if let Some((_, which)) = input_deadline {
+                        self.on_input_deadline(which).await;
+                    }
+                }
             }
         }
     }
