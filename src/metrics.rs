@@ -49,10 +49,11 @@ pub const CLASSES: [&str; 10] = [
 ];
 
 /// Error kinds the proxy answers with (the `kind` label).
-pub const ERROR_KINDS: [&str; 12] = [
+pub const ERROR_KINDS: [&str; 13] = [
     "protocol",
     "noauth",
     "wrongpass",
+    "auth_limited",
     "noperm",
     "refused",
     "no_master",

@@ -311,3 +311,126 @@ fn unauthenticated_clients_get_tight_frame_limits() {
     assert_eq!(c.cmd(&["SET", "big", &bigger]), Frame::ok());
     assert_eq!(c.cmd(&["GET", "big"]), Frame::bulk(&bigger));
 }
+
+const NOPERM_SET: &str = "NOPERM this user has no permissions to run the 'set' command";
+
+/// Users' permissions:
+/// 1. Users `reader` (read-only), `ops` (rules: +@read +@connection +@string -@dangerous
+///    +client|list) and the default user (all).
+/// 2. `reader`: GET and MGET work, SUBSCRIBE works; SET, DEL, EVAL, PUBLISH and FLUSHALL get
+///    NOPERM naming the command; nothing it was refused reached Redis.
+/// 3. `ops`: SET and GET work (@string), CLIENT LIST works, CLIENT KILL and KEYS (dangerous)
+///    get NOPERM, LPUSH (@list) gets NOPERM.
+/// 4. Inside MULTI a refused command answers NOPERM and EXEC aborts with EXECABORT; the
+///    allowed command queued before it did not run.
+/// 5. AUTH and HELLO work for a read-only user (switching to the default user restores SET).
+#[test]
+fn user_permissions_are_enforced_at_the_proxy() {
+    let redis = RedisServer::start();
+    let config = "[[auth.users]]\nname = \"reader\"\npassword = \"r-pw\"\ncommands = \"read-only\"\n\
+                  [[auth.users]]\nname = \"ops\"\npassword = \"o-pw\"\n\
+                  commands = [\"+@read\", \"+@connection\", \"+@string\", \"-@dangerous\", \"+client|list\"]\n";
+    let proxy = Proxy::builder().config(config).nodes(&[&redis]).start();
+    let mut direct = redis.client();
+    assert_eq!(direct.cmd(&["SET", "k", "v"]), Frame::ok());
+
+    let mut r = proxy.client();
+    assert_eq!(r.cmd(&["AUTH", "reader", "r-pw"]), Frame::ok());
+    assert_eq!(r.cmd(&["GET", "k"]), Frame::bulk("v"));
+    assert_eq!(r.cmd(&["MGET", "k", "k"]).items().len(), 2);
+    assert_eq!(r.cmd(&["SET", "k", "changed"]), err(NOPERM_SET));
+    for (args, name) in [
+        (&["DEL", "k"][..], "del"),
+        (&["EVAL", "return redis.call('set','k','x')", "0"], "eval"),
+        (&["PUBLISH", "c", "m"], "publish"),
+        (&["FLUSHALL"], "flushall"),
+    ] {
+        assert_eq!(
+            r.cmd(args),
+            err(&format!(
+                "NOPERM this user has no permissions to run the '{name}' command"
+            ))
+        );
+    }
+    assert_eq!(
+        direct.cmd(&["GET", "k"]),
+        Frame::bulk("v"),
+        "nothing refused ran"
+    );
+    assert_eq!(
+        r.cmd(&["SUBSCRIBE", "news"]).items()[0],
+        Frame::bulk("subscribe")
+    );
+
+    let mut o = proxy.client();
+    assert_eq!(o.cmd(&["AUTH", "ops", "o-pw"]), Frame::ok());
+    assert_eq!(o.cmd(&["SET", "s", "1"]), Frame::ok());
+    assert_eq!(o.cmd(&["GET", "s"]), Frame::bulk("1"));
+    assert!(o.cmd(&["CLIENT", "LIST"]).text().contains("user=ops"));
+    assert_eq!(
+        o.cmd(&["CLIENT", "KILL", "ID", "999999"]),
+        err("NOPERM this user has no permissions to run the 'client|kill' command")
+    );
+    assert_eq!(
+        o.cmd(&["KEYS", "*"]),
+        err("NOPERM this user has no permissions to run the 'keys' command")
+    );
+    assert_eq!(
+        o.cmd(&["LPUSH", "l", "x"]),
+        err("NOPERM this user has no permissions to run the 'lpush' command")
+    );
+
+    let mut t = proxy.client();
+    assert_eq!(t.cmd(&["AUTH", "reader", "r-pw"]), Frame::ok());
+    assert_eq!(t.cmd(&["MULTI"]), Frame::ok());
+    assert_eq!(t.cmd(&["GET", "k"]), Frame::Simple("QUEUED".into()));
+    assert_eq!(t.cmd(&["SET", "k", "tx"]), err(NOPERM_SET));
+    assert!(t.cmd(&["EXEC"]).is_error("EXECABORT"));
+    assert_eq!(direct.cmd(&["GET", "k"]), Frame::bulk("v"));
+
+    assert!(!matches!(
+        t.cmd(&["HELLO", "3", "AUTH", "reader", "r-pw"]),
+        Frame::Error(_)
+    ));
+    assert_eq!(t.cmd(&["AUTH", "default", "any"]), Frame::ok());
+    assert_eq!(t.cmd(&["SET", "k", "by-default"]), Frame::ok());
+}
+
+/// Failed authentications are limited per client address:
+/// 1. A proxy with a password, `failure_burst = 3`, `failure_refill = "1s"`.
+/// 2. Three wrong passwords get WRONGPASS; the fourth attempt, even with the right password,
+///    gets the rate-limit error at once (the password is not checked), also on a new
+///    connection from the same address.
+/// 3. After the refill interval the right password works again; a success does not count.
+#[test]
+fn failed_authentications_are_rate_limited_per_address() {
+    let redis = RedisServer::start();
+    let proxy = start_with_auth(
+        Proxy::builder()
+            .config("[auth]\npassword = \"s3cret\"\nfailure_burst = 3\nfailure_refill = \"1s\"\n")
+            .nodes(&[&redis]),
+        &["s3cret"],
+    );
+    let mut c = proxy.client();
+    for _ in 0..3 {
+        assert_eq!(c.cmd(&["AUTH", "guess"]), err(WRONGPASS));
+    }
+    const LIMITED: &str = "ERR too many failed authentication attempts";
+    let limited = c.cmd(&["AUTH", "s3cret"]);
+    assert!(limited.is_error(LIMITED), "{limited:?}");
+    let mut other = proxy.client();
+    assert!(other
+        .cmd(&["HELLO", "3", "AUTH", "default", "s3cret"])
+        .is_error(LIMITED));
+    assert_eq!(c.cmd(&["GET", "k"]), err(NOAUTH));
+
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        if c.cmd(&["AUTH", "s3cret"]) == Frame::ok() {
+            break;
+        }
+        assert!(Instant::now() < until, "never allowed to try again");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(c.cmd(&["SET", "k", "v"]), Frame::ok());
+}

@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -137,7 +138,8 @@ pub struct Dedicated {
 /// All backend connections.
 #[derive(Debug)]
 pub struct Pool {
-    cfg: PoolConfig,
+    /// Settings for new connections (a reload may replace them).
+    cfg: ArcSwap<PoolConfig>,
     lanes: Mutex<HashMap<PoolKey, LaneSet>>,
     idle: Mutex<HashMap<PoolKey, Vec<Dedicated>>>,
     dedicated: Arc<Semaphore>,
@@ -263,12 +265,22 @@ impl Pool {
     /// process.
     pub fn new(cfg: PoolConfig, dedicated: Arc<Semaphore>) -> Arc<Self> {
         Arc::new(Self {
-            cfg,
+            cfg: ArcSwap::from_pointee(cfg),
             lanes: Mutex::new(HashMap::new()),
             idle: Mutex::new(HashMap::new()),
             dedicated,
             nodes: supersede::Registry::default(),
         })
+    }
+
+    /// Settings for new connections.
+    fn cfg(&self) -> PoolConfig {
+        **self.cfg.load()
+    }
+
+    /// Replaces the settings for connections opened from now on (a reload).
+    pub fn set_config(&self, cfg: PoolConfig) {
+        self.cfg.store(Arc::new(cfg));
     }
 
     fn lock_lanes(&self) -> MutexGuard<'_, HashMap<PoolKey, LaneSet>> {
@@ -285,7 +297,7 @@ impl Pool {
         let mut all = self.lock_lanes();
         let set = all
             .entry(key.clone())
-            .or_insert_with(|| LaneSet::new(self.cfg.lanes));
+            .or_insert_with(|| LaneSet::new(self.cfg().lanes));
         set.note_failures();
         let i = set.next.fetch_add(1, Ordering::Relaxed) % set.lanes.len();
         if let Some(lane) = set.lanes[i].as_ref().filter(|l| !l.is_closed()) {
@@ -308,7 +320,7 @@ impl Pool {
     }
 
     fn spawn_lane(&self, key: &PoolKey) -> Lane {
-        spawn_lane(key.clone(), self.cfg, self.nodes.lane_token(&key.node))
+        spawn_lane(key.clone(), self.cfg(), self.nodes.lane_token(&key.node))
     }
 
     /// Opens (or reuses) a dedicated connection for `key`. What arrives on it while no
@@ -323,13 +335,13 @@ impl Pool {
             .map_err(|_| DedicatedError::TooMany)?;
         let hs = handshake_for(key);
         let opened = self
-            .cfg
+            .cfg()
             .dialer
             .open(&key.node.endpoint, &hs)
             .await
             .map_err(DedicatedError::Conn)?;
         let (tx, mut rx) = mpsc::channel(CHANNEL_DEPTH);
-        let reply_timeout = self.cfg.reply_timeout;
+        let reply_timeout = self.cfg().reply_timeout;
         let id = next_conn_id();
         let nodes = self.nodes.clone();
         let node = Arc::clone(&key.node);
@@ -357,7 +369,7 @@ impl Pool {
         let mut idle = self.lock_idle();
         let list = idle.get_mut(key)?;
         while let Some(conn) = list.pop() {
-            if !conn.is_closed() && conn.idle_since.elapsed() < self.cfg.dedicated_idle {
+            if !conn.is_closed() && conn.idle_since.elapsed() < self.cfg().dedicated_idle {
                 return Some(conn);
             }
         }
@@ -373,7 +385,7 @@ impl Pool {
         conn.idle_since = Instant::now();
         let mut idle = self.lock_idle();
         let list = idle.entry(conn.key.clone()).or_default();
-        list.retain(|c| !c.is_closed() && c.idle_since.elapsed() < self.cfg.dedicated_idle);
+        list.retain(|c| !c.is_closed() && c.idle_since.elapsed() < self.cfg().dedicated_idle);
         list.push(conn);
     }
 
@@ -395,7 +407,7 @@ impl Pool {
     /// `keep` was verified as the new master: replies from every other node are no longer
     /// awaited (see [`supersede`]).
     pub fn supersede(&self, keep: &NodeId) {
-        self.nodes.supersede(keep, self.cfg.dialer);
+        self.nodes.supersede(keep, self.cfg().dialer);
     }
 
     /// Forgets a key whose connections are refused for good (a database index out of range).
@@ -421,6 +433,13 @@ impl Pools {
     pub fn retire_nodes(&self, keep: impl Fn(&NodeId) -> bool) {
         for pool in &self.0 {
             pool.retire_nodes(&keep);
+        }
+    }
+
+    /// Replaces the settings for new connections in every pool.
+    pub fn set_config(&self, cfg: PoolConfig) {
+        for pool in &self.0 {
+            pool.set_config(cfg);
         }
     }
 

@@ -179,6 +179,7 @@ pub(super) fn read_auth(mut r: Reader<'_>, p: &mut Problems) -> Auth {
                 password: read_password(&mut u, p),
                 backend_user: u.get("backend_user", p),
                 backend_password: read_secret(&mut u, "backend_password", p),
+                permissions: read_permissions(&mut u, p),
             };
             if user.name.is_empty() {
                 p.add(&u.path_of("name"), "every user needs a name");
@@ -187,8 +188,32 @@ pub(super) fn read_auth(mut r: Reader<'_>, p: &mut Problems) -> Auth {
             user
         })
         .collect();
+    let d = crate::auth::LimitSettings::default();
+    let limit = crate::auth::LimitSettings {
+        burst: r.get_or("failure_burst", d.burst, p),
+        refill: r.duration("failure_refill", d.refill, p),
+    };
+    if limit.burst == 0 {
+        p.add(&r.path_of("failure_burst"), "must be at least 1");
+    }
+    let permissions = read_permissions(&mut r, p);
     r.finish(p);
-    Auth { password, users }
+    Auth {
+        password,
+        users,
+        permissions,
+        limit,
+    }
+}
+
+fn read_permissions(r: &mut Reader<'_>, p: &mut Problems) -> crate::auth::Permissions {
+    let Some(spec) = r.get::<crate::auth::PermissionSpec>("commands", p) else {
+        return crate::auth::Permissions::All;
+    };
+    crate::auth::Permissions::parse(&spec).unwrap_or_else(|e| {
+        p.add(&r.path_of("commands"), e);
+        crate::auth::Permissions::All
+    })
 }
 
 pub(super) fn read_admin_auth(mut r: Reader<'_>, p: &mut Problems) -> Option<Secret> {

@@ -19,6 +19,8 @@ use file::*;
 
 pub use reader::{parse_duration_str, Problem, Problems, Reader};
 pub use secret::{Secret, SecretSource};
+
+use crate::auth::{LimitSettings, Permissions};
 pub use tls::{ListenerTls, NodeTls, SiteTls, HANDSHAKE_TIMEOUT};
 
 /// Limits applied to clients (defaults as in Redis where Redis has one).
@@ -273,6 +275,8 @@ pub struct UserConfig {
     pub backend_user: Option<String>,
     /// Backend password for this user's commands.
     pub backend_password: Option<Secret>,
+    /// What the user may run.
+    pub permissions: Permissions,
 }
 
 /// Client authentication.
@@ -282,6 +286,10 @@ pub struct Auth {
     pub password: Password,
     /// Named users.
     pub users: Vec<UserConfig>,
+    /// What the default user may run.
+    pub permissions: Permissions,
+    /// Failed authentications allowed per client address.
+    pub limit: LimitSettings,
 }
 
 impl Default for Auth {
@@ -289,6 +297,8 @@ impl Default for Auth {
         Self {
             password: Password::None,
             users: Vec::new(),
+            permissions: Permissions::All,
+            limit: LimitSettings::default(),
         }
     }
 }

@@ -19,8 +19,7 @@ use crate::topology::health::{HealthConfig, Monitor, Report};
 use crate::topology::probe::Prober;
 use crate::topology::sentinel::{MasterView, Report as SentinelReport, SentinelSettings, Watcher};
 
-/// Name of the site that holds nodes learned from Sentinel and not configured.
-pub const LEARNED_SITE: &str = "learned-from-sentinel";
+pub use crate::topology::LEARNED_SITE;
 
 /// What a DNS watch feeds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

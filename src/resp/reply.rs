@@ -186,6 +186,8 @@ pub enum ClientError {
     WrongPass,
     /// AUTH with a password while no password is configured.
     AuthNotConfigured,
+    /// Too many failed authentications from the client's address.
+    AuthRateLimited { retry_after_secs: u64 },
     /// A command the user's permissions do not include.
     NoPerm { command: String },
     /// Wrong number of arguments.
@@ -260,6 +262,7 @@ impl ClientError {
             Protocol(e) => format!("ERR Protocol error: {e}"),
             NoAuth => "NOAUTH Authentication required.".into(),
             WrongPass => "WRONGPASS invalid username-password pair or user is disabled.".into(),
+            AuthRateLimited { retry_after_secs } => format!("ERR too many failed authentication attempts from this address; retry in {retry_after_secs}s (proxy)"),
             AuthNotConfigured => "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?".into(),
             NoPerm { command } => format!("NOPERM this user has no permissions to run the '{command}' command"),
             Arity { command } => format!("ERR wrong number of arguments for '{command}' command"),
@@ -303,6 +306,7 @@ impl ClientError {
             Protocol(_) => "protocol",
             NoAuth | HelloNoAuth => "noauth",
             WrongPass | AuthNotConfigured => "wrongpass",
+            AuthRateLimited { .. } => "auth_limited",
             NoPerm { .. } => "noperm",
             Refused { .. } | Unsupported { .. } => "refused",
             NoMaster { .. } => "no_master",

@@ -54,6 +54,16 @@ impl Session {
                 .reply_error(ClientError::Arity { command }, silent)
                 .await;
         }
+        if !self.permitted(&req, &cls) {
+            let command = cls.acl_name(&req);
+            if let Some(tx) = self.tx.as_mut() {
+                // As in Redis, a refused command inside MULTI makes EXEC abort.
+                tx.dirty = true;
+            }
+            return self
+                .reply_error(ClientError::NoPerm { command }, silent)
+                .await;
+        }
         if self.tx.is_some() {
             return self.in_tx(req, cls).await;
         }
@@ -110,6 +120,14 @@ impl Session {
     /// RESP2 clients with subscriptions may only run pub/sub commands, PING, QUIT and RESET.
     fn subscribed_resp2(&self) -> bool {
         self.state.proto == Proto::Resp2 && self.subs.any()
+    }
+
+    /// Whether the user's permissions include the command.
+    fn permitted(&self, req: &Request, cls: &Classified) -> bool {
+        self.state
+            .user
+            .as_ref()
+            .is_none_or(|u| u.permissions.allows(req, cls))
     }
 
     pub(super) fn allowed(&self, req: &Request) -> bool {

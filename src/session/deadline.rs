@@ -6,7 +6,7 @@
 
 use tokio::time::Instant;
 
-use super::Session;
+use super::{Dynamic, Session};
 use crate::resp::ProtocolError;
 
 /// Which input deadline fell.
@@ -33,11 +33,11 @@ impl Session {
     }
 
     /// The next input deadline, if any.
-    pub(super) fn input_deadline(&self) -> Option<(Instant, Expiry)> {
+    pub(super) fn input_deadline(&self, settings: &Dynamic) -> Option<(Instant, Expiry)> {
         if let Some(since) = self.frame_since {
-            return Some((since + self.ctx.limits.frame_timeout, Expiry::Frame));
+            return Some((since + settings.frame_timeout, Expiry::Frame));
         }
-        let idle = self.ctx.limits.idle_timeout;
+        let idle = settings.idle_timeout;
         if idle.is_zero() || !self.idle_closable() {
             return None;
         }

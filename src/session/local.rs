@@ -158,12 +158,9 @@ impl Session {
             }
         }
         let user = match auth {
-            Some((u, p)) => match self.ctx.dynamic.load().users.authenticate(Some(u), p) {
+            Some((u, p)) => match self.authenticate(Some(u), p) {
                 Ok(user) => Some(user),
-                Err(_) => {
-                    crate::metrics::hot().auth_failures.increment(1);
-                    return self.reply_error(ClientError::WrongPass, silent).await;
-                }
+                Err(e) => return self.reply_error(e, silent).await,
             },
             None if !self.state.authenticated() => {
                 return self.reply_error(ClientError::HelloNoAuth, silent).await
@@ -236,22 +233,37 @@ impl Session {
             3 => (Some(args[1]), args[2]),
             _ => return self.reply_error(ClientError::Syntax, silent).await,
         };
-        let result = self.ctx.dynamic.load().users.authenticate(user, password);
-        match result {
+        match self.authenticate(user, password) {
             Ok(u) => {
                 self.state.user = Some(u);
                 self.publish_view();
                 self.reply(OK, silent).await;
             }
+            Err(e) => self.reply_error(e, silent).await,
+        }
+    }
+
+    /// Checks credentials for AUTH and HELLO AUTH, under the per-address limit on failures.
+    fn authenticate(
+        &mut self,
+        user: Option<&[u8]>,
+        password: &[u8],
+    ) -> Result<std::sync::Arc<crate::auth::User>, ClientError> {
+        let ip = self.info.addr.ip();
+        if let Err(wait) = self.ctx.auth_limiter.check(ip) {
+            return Err(ClientError::AuthRateLimited {
+                retry_after_secs: wait.as_secs().max(1),
+            });
+        }
+        match self.ctx.dynamic.load().users.authenticate(user, password) {
+            Ok(u) => Ok(u),
             Err(AuthError::WrongPass) => {
+                self.ctx.auth_limiter.failed(ip);
                 crate::metrics::hot().auth_failures.increment(1);
                 tracing::debug!(client.id = self.id(), client.addr = %self.info.addr, "authentication failed");
-                self.reply_error(ClientError::WrongPass, silent).await;
+                Err(ClientError::WrongPass)
             }
-            Err(AuthError::NotConfigured) => {
-                self.reply_error(ClientError::AuthNotConfigured, silent)
-                    .await
-            }
+            Err(AuthError::NotConfigured) => Err(ClientError::AuthNotConfigured),
         }
     }
 

@@ -91,10 +91,6 @@ pub struct Limits {
     pub pubsub_output_buffer: usize,
     /// Dispatches in flight before the session stops reading.
     pub max_in_flight: usize,
-    /// A started command must be complete within this long.
-    pub frame_timeout: Duration,
-    /// Idle clients are closed after this long (zero: never).
-    pub idle_timeout: Duration,
 }
 
 /// Settings a reload (SIGHUP) may change; sessions read them per use.
@@ -108,6 +104,10 @@ pub struct Dynamic {
     pub hold_timeout: Duration,
     /// Clients that may wait at once.
     pub max_held_clients: usize,
+    /// A started command must be complete within this long.
+    pub frame_timeout: Duration,
+    /// Idle clients are closed after this long (zero: never).
+    pub idle_timeout: Duration,
 }
 
 /// What every session shares.
@@ -131,6 +131,8 @@ pub struct Context {
     pub held: Arc<AtomicUsize>,
     /// Script bodies seen, for reloading after a failover.
     pub scripts: Arc<scripts::Scripts>,
+    /// Failed authentications per client address.
+    pub auth_limiter: Arc<crate::auth::AuthLimiter>,
 }
 
 impl Context {
@@ -146,6 +148,7 @@ impl Context {
             signals: self.signals.clone(),
             held: Arc::clone(&self.held),
             scripts: Arc::clone(&self.scripts),
+            auth_limiter: Arc::clone(&self.auth_limiter),
         }
     }
 }
@@ -287,9 +290,11 @@ impl Session {
             let want_read = self.want_read();
             let want_write = !self.wbuf.is_empty() || self.needs_flush;
             let watch_topology = self.waits_for_topology();
-            let hold_deadline = self.hold.deadline(self.ctx.dynamic.load().hold_timeout);
+            let dynamic = self.ctx.dynamic.load();
+            let hold_deadline = self.hold.deadline(dynamic.hold_timeout);
             self.track_frame();
-            let input_deadline = self.input_deadline();
+            let input_deadline = self.input_deadline(&dynamic);
+            drop(dynamic);
             tokio::select! {
                 _ = drain.signaled(), if !self.closing => self.closing = true,
                 r = reader.read_buf(&mut self.rbuf), if want_read => match r {

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use rustls::server::WebPkiClientVerifier;
 use rustls::ServerConfig;
 use tokio::net::TcpStream;
@@ -40,6 +41,11 @@ impl HandshakeError {
 /// Accepts TLS clients.
 #[derive(Debug)]
 pub struct Acceptor {
+    current: ArcSwap<Settings>,
+}
+
+#[derive(Debug)]
+struct Settings {
     config: Reloading<ServerConfig>,
     handshake_timeout: Duration,
 }
@@ -47,6 +53,38 @@ pub struct Acceptor {
 impl Acceptor {
     /// Reads the certificate, key and client CA; fails with the file and the reason.
     pub fn new(settings: &ListenerTls) -> Result<Self, TlsError> {
+        Ok(Self {
+            current: ArcSwap::from_pointee(Settings::load(settings)?),
+        })
+    }
+
+    /// Uses other files or settings from the next handshake on (a reload); on error the
+    /// current ones stay.
+    pub fn replace(&self, settings: &ListenerTls) -> Result<(), TlsError> {
+        self.current.store(Arc::new(Settings::load(settings)?));
+        Ok(())
+    }
+
+    /// Runs the handshake under its deadline.
+    pub async fn accept(&self, tcp: TcpStream) -> Result<TlsStream<TcpStream>, HandshakeError> {
+        let (config, deadline) = {
+            let s = self.current.load();
+            (s.config.get(), s.handshake_timeout)
+        };
+        let acceptor = TlsAcceptor::from(config);
+        let r = match tokio::time::timeout(deadline, acceptor.accept(tcp)).await {
+            Err(_) => Err(HandshakeError::Timeout(deadline)),
+            Ok(r) => r.map_err(HandshakeError::Failed),
+        };
+        if let Err(e) = &r {
+            crate::metrics::tls_handshake_failure(e.kind());
+        }
+        r
+    }
+}
+
+impl Settings {
+    fn load(settings: &ListenerTls) -> Result<Self, TlsError> {
         let mut paths = vec![settings.cert.clone(), settings.key.clone()];
         paths.extend(settings.client_ca.clone());
         let s = settings.clone();
@@ -59,20 +97,6 @@ impl Acceptor {
             config,
             handshake_timeout: settings.handshake_timeout,
         })
-    }
-
-    /// Runs the handshake under its deadline.
-    pub async fn accept(&self, tcp: TcpStream) -> Result<TlsStream<TcpStream>, HandshakeError> {
-        let acceptor = TlsAcceptor::from(self.config.get());
-        let result = tokio::time::timeout(self.handshake_timeout, acceptor.accept(tcp)).await;
-        let r = match result {
-            Err(_) => Err(HandshakeError::Timeout(self.handshake_timeout)),
-            Ok(r) => r.map_err(HandshakeError::Failed),
-        };
-        if let Err(e) = &r {
-            crate::metrics::tls_handshake_failure(e.kind());
-        }
-        r
     }
 }
 

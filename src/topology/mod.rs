@@ -114,7 +114,10 @@ pub struct AuthorityStatus {
     pub voters: (usize, usize),
 }
 
-/// One published view.
+/// Name of the site that holds nodes learned from Sentinel and not configured.
+pub const LEARNED_SITE: &str = "learned-from-sentinel";
+
+/// One published view: the routing snapshot every session reads.
 #[derive(Debug, Clone)]
 pub struct Topology {
     /// Grows with every publication.
@@ -345,6 +348,8 @@ impl Topology {
             sites: self
                 .sites
                 .iter()
+                // The site of nodes learned from Sentinel is shown once it has any.
+                .filter(|s| s.known > 0 || s.name != LEARNED_SITE)
                 .map(|s| SiteReport {
                     name: s.name.clone(),
                     known: s.known,

@@ -6,6 +6,7 @@
 pub mod client;
 pub mod dns;
 pub mod failover;
+pub mod http;
 pub mod procs;
 pub mod relay;
 pub mod sentinel;

@@ -250,15 +250,15 @@ impl ProxyBuilder {
         }
         cmd.arg("--listen").arg(format!("127.0.0.1:{port}"));
         cmd.args(&self.args);
+        cmd.env(
+            "RUST_LOG",
+            std::env::var("PROXY_LOG").unwrap_or_else(|_| "info".into()),
+        );
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
         let logfile = std::fs::File::create(&log).expect("log file");
         let child = cmd
-            .env(
-                "RUST_LOG",
-                std::env::var("PROXY_LOG").unwrap_or_else(|_| "info".into()),
-            )
             .stdout(Stdio::null())
             .stderr(logfile)
             .spawn()

@@ -20,7 +20,8 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::OnceLock;
 
-use spec::{F_BLOCKING, F_READONLY, F_WRITE};
+use spec::F_BLOCKING;
+pub(crate) use spec::{F_READONLY, F_WRITE};
 use table::COMMANDS;
 
 use super::scan::Request;

@@ -7,7 +7,9 @@
 //!
 //! Signals: SIGTERM/SIGINT drain (unready at once, serve on for the drain delay, stop
 //! accepting, let in-flight commands finish under the grace period, exit); SIGHUP reloads the
-//! configuration file, applying what can change without re-binding.
+//! configuration file, applying what can change without re-binding ([`reload`]).
+
+mod reload;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -24,7 +26,7 @@ use crate::auth::{User, Users};
 use crate::backend::{BackendAuth, Dialer, Pool, PoolConfig, Pools};
 use crate::config::{Authority, Config, Password};
 use crate::failover::operate::Operator;
-use crate::failover::{Failover, Reach, Settings, Signal, Signals};
+use crate::failover::{Failover, Reach, Settings, Signals};
 use crate::resp::FrameLimits;
 use crate::session::scripts::Scripts;
 use crate::session::{registry::Registry, Context, Dynamic, Limits};
@@ -81,6 +83,10 @@ pub struct Running {
     backend: Arc<BackendAuth>,
     /// TLS towards the nodes, per site.
     node_tls: Arc<NodeTlsSet>,
+    /// Every worker's backend connections (a reload changes their settings).
+    pools: Pools,
+    /// The client-side TLS acceptor (a reload may replace its files).
+    acceptor: Option<Arc<Acceptor>>,
 }
 
 /// Checks what a start would read besides the configuration file: users' digests and every
@@ -103,19 +109,10 @@ pub async fn start(cfg: &Config, metrics: Option<PrometheusHandle>) -> Result<Ru
         user: cfg.backend.user.clone(),
         password: cfg.backend.password.clone(),
     });
-    let dialer = Dialer {
-        connect_timeout: cfg.backend.connect_timeout,
-        handshake_timeout: cfg.backend.handshake_timeout,
-    };
+    let pool_cfg = pool_config(cfg);
+    let dialer = pool_cfg.dialer;
     let threads = worker_count(cfg.threads);
     let dedicated = Arc::new(Semaphore::new(cfg.backend.max_dedicated));
-    let pool_cfg = PoolConfig {
-        lanes: cfg.backend.pool_size,
-        dialer,
-        reply_timeout: cfg.backend.reply_timeout,
-        max_dedicated: cfg.backend.max_dedicated,
-        dedicated_idle: cfg.backend.dedicated_idle,
-    };
     let pools = Pools(
         (0..threads)
             .map(|_| Pool::new(pool_cfg, Arc::clone(&dedicated)))
@@ -145,9 +142,10 @@ pub async fn start(cfg: &Config, metrics: Option<PrometheusHandle>) -> Result<Ru
         signals: signals.clone(),
         held: Arc::new(AtomicUsize::new(0)),
         scripts: Arc::new(Scripts::default()),
+        auth_limiter: Arc::new(crate::auth::AuthLimiter::new(cfg.auth.limit)),
     };
     let bind_err = |addr| move |source| StartError::Bind { addr, source };
-    let (listeners, addr, tls_addr) = bind_all(cfg, threads, acceptor)?;
+    let (listeners, addr, tls_addr) = bind_all(cfg, threads, acceptor.clone())?;
     let (drain, drain_rx) = shutdown::drain();
     let (unready, unready_rx) = shutdown::drain();
     let tasks = Tasks::new();
@@ -182,6 +180,8 @@ pub async fn start(cfg: &Config, metrics: Option<PrometheusHandle>) -> Result<Ru
         cfg: cfg.clone(),
         backend,
         node_tls,
+        pools,
+        acceptor,
     })
 }
 
@@ -377,63 +377,6 @@ impl Running {
         // keeps this task from blocking it.
         let _ = tokio::task::spawn_blocking(move || workers.join()).await;
     }
-
-    /// Applies a new configuration: users, allowed commands, hold settings, sites (nodes,
-    /// Sentinels, quorum, priority). Settings that need a restart are reported and kept.
-    pub fn reload(&mut self, next: Config) -> Result<(), String> {
-        let dyn_next = dynamic(&next, &self.backend).map_err(|e| e.to_string())?;
-        for (what, changed) in restart_only(&self.cfg, &next) {
-            if changed {
-                tracing::warn!(
-                    setting = what,
-                    "changed in the file, but needs a restart; keeping the running value"
-                );
-            }
-        }
-        let tls_next = node_tls(&next, Some(&self.node_tls)).map_err(|e| e.to_string())?;
-        self.ctx.dynamic.store(Arc::new(dyn_next));
-        if next.sites != self.cfg.sites || next.backend.tls != self.cfg.backend.tls {
-            self.node_tls = Arc::new(tls_next);
-            self.signals.send(Signal::Reconfigure(
-                next.sites.clone(),
-                Arc::clone(&self.node_tls),
-            ));
-        }
-        tracing::info!("configuration reloaded");
-        self.cfg.auth = next.auth.clone();
-        self.cfg.allow_commands = next.allow_commands.clone();
-        self.cfg.failover.hold_timeout = next.failover.hold_timeout;
-        self.cfg.failover.max_held_clients = next.failover.max_held_clients;
-        self.cfg.sites = next.sites;
-        self.cfg.backend.tls = next.backend.tls;
-        Ok(())
-    }
-}
-
-/// Settings a reload cannot apply, and whether they changed.
-fn restart_only(old: &Config, new: &Config) -> [(&'static str, bool); 8] {
-    // Backend TLS is applied by a reload; the rest of `[backend]` is not.
-    let backend = |c: &Config| {
-        let mut b = c.backend.clone();
-        b.tls = None;
-        format!("{b:?}")
-    };
-    [
-        ("listen", old.listen != new.listen),
-        ("tls", old.tls != new.tls),
-        ("admin", old.admin != new.admin),
-        ("threads", old.threads != new.threads),
-        (
-            "failover.authority",
-            old.failover.authority != new.failover.authority,
-        ),
-        ("backend", backend(old) != backend(new)),
-        (
-            "health",
-            format!("{:?}", old.health) != format!("{:?}", new.health),
-        ),
-        ("dns", format!("{:?}", old.dns) != format!("{:?}", new.dns)),
-    ]
 }
 
 /// Runs until SIGTERM or SIGINT; reloads `config` on SIGHUP.
@@ -484,8 +427,6 @@ fn limits(cfg: &Config) -> Limits {
         output_buffer: cfg.limits.output_buffer,
         pubsub_output_buffer: cfg.limits.pubsub_output_buffer,
         max_in_flight: cfg.limits.max_in_flight,
-        frame_timeout: cfg.limits.frame_timeout,
-        idle_timeout: cfg.limits.idle_timeout,
     }
 }
 
@@ -495,7 +436,23 @@ fn dynamic(cfg: &Config, backend: &Arc<BackendAuth>) -> Result<Dynamic, StartErr
         allow: cfg.allow_commands.iter().cloned().collect(),
         hold_timeout: cfg.failover.hold_timeout,
         max_held_clients: cfg.failover.max_held_clients,
+        frame_timeout: cfg.limits.frame_timeout,
+        idle_timeout: cfg.limits.idle_timeout,
     })
+}
+
+/// Settings of backend connections.
+fn pool_config(cfg: &Config) -> PoolConfig {
+    PoolConfig {
+        lanes: cfg.backend.pool_size,
+        dialer: Dialer {
+            connect_timeout: cfg.backend.connect_timeout,
+            handshake_timeout: cfg.backend.handshake_timeout,
+        },
+        reply_timeout: cfg.backend.reply_timeout,
+        max_dedicated: cfg.backend.max_dedicated,
+        dedicated_idle: cfg.backend.dedicated_idle,
+    }
 }
 
 /// Worker threads for `configured` (0: one per core).
@@ -519,7 +476,8 @@ fn build_users(cfg: &Config, backend: &Arc<BackendAuth>) -> Result<Users, StartE
             }
         }
     };
-    let default = make("default", &cfg.auth.password, Arc::clone(backend))?;
+    let default = make("default", &cfg.auth.password, Arc::clone(backend))?
+        .with_permissions(cfg.auth.permissions.clone());
     let mut named = Vec::new();
     for u in &cfg.auth.users {
         let b = if u.backend_user.is_some() || u.backend_password.is_some() {
@@ -530,7 +488,7 @@ fn build_users(cfg: &Config, backend: &Arc<BackendAuth>) -> Result<Users, StartE
         } else {
             Arc::clone(backend)
         };
-        named.push(make(&u.name, &u.password, b)?);
+        named.push(make(&u.name, &u.password, b)?.with_permissions(u.permissions.clone()));
     }
     Ok(Users::new(default, named))
 }

@@ -2,7 +2,15 @@
 //! forwarding a client's password to Redis. A default password works like Redis's
 //! `requirepass`; named users work like ACL users. Passwords are kept only as SHA-256 digests
 //! and compared in constant time. Each user names the backend credentials its commands run
-//! under (by default the proxy's own), which is why backend pools are keyed by backend user.
+//! under (by default the proxy's own), which is why backend pools are keyed by backend user,
+//! and what it may run ([`Permissions`]). Failed attempts are rate-limited per client address
+//! ([`AuthLimiter`]).
+
+mod limiter;
+mod permissions;
+
+pub use limiter::{AuthLimiter, LimitSettings};
+pub use permissions::{PermissionSpec, Permissions};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,6 +29,8 @@ pub struct User {
     digest: Option<[u8; 32]>,
     /// Credentials used on Redis for this user's commands.
     pub backend: Arc<BackendAuth>,
+    /// What the user may run.
+    pub permissions: Permissions,
 }
 
 impl User {
@@ -30,6 +40,7 @@ impl User {
             name: name.to_string(),
             digest: Some(sha256(password.as_bytes())),
             backend,
+            permissions: Permissions::All,
         }
     }
 
@@ -39,6 +50,7 @@ impl User {
             name: name.to_string(),
             digest: Some(parse_hex_digest(hex)?),
             backend,
+            permissions: Permissions::All,
         })
     }
 
@@ -48,6 +60,15 @@ impl User {
             name: name.to_string(),
             digest: None,
             backend,
+            permissions: Permissions::All,
+        }
+    }
+
+    /// The same user with these permissions.
+    pub fn with_permissions(self, permissions: Permissions) -> Self {
+        Self {
+            permissions,
+            ..self
         }
     }
 
