@@ -6,6 +6,7 @@ pub mod conn;
 pub mod error;
 pub mod handshake;
 pub mod inbox;
+mod lane;
 pub mod pool;
 mod supersede;
 
@@ -13,4 +14,5 @@ pub use conn::{Outgoing, ReplyMode};
 pub use error::ConnError;
 pub use handshake::{BackendAuth, Dialer, Endpoint};
 pub use inbox::{Dispatch, Fault, FaultKind, Inbox, ReplyTo, Resolution, Sent, Tail, Taken};
-pub use pool::{Dedicated, DedicatedError, Lane, NodeId, Pool, PoolConfig, PoolKey, Pools};
+pub use lane::{Lane, LaneState};
+pub use pool::{Dedicated, DedicatedError, NodeId, Pool, PoolConfig, PoolKey, Pools};

@@ -1,0 +1,169 @@
+//! The reading side of a backend connection: reading bytes, finding reply boundaries with
+//! the [`ReplyScanner`], and handing each reply to the batch that is owed it (or, for
+//! pub/sub messages, invalidations and MONITOR lines, to the client that owns the connection).
+//! Large replies are forwarded before they are complete, so a multi-megabyte value is never
+//! held whole.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use super::*;
+
+impl Driver<'_> {
+    pub(super) fn read(&mut self, cx: &mut Context<'_>) -> Result<bool, ConnError> {
+        self.rbuf.reserve(READ_CHUNK);
+        match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.rbuf) {
+            Poll::Ready(Ok(0)) => Err(ConnError::Closed),
+            Poll::Ready(Ok(_)) => {
+                self.on_bytes()?;
+                Ok(true)
+            }
+            Poll::Ready(Err(e)) => Err(e.into()),
+            Poll::Pending => Ok(false),
+        }
+    }
+
+    /// Matches every complete frame in the read buffer to its batch.
+    fn on_bytes(&mut self) -> Result<(), ConnError> {
+        let mut at = 0;
+        self.frames.clear();
+        loop {
+            let info = self
+                .scanner
+                .next(&self.rbuf[at..])
+                .map_err(|_| ConnError::Protocol("malformed reply"))?;
+            let Some(info) = info else {
+                at = self.maybe_stream(at)?;
+                break;
+            };
+            let range = at..at + info.len;
+            at = range.end;
+            if self.is_unsolicited(&info, &self.rbuf[range.clone()]) {
+                self.deliver_run();
+                self.deliver_oob(range);
+                continue;
+            }
+            let refused = info.kind == b'-' && is_refusal(&self.rbuf[range.clone()]);
+            if refused {
+                self.deliver_run();
+            }
+            let Some(front) = self.pending.front_mut() else {
+                return Err(ConnError::Protocol("reply without a request"));
+            };
+            front.got += 1;
+            if refused {
+                front.to.refuse(&self.rbuf[range]);
+            } else {
+                self.frames.push(range);
+            }
+            if front.got >= front.expect {
+                self.deliver_run();
+                self.complete_front();
+            }
+        }
+        self.deliver_run();
+        self.rbuf.advance(at);
+        if self.pending.front().is_some_and(|p| p.timed) {
+            self.arm_timer();
+        } else {
+            self.timer_armed = false;
+        }
+        Ok(())
+    }
+
+    /// Forwards the scanned part of a large unfinished reply.
+    fn maybe_stream(&mut self, at: usize) -> Result<usize, ConnError> {
+        let scanned = self.scanner.scanned();
+        let streamable = self
+            .pending
+            .front()
+            .is_some_and(|p| p.mode == ReplyMode::Counted)
+            && self.scanner.kind().is_some_and(|k| k != b'>')
+            && scanned >= STREAM_THRESHOLD;
+        if !streamable {
+            return Ok(at);
+        }
+        self.deliver_run();
+        if let Some(front) = self.pending.front() {
+            front.to.deliver(&self.rbuf, &[], Some(at..at + scanned));
+        }
+        self.scanner.consumed(scanned);
+        Ok(at + scanned)
+    }
+
+    fn deliver_run(&mut self) {
+        if self.frames.is_empty() {
+            return;
+        }
+        if let Some(front) = self.pending.front() {
+            front.to.deliver(&self.rbuf, &self.frames, None);
+        }
+        self.frames.clear();
+    }
+
+    fn complete_front(&mut self) {
+        if let Some(done) = self.pending.pop_front() {
+            self.idle_mode = done.mode;
+            done.to.finish();
+        }
+    }
+
+    fn deliver_oob(&mut self, range: std::ops::Range<usize>) {
+        let bytes = &self.rbuf[range];
+        match (self.pending.front(), &self.idle_owner) {
+            (Some(p), _) => p.to.deliver_oob(bytes),
+            (None, Some(owner)) => deliver_oob_idle(owner, bytes),
+            // A shared connection has no owner for unsolicited frames: nothing can want them.
+            (None, None) => {}
+        }
+    }
+
+    fn is_unsolicited(&self, info: &ReplyInfo, frame: &[u8]) -> bool {
+        let mode = self.pending.front().map_or(self.idle_mode, |p| p.mode);
+        // A frame forwarded in pieces is never a message (see `maybe_stream`).
+        let first = info
+            .first
+            .filter(|_| info.consumed == 0)
+            .and_then(|(s, e)| frame.get(s..e));
+        match info.kind {
+            b'>' => !first.is_some_and(is_subscription_reply),
+            b'*' if mode == ReplyMode::PubSub => first.is_some_and(is_message),
+            _ => mode == ReplyMode::Monitor && self.pending.is_empty(),
+        }
+    }
+}
+
+/// Errors Redis raises before running a command (the command had no effect, whatever it
+/// was), which the session may answer by sending it again elsewhere.
+const REFUSALS: [&[u8]; 6] = [
+    b"-READONLY ",
+    b"-MASTERDOWN ",
+    b"-NOREPLICAS ",
+    b"-LOADING ",
+    b"-UNBLOCKED ",
+    b"-NOSCRIPT ",
+];
+
+fn is_refusal(frame: &[u8]) -> bool {
+    REFUSALS.iter().any(|r| frame.starts_with(r))
+}
+
+/// Pub/sub confirmations: replies owed to (P|S)(UN)SUBSCRIBE commands.
+fn is_subscription_reply(first: &[u8]) -> bool {
+    const KINDS: [&[u8]; 6] = [
+        b"subscribe",
+        b"psubscribe",
+        b"ssubscribe",
+        b"unsubscribe",
+        b"punsubscribe",
+        b"sunsubscribe",
+    ];
+    KINDS.iter().any(|k| first.eq_ignore_ascii_case(k))
+}
+
+/// Pub/sub deliveries.
+fn is_message(first: &[u8]) -> bool {
+    first.eq_ignore_ascii_case(b"message")
+        || first.eq_ignore_ascii_case(b"pmessage")
+        || first.eq_ignore_ascii_case(b"smessage")
+}
