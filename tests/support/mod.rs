@@ -9,6 +9,7 @@ pub mod failover;
 pub mod procs;
 pub mod relay;
 pub mod sentinel;
+pub mod tls;
 pub mod writer;
 
 pub use client::{Client, Frame};
