@@ -1,9 +1,10 @@
 //! Accepting clients: one task per listening socket. A connection beyond the client limit is
-//! answered with Redis's own error and closed at once, without costing the clients already
-//! connected anything. Each accepted client gets its own session task, tracked so that
-//! shutdown can wait for it; on a TLS listener the task first runs the handshake under its
-//! deadline, holding the client's slot, so a flood of handshakes that never finish is bounded
-//! by the client limit and the deadline.
+//! answered with Redis's own error and closed at once (on a TLS listener, closed without a
+//! word, as Redis does), without costing the clients already connected anything. Each
+//! accepted client gets its own session task, tracked so that shutdown can wait for it; on a
+//! TLS listener the task first runs the handshake under its deadline, holding the client's
+//! slot, so a flood of handshakes that never finish is bounded by the client limit and the
+//! deadline.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -51,7 +52,11 @@ pub async fn serve(
             }
         };
         let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-            tasks.spawn(refuse(stream));
+            // The error is plaintext: a TLS client would read it as a corrupt record. Like
+            // Redis, drop a TLS client over the limit without a word.
+            if tls.is_none() {
+                tasks.spawn(refuse(stream));
+            }
             continue;
         };
         let _ = stream.set_nodelay(true);

@@ -18,6 +18,8 @@
 //! The manifests are written in the kustomize syntax kubectl 1.20 (Debian 12's) still reads, so
 //! the same files render with it and with a current kubectl.
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -29,8 +31,7 @@ use redis_failover_proxy::config::parse_duration_str;
 use serde_json::Value;
 
 /// The overlays, one per deployment of DESIGN.md section 1, each with the example whose
-/// `[failover]` and `[[sites]]` its proxy.toml must repeat (None: no example yet; the lead adds
-/// config/three-sites-witness-tls.toml with the TLS settings later).
+/// `[failover]` and `[[sites]]` its proxy.toml must repeat (None: no example).
 const OVERLAYS: &[(&str, Option<&str>)] = &[
     ("active-active", Some("config/active-active.toml")),
     ("cross-region", Some("config/cross-region.toml")),
@@ -39,7 +40,10 @@ const OVERLAYS: &[(&str, Option<&str>)] = &[
         "sentinel-across-clusters",
         Some("config/sentinel-across-clusters.toml"),
     ),
-    ("three-sites-witness-tls", None),
+    (
+        "three-sites-witness-tls",
+        Some("config/three-sites-witness-tls.toml"),
+    ),
 ];
 
 /// Kubernetes versions the manifests are validated against: 1.30 is the first where the
@@ -50,9 +54,8 @@ const KUBERNETES_VERSIONS: &str = "1.30.0,1.37.0";
 /// What pip installs when the Python lacks it (1.37 brings the 1.37 schemas).
 const KUBERNETES_VALIDATE: &str = "kubernetes-validate>=1.37,<2";
 
-/// Defaults of `[shutdown]` when a configuration does not set them (drain_delay: the default
-/// the admin endpoint's drain is built with).
-const DEFAULT_DRAIN_DELAY: Duration = Duration::from_secs(10);
+/// Defaults of `[shutdown]` when a configuration does not set them (as `Shutdown::default()`).
+const DEFAULT_DRAIN_DELAY: Duration = Duration::ZERO;
 const DEFAULT_GRACE: Duration = Duration::from_secs(10);
 
 /// The configuration file in the pod, as the Deployment mounts it and the image's CMD names it.
@@ -1126,8 +1129,8 @@ fn workload_is_spread_secured_probed_and_disruption_safe() {
 
 /// Steps: in the TLS overlay, read the cert-manager Certificate (no schema: checked here):
 /// secretName, issuerRef.name and a subject, a client-auth usage; expect the Deployment to
-/// mount that Secret's ca.crt, tls.crt and tls.key next to proxy.toml; expect the overlay's
-/// nodes on the TLS port 6380.
+/// mount that Secret's ca.crt, tls.crt and tls.key next to proxy.toml, and proxy.toml to
+/// use them for the nodes (`[backend.tls]`); expect the overlay's nodes on the TLS port 6380.
 #[test]
 fn tls_overlay_mounts_the_certificate_cert_manager_issues() {
     let docs = &rendered().sets["three-sites-witness-tls"];
@@ -1157,8 +1160,18 @@ fn tls_overlay_mounts_the_certificate_cert_manager_issues() {
         );
     }
     let cfg: toml::Value = toml::from_str(&proxy_config(docs)).expect("TOML");
+    let tls = support::tls::tls_paths(&cfg);
+    for (key, file) in [("ca", "ca.crt"), ("cert", "tls.crt"), ("key", "tls.key")] {
+        let want = (
+            format!("backend.tls.{key}"),
+            format!("/etc/redis-failover-proxy/tls/{file}"),
+        );
+        assert!(tls.contains(&want), "proxy.toml lacks {want:?}: {tls:?}");
+    }
     for site in cfg["sites"].as_array().expect("sites") {
-        for node in site["nodes"].as_array().expect("nodes") {
+        // A witness site has Sentinels only.
+        let nodes = site.get("nodes").and_then(toml::Value::as_array);
+        for node in nodes.into_iter().flatten() {
             assert!(
                 node.as_str().is_some_and(|n| n.ends_with(":6380")),
                 "{node}: TLS nodes listen on 6380"
@@ -1172,8 +1185,9 @@ fn tls_overlay_mounts_the_certificate_cert_manager_issues() {
 
 /// Steps: for the base and every overlay, take proxy.toml out of the rendered ConfigMap the
 /// container's `--config` path is mounted from; expect every `{ env = ... }` it names to be a
-/// container variable from a Secret and every `{ file = ... }` to be a mounted Secret key;
-/// write the file (with those files created under a temporary folder) and run
+/// container variable from a Secret, and every `{ file = ... }` and every TLS file (certificate,
+/// key, CA) to be a mounted Secret key; write the file (with those files created under a
+/// temporary folder: certificates made here for the TLS ones) and run
 /// `redis-failover-proxy --config <it> --check` with those variables set; expect exit code 0.
 /// Then compare it with the Deployment: `listen` on the container's redis port, `admin` on
 /// all interfaces at the admin port, and preStop sleep + drain_delay + grace below
@@ -1220,6 +1234,14 @@ fn each_overlay_config_passes_check_with_what_the_pod_provides() {
                 }
             }
         }
+        for (key, path) in support::tls::tls_paths(&cfg) {
+            assert!(
+                matches!(file_source(d, &path), Some(FileSource::Secret { .. })),
+                "{name}: {key} = {path} is not a mounted Secret key"
+            );
+        }
+        let pki = support::tls::Pki::new("deploy test CA");
+        text_cfg = support::tls::with_stand_in_tls_files(&text_cfg, &pki);
         std::fs::create_dir_all(&files_root).expect("mkdir");
         let file = files_root.join("proxy.toml");
         std::fs::write(&file, &text_cfg).expect("write config");

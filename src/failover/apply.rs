@@ -395,7 +395,9 @@ fn why_or(hold: &Option<Hold>, why: String) -> String {
 
 /// Whether a new snapshot is worth publishing: routing changed, or a node's health or role,
 /// a site's quorum, or the authority's reachability did (offsets move every round and are not
-/// worth a new epoch).
+/// worth a new epoch). An unhealthy node whose probes start or stop failing is worth one too,
+/// so `/topology` shows why a node never became healthy (a refused certificate); a healthy
+/// node's single failed probe is not.
 fn material(
     current: &Topology,
     state: &RouteState,
@@ -420,5 +422,6 @@ fn material(
                 || a.healthy != b.healthy
                 || a.seen.as_ref().map(|o| (&o.role, &o.run_id))
                     != b.seen.as_ref().map(|o| (&o.role, &o.run_id))
+                || (!b.healthy && a.error.is_some() != b.error.is_some())
         })
 }

@@ -66,12 +66,14 @@ impl Hysteresis {
         }
     }
 
-    /// Records one probe outcome; returns whether health flipped.
+    /// Records one probe outcome; returns whether health flipped. The first outcome always
+    /// counts as a change (from unknown), so a node that fails from the start is reported with
+    /// its error like one that fails later.
     pub fn observe(&mut self, ok: bool) -> bool {
         if !self.known {
             self.known = true;
             self.healthy = ok;
-            return ok;
+            return true;
         }
         if ok == self.healthy {
             self.streak = 0;
@@ -156,7 +158,8 @@ mod tests {
     #[test]
     fn flips_only_after_streaks() {
         let mut h = Hysteresis::new(2, 3);
-        assert!(!h.observe(false), "first probe decides: unhealthy");
+        assert!(h.observe(false), "first probe decides: unhealthy");
+        assert!(!h.healthy());
         assert!(!h.observe(true));
         assert!(h.observe(true));
         assert!(h.healthy());

@@ -1,9 +1,17 @@
 //! A blocking RESP client for tests. It decodes replies itself (RESP2 and RESP3), without
-//! using the proxy's code, so that what the tests assert is what a client receives.
+//! using the proxy's code, so that what the tests assert is what a client receives. The same
+//! client runs over plain TCP or over TLS ([`TlsStream`], rustls in blocking mode).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::Duration;
+
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
+
+/// A client's TLS connection.
+pub type TlsStream = StreamOwned<ClientConnection, TcpStream>;
 
 /// A decoded reply.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,11 +65,13 @@ impl Frame {
     }
 }
 
-/// A blocking client.
+/// A blocking client over `S`: a [`TcpStream`] or a [`TlsStream`].
 #[derive(Debug)]
-pub struct Client {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
+pub struct Client<S = TcpStream> {
+    /// Replies are read through it; commands are written to the stream inside it.
+    reader: BufReader<S>,
+    /// The TCP socket under `S`, for read deadlines.
+    sock: TcpStream,
 }
 
 /// Encodes a command.
@@ -75,6 +85,15 @@ pub fn encode(args: &[&[u8]]) -> Vec<u8> {
     out
 }
 
+/// A TCP connection with the client's socket options.
+fn tcp(addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(30)))?;
+    Ok(stream)
+}
+
 impl Client {
     /// Connects (panics on failure).
     pub fn connect(addr: SocketAddr) -> Self {
@@ -83,24 +102,79 @@ impl Client {
 
     /// Connects.
     pub fn try_connect(addr: SocketAddr) -> std::io::Result<Self> {
-        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-        stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-        let writer = stream.try_clone()?;
+        let stream = tcp(addr)?;
+        let sock = stream.try_clone()?;
         Ok(Self {
             reader: BufReader::new(stream),
-            writer,
+            sock,
+        })
+    }
+}
+
+impl Client<TlsStream> {
+    /// Connects over TLS and completes the handshake, checking the server's certificate
+    /// against `name` (panics on failure).
+    pub fn connect_tls(addr: SocketAddr, config: Arc<ClientConfig>, name: &str) -> Self {
+        Self::try_connect_tls(addr, config, name).expect("TLS connect")
+    }
+
+    /// Connects over TLS and completes the handshake. With TLS 1.3 the server judges the
+    /// client's certificate after the client finished: a refused certificate shows as an
+    /// error on the first read instead.
+    pub fn try_connect_tls(
+        addr: SocketAddr,
+        config: Arc<ClientConfig>,
+        name: &str,
+    ) -> std::io::Result<Self> {
+        let mut stream = tcp(addr)?;
+        let sock = stream.try_clone()?;
+        let name = ServerName::try_from(name.to_string()).map_err(std::io::Error::other)?;
+        let mut conn = ClientConnection::new(config, name).map_err(std::io::Error::other)?;
+        while conn.is_handshaking() {
+            conn.complete_io(&mut stream)?;
+        }
+        Ok(Self {
+            reader: BufReader::new(StreamOwned::new(conn, stream)),
+            sock,
         })
     }
 
+    /// The TLS session.
+    pub fn tls(&self) -> &ClientConnection {
+        &self.reader.get_ref().conn
+    }
+
+    /// The server's leaf certificate (DER), as presented in this connection's handshake.
+    pub fn peer_leaf(&self) -> Vec<u8> {
+        self.tls()
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .expect("the server presented a certificate")
+            .to_vec()
+    }
+}
+
+impl<S: Read + Write> Client<S> {
     /// Changes the read deadline.
     pub fn set_read_timeout(&self, d: Option<Duration>) {
-        let _ = self.writer.set_read_timeout(d);
+        let _ = self.sock.set_read_timeout(d);
+    }
+
+    /// The TCP socket under the connection.
+    pub fn socket(&self) -> &TcpStream {
+        &self.sock
     }
 
     /// Sends raw bytes.
     pub fn send_raw(&mut self, bytes: &[u8]) {
-        self.writer.write_all(bytes).expect("write");
+        self.try_send_raw(bytes).expect("write");
+    }
+
+    /// Sends raw bytes; the peer may have closed.
+    pub fn try_send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        let w = self.reader.get_mut();
+        w.write_all(bytes)?;
+        w.flush()
     }
 
     /// Sends one command without reading.
@@ -130,16 +204,27 @@ impl Client {
         read_frame(&mut self.reader)
     }
 
-    /// Whether the server closed the connection (reads until EOF or the deadline).
+    /// Whether the server closed the connection (reads until EOF or the deadline). A TLS
+    /// connection closed without close_notify ends in `UnexpectedEof`, which counts too.
     pub fn closed(&mut self, within: Duration) -> bool {
+        self.read_to_close(within).is_some()
+    }
+
+    /// Reads until the server closes; returns the bytes read, or `None` if the connection
+    /// stayed open for `within` (the deadline of each read).
+    pub fn read_to_close(&mut self, within: Duration) -> Option<usize> {
+        use std::io::ErrorKind::{ConnectionReset, UnexpectedEof};
         self.set_read_timeout(Some(within));
-        let mut buf = [0u8; 4096];
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut total = 0;
         loop {
             match self.reader.read(&mut buf) {
-                Ok(0) => return true,
-                Ok(_) => continue,
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
-                Err(_) => return false,
+                Ok(0) => return Some(total),
+                Ok(n) => total += n,
+                Err(e) if matches!(e.kind(), ConnectionReset | UnexpectedEof) => {
+                    return Some(total)
+                }
+                Err(_) => return None,
             }
         }
     }

@@ -10,6 +10,7 @@ pub mod http;
 pub mod procs;
 pub mod relay;
 pub mod sentinel;
+pub mod tls;
 pub mod writer;
 
 pub use client::{Client, Frame};

@@ -203,6 +203,10 @@ pub struct ProxyBuilder {
     args: Vec<String>,
     config: Option<String>,
     env: Vec<(String, String)>,
+    /// Port of `--admin`, when asked for.
+    admin: Option<u16>,
+    /// Port of `--tls-listen`, when asked for.
+    tls_listen: Option<u16>,
 }
 
 impl ProxyBuilder {
@@ -228,6 +232,21 @@ impl ProxyBuilder {
     pub fn env(mut self, k: &str, v: &str) -> Self {
         self.env.push((k.into(), v.into()));
         self
+    }
+
+    /// Serves the admin endpoint on a free port (`--admin`).
+    pub fn admin(mut self) -> Self {
+        let port = free_port();
+        self.admin = Some(port);
+        self.args(&["--admin", &format!("127.0.0.1:{port}")])
+    }
+
+    /// Serves TLS on a free port of its own (`--tls-listen`); `--listen` stays plaintext.
+    /// Needs `--tls-cert` and `--tls-key` too.
+    pub fn tls_listen(mut self) -> Self {
+        let port = free_port();
+        self.tls_listen = Some(port);
+        self.args(&["--tls-listen", &format!("127.0.0.1:{port}")])
     }
 
     /// Starts the proxy and waits until it serves (a master is verified).
@@ -265,15 +284,21 @@ impl ProxyBuilder {
             .expect("proxy binary");
         let proxy = Proxy {
             port,
+            admin_port: self.admin,
+            tls_port: self.tls_listen,
             child: Some(child),
             dir,
             log,
         };
-        assert!(
-            wait_port(proxy.addr(), Duration::from_secs(10)),
-            "proxy did not start: {}",
-            proxy.log()
-        );
+        let mut addrs = vec![proxy.addr()];
+        addrs.extend(proxy.tls_port.map(|_| proxy.tls_addr()));
+        for addr in addrs {
+            assert!(
+                wait_port(addr, Duration::from_secs(10)),
+                "proxy did not start on {addr}: {}",
+                proxy.log()
+            );
+        }
         proxy
     }
 }
@@ -283,6 +308,10 @@ impl ProxyBuilder {
 pub struct Proxy {
     /// Its client port.
     pub port: u16,
+    /// Its admin port (`ProxyBuilder::admin`).
+    pub admin_port: Option<u16>,
+    /// Its separate TLS port (`ProxyBuilder::tls_listen`).
+    pub tls_port: Option<u16>,
     child: Option<Child>,
     dir: tempfile::TempDir,
     log: PathBuf,
@@ -304,6 +333,12 @@ impl Proxy {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }
 
+    /// The separate TLS address (`ProxyBuilder::tls_listen`).
+    pub fn tls_addr(&self) -> SocketAddr {
+        let port = self.tls_port.expect("started with tls_listen()");
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
     /// A client connected to the proxy.
     pub fn client(&self) -> Client {
         Client::connect(self.addr())
@@ -312,6 +347,70 @@ impl Proxy {
     /// The proxy's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log contains `needle`; false if it did not within `deadline`.
+    pub fn wait_log(&self, needle: &str, deadline: Duration) -> bool {
+        let until = Instant::now() + deadline;
+        loop {
+            if self.log().contains(needle) {
+                return true;
+            }
+            if Instant::now() >= until {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `GET path` on the admin endpoint (`ProxyBuilder::admin`); returns the status code and
+    /// the body. Retries the connection while the endpoint is starting.
+    pub fn admin_get(&self, path: &str) -> (u16, String) {
+        use std::io::{Read, Write};
+        let port = self.admin_port.expect("started with admin()");
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let until = Instant::now() + Duration::from_secs(10);
+        let mut s = loop {
+            match TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
+                Ok(s) => break s,
+                Err(e) if Instant::now() >= until => panic!("admin endpoint {addr}: {e}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        };
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )
+        .expect("send request");
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).expect("read response");
+        let raw = String::from_utf8_lossy(&raw);
+        let (head, body) = raw.split_once("\r\n\r\n").expect("an HTTP response");
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .expect("a status code");
+        (status, body.to_string())
+    }
+
+    /// The value of the metric series named `name` whose labels include every `key="value"`
+    /// of `labels`, from the admin endpoint's `/metrics` (0 when absent: counters appear on
+    /// their first increment).
+    pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let (status, body) = self.admin_get("/metrics");
+        assert_eq!(status, 200, "/metrics: {body}");
+        body.lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+            .filter(|l| {
+                labels
+                    .iter()
+                    .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+            })
+            .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+            .sum()
     }
 
     /// Waits until a write through the proxy succeeds.
