@@ -1,14 +1,16 @@
 //! What happens to connections of a master that another node replaced. While the proxy only
 //! holds (the master is in doubt), written commands keep waiting for their replies: the node
 //! may still answer. Once a new master is verified, nothing from the old one is awaited any
-//! longer: shared connections fail what they wait for at once (the client learns the outcome
-//! is unknown now, not after the reply deadline), and clients blocked there (`BLPOP` and the
+//! longer: after a short grace for replies already on their way, shared connections fail
+//! what they still wait for (the client learns the outcome is unknown now, not after the
+//! reply deadline), and clients blocked there (`BLPOP` and the
 //! like) are released with `CLIENT UNBLOCK ... ERROR`, so that Redis answers `-UNBLOCKED` and
 //! the session re-issues the command on the new master. If the old node cannot be reached to
 //! do that, its dedicated connections are failed too.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
@@ -19,6 +21,9 @@ use super::pool::NodeId;
 use super::{BackendAuth, ConnError};
 use crate::resp::reply::Proto;
 use crate::resp::Request;
+
+/// How long replies already on their way from a superseded master are still awaited.
+const REPLY_GRACE: Duration = Duration::from_millis(500);
 
 /// The connections of one node that supersession must reach.
 #[derive(Debug, Default)]
@@ -82,7 +87,12 @@ impl Registry {
                 .collect()
         };
         for (node, conns) in gone {
-            conns.lanes.cancel();
+            // A reply already on its way still wins over an error: give it a moment.
+            let lanes = conns.lanes.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(REPLY_GRACE).await;
+                lanes.cancel();
+            });
             if conns.clients.is_empty() {
                 continue;
             }
