@@ -23,7 +23,7 @@ use crate::resp::reply::Proto;
 use crate::resp::Request;
 
 /// How long replies already on their way from a superseded master are still awaited.
-const REPLY_GRACE: Duration = Duration::from_millis(500);
+const REPLY_GRACE: Duration = Duration::from_millis(100);
 
 /// The connections of one node that supersession must reach.
 #[derive(Debug, Default)]

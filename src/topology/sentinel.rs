@@ -80,14 +80,14 @@ pub struct MasterView {
 }
 
 impl MasterView {
-    /// Whether Sentinel considers the master down or in the middle of a failover.
+    /// Whether Sentinel considers the master down or in the middle of a failover. Not
+    /// `disconnected`: right after a switch every Sentinel reports the new master so until its
+    /// next reconnect (up to a second), which says nothing about the master; a master Sentinel
+    /// really cannot reach turns `s_down` after `down-after-milliseconds`.
     pub fn troubled(&self) -> bool {
-        self.flags.split(',').any(|f| {
-            matches!(
-                f,
-                "s_down" | "o_down" | "failover_in_progress" | "disconnected"
-            )
-        })
+        self.flags
+            .split(',')
+            .any(|f| matches!(f, "s_down" | "o_down" | "failover_in_progress"))
     }
 }
 
