@@ -203,6 +203,7 @@ pub struct ProxyBuilder {
     args: Vec<String>,
     config: Option<String>,
     env: Vec<(String, String)>,
+    port: Option<u16>,
 }
 
 impl ProxyBuilder {
@@ -230,6 +231,13 @@ impl ProxyBuilder {
         self
     }
 
+    /// Listens on this client port (a configuration file can then name the same address, so
+    /// that a reload finds `listen` unchanged).
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = Some(port);
+        self
+    }
+
     /// Starts the proxy and waits until it serves (a master is verified).
     pub fn start(self) -> Proxy {
         let proxy = self.spawn();
@@ -239,7 +247,7 @@ impl ProxyBuilder {
 
     /// Starts the proxy and waits only until it accepts connections.
     pub fn spawn(self) -> Proxy {
-        let port = free_port();
+        let port = self.port.unwrap_or_else(free_port);
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join("proxy.log");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_redis-failover-proxy"));
@@ -312,6 +320,25 @@ impl Proxy {
     /// The proxy's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Lines of the log so far (colours removed) containing every one of `parts`.
+    pub fn log_lines(&self, parts: &[&str]) -> Vec<String> {
+        super::failover::strip_ansi(&self.log())
+            .lines()
+            .filter(|l| parts.iter().all(|p| l.contains(p)))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Replaces the configuration file the proxy was started with (it re-reads it on SIGHUP).
+    pub fn rewrite_config(&self, toml: &str) {
+        let path = self.dir.path().join("proxy.toml");
+        assert!(
+            path.exists(),
+            "the proxy was started without a configuration file"
+        );
+        std::fs::write(&path, toml).expect("rewrite config");
     }
 
     /// Waits until a write through the proxy succeeds.
