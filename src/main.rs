@@ -44,11 +44,7 @@ fn main() -> ExitCode {
             None
         }
     };
-    match runtime.block_on(redis_failover_proxy::app::run(
-        cfg,
-        cli.config.clone(),
-        metrics,
-    )) {
+    match runtime.block_on(redis_failover_proxy::app::run(cfg, &cli, metrics)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "cannot start");

@@ -443,3 +443,25 @@ fn relay_drop_closes_everything() {
     assert!(a.closed(Duration::from_secs(5)));
     assert!(TcpStream::connect(addr).is_err());
 }
+
+/// The `/metrics` parser reads plain samples, labelled ones, histogram buckets and escaped
+/// label values, and looks them up by a subset of labels.
+#[test]
+fn metrics_parser_reads_the_exposition_format() {
+    use support::scrape::Scrape;
+    let s = Scrape::parse(
+        "# HELP redis_failover_proxy_epoch Epoch.\n\
+         redis_failover_proxy_epoch 4\n\
+         redis_failover_proxy_role{site=\"a\",node=\"127.0.0.1:1\",role=\"master\"} 1\n\
+         redis_failover_proxy_role{site=\"a\",node=\"127.0.0.1:1\",role=\"replica\"} 0\n\
+         redis_failover_proxy_d_bucket{class=\"write\",le=\"+Inf\"} 3\n\
+         redis_failover_proxy_q{v=\"a\\\"b,c}\"} 2.5\n",
+    );
+    assert_eq!(s.value("epoch", &[]), Some(4.0));
+    assert_eq!(s.value("role", &[("role", "master")]), Some(1.0));
+    assert_eq!(s.value("role", &[("role", "other")]), None);
+    assert_eq!(s.sum("role", &[("node", "127.0.0.1:1")]), 1.0);
+    assert_eq!(s.value("d_bucket", &[("le", "+Inf")]), Some(3.0));
+    assert_eq!(s.value("q", &[("v", "a\"b,c}")]), Some(2.5));
+    assert_eq!(s.get("absent_total", &[]), 0.0);
+}

@@ -12,7 +12,6 @@
 mod reload;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
@@ -379,16 +378,17 @@ impl Running {
     }
 }
 
-/// Runs until SIGTERM or SIGINT; reloads `config` on SIGHUP.
+/// Runs until SIGTERM or SIGINT; on SIGHUP reloads the configuration `cli` names (its flags
+/// still override the file, as at start).
 pub async fn run(
     cfg: Config,
-    config: Option<PathBuf>,
+    cli: &crate::config::cli::Cli,
     metrics: Option<PrometheusHandle>,
 ) -> Result<(), StartError> {
     let mut running = start(&cfg, metrics).await?;
     loop {
         match shutdown::signal().await {
-            "SIGHUP" => reload_from(&mut running, config.as_deref()),
+            "SIGHUP" => reload_from(&mut running, cli),
             sig => {
                 tracing::info!(signal = sig, "shutting down");
                 break;
@@ -399,13 +399,12 @@ pub async fn run(
     Ok(())
 }
 
-fn reload_from(running: &mut Running, path: Option<&std::path::Path>) {
-    let Some(path) = path else {
+fn reload_from(running: &mut Running, cli: &crate::config::cli::Cli) {
+    if cli.config.is_none() {
         tracing::warn!("SIGHUP without --config: nothing to reload");
         return;
-    };
-    let loaded = Config::from_file(path).and_then(|c| c.validate().map(|()| c));
-    match loaded {
+    }
+    match cli.load() {
         Ok(next) => {
             if let Err(e) = running.reload(next) {
                 tracing::error!(error = %e, "reload rejected; keeping the running configuration");

@@ -55,13 +55,7 @@ impl Failover {
         self.retire_for(&current, &state, &master);
         self.epoch = self.epoch.max(current.epoch) + 1;
         if current.authority.reachable != authority.reachable && current.epoch > 0 {
-            tracing::warn!(
-                authority = authority.kind,
-                reachable = authority.reachable,
-                answering = authority.voters.0,
-                configured = authority.voters.1,
-                "authority reachability changed"
-            );
+            log_reachability(&authority);
         }
         if current.state != state
             || current.master.as_ref().map(|m| &m.node) != master.as_ref().map(|m| &m.node)
@@ -383,6 +377,25 @@ impl Failover {
         if let Some(k) = &keep {
             self.pool.supersede(k);
         }
+    }
+}
+
+/// Losing the authority is worth a warning; regaining it (or reaching it at start) is not.
+fn log_reachability(a: &AuthorityStatus) {
+    if a.reachable {
+        tracing::info!(
+            authority = a.kind,
+            answering = a.voters.0,
+            configured = a.voters.1,
+            "authority reachable"
+        );
+    } else {
+        tracing::warn!(
+            authority = a.kind,
+            answering = a.voters.0,
+            configured = a.voters.1,
+            "authority unreachable from here; /readyz reports unready"
+        );
     }
 }
 

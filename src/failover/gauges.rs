@@ -46,6 +46,18 @@ pub(super) fn publish(before: &Topology, now: &Topology) {
             gauge!(NODE_ROLE, "site" => site.clone(), "node" => node.clone(), "role" => r).set(v);
         }
     }
+    // A node no longer known (dropped by a reload, gone from DNS) must not stay "up".
+    for n in before
+        .nodes
+        .iter()
+        .filter(|b| !now.nodes.iter().any(|n| n.endpoint.addr == b.endpoint.addr))
+    {
+        let (site, node) = (n.site.clone(), n.endpoint.addr.to_string());
+        gauge!(NODE_UP, "site" => site.clone(), "node" => node.clone()).set(0.0);
+        for r in ROLES {
+            gauge!(NODE_ROLE, "site" => site.clone(), "node" => node.clone(), "role" => r).set(0.0);
+        }
+    }
     gauge!(AUTHORITY_REACHABLE).set(if now.authority.reachable { 1.0 } else { 0.0 });
     gauge!(SENTINELS_ANSWERING).set(now.authority.voters.0 as f64);
 }

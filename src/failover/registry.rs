@@ -223,7 +223,7 @@ impl Registry {
         self.nodes.retain(|addr, n| {
             let keep = n.site != site || wanted.contains_key(addr);
             if !keep {
-                tracing::info!(node = %n.endpoint, site = %self.sites[site].name, "node left DNS; dropping it");
+                tracing::info!(node = %n.endpoint, site = %self.sites[site].name, "node no longer listed (DNS or configuration); dropping it");
             }
             // Changed TLS settings (a reload) need a new probe and new connections.
             keep && (n.site != site || wanted.get(addr) == Some(&n.endpoint))

@@ -20,10 +20,12 @@ const WAIT_CHANNEL: &str = "__redis-failover-proxy__:wait";
 
 impl Session {
     /// Handles one command.
-    pub(super) async fn handle(&mut self, req: Request) {
+    pub(super) async fn handle(&mut self, req: Request, fresh: bool) {
         let cls = classify(&req);
         self.last_cmd = cls.spec;
-        crate::metrics::hot().commands[cls.kind.class_index()].increment(1);
+        if fresh {
+            crate::metrics::hot().commands[cls.kind.class_index()].increment(1);
+        }
         self.dispatch(req, cls).await;
         // CLIENT REPLY SKIP drops the reply of exactly one command: the next one handled (a
         // stalled command is handled again later and keeps the skip for then).

@@ -185,6 +185,8 @@ pub struct Session {
     stalled: Option<Request>,
     /// Stop reading; close once everything is answered (QUIT, protocol error, drain).
     closing: bool,
+    /// The proxy drains: handle what was received, read nothing more, then close.
+    draining: bool,
     /// The master this client last wrote to (WAIT counts acknowledgements there).
     last_write: Option<Arc<NodeId>>,
     /// The transport needs a flush (TLS buffers).
@@ -232,6 +234,7 @@ impl Session {
             wbuf: BytesMut::new(),
             stalled: None,
             closing: false,
+            draining: false,
             last_write: None,
             needs_flush: false,
             hold: hold::Hold::default(),
@@ -296,7 +299,7 @@ impl Session {
             let input_deadline = self.input_deadline(&dynamic);
             drop(dynamic);
             tokio::select! {
-                _ = drain.signaled(), if !self.closing => self.closing = true,
+                _ = drain.signaled(), if !self.closing && !self.draining => self.draining = true,
                 r = reader.read_buf(&mut self.rbuf), if want_read => match r {
                     Ok(0) | Err(_) => return End::Closed,
                     Ok(_) => {
@@ -327,7 +330,7 @@ impl Session {
 
     /// Whether to read more input now.
     fn want_read(&self) -> bool {
-        if self.closing {
+        if self.closing || self.draining {
             return false;
         }
         let buffered = self.rbuf.len();
@@ -376,7 +379,7 @@ impl Session {
     /// enough is in flight.
     async fn process(&mut self) {
         if let Some(req) = self.stalled.take() {
-            self.handle(req).await;
+            self.handle(req, false).await;
         }
         while !self.closing && self.stalled.is_none() {
             if self.saturated() {
@@ -388,11 +391,16 @@ impl Session {
                     self.protocol_error(crate::resp::ProtocolError::QueryBufferLimit)
                         .await;
                 }
-                Ok(Some(req)) => self.handle(req).await,
+                Ok(Some(req)) => self.handle(req, true).await,
                 Ok(None) => {
                     if self.rbuf.len() > self.ctx.limits.query_buffer {
                         self.protocol_error(crate::resp::ProtocolError::QueryBufferLimit)
                             .await;
+                    }
+                    if self.draining {
+                        // Every complete command received before the drain is handled;
+                        // nothing more is read.
+                        self.closing = true;
                     }
                     break;
                 }

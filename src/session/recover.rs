@@ -278,9 +278,13 @@ impl Session {
         match p {
             Plan::Release(frames) => frames.into_iter().filter_map(visible).collect(),
             Plan::Fail(e) => (0..cmd.replies)
+                .inspect(|_| super::commands::count_error(&e))
                 .filter_map(|_| visible(e.to_bytes()))
                 .collect(),
-            Plan::FailRemaining(e, n) => (0..n).filter_map(|_| visible(e.to_bytes())).collect(),
+            Plan::FailRemaining(e, n) => (0..n)
+                .inspect(|_| super::commands::count_error(&e))
+                .filter_map(|_| visible(e.to_bytes()))
+                .collect(),
             Plan::Null => visible(Value::NullArray.to_bytes(self.state.proto))
                 .into_iter()
                 .collect(),

@@ -46,6 +46,13 @@ pub fn request(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) 
     Response { status, body }
 }
 
+/// A free loopback address for an admin endpoint, as text (for flags and files) and parsed.
+pub fn free_addr() -> (String, SocketAddr) {
+    let text = format!("127.0.0.1:{}", super::procs::free_port());
+    let addr = text.parse().expect("loopback address");
+    (text, addr)
+}
+
 /// `GET path`.
 pub fn get(addr: SocketAddr, path: &str, token: Option<&str>) -> Response {
     request(addr, "GET", path, token)

@@ -9,6 +9,7 @@ pub mod failover;
 pub mod http;
 pub mod procs;
 pub mod relay;
+pub mod scrape;
 pub mod sentinel;
 pub mod tls;
 pub mod writer;

@@ -207,6 +207,7 @@ pub struct ProxyBuilder {
     admin: Option<u16>,
     /// Port of `--tls-listen`, when asked for.
     tls_listen: Option<u16>,
+    port: Option<u16>,
 }
 
 impl ProxyBuilder {
@@ -249,6 +250,13 @@ impl ProxyBuilder {
         self.args(&["--tls-listen", &format!("127.0.0.1:{port}")])
     }
 
+    /// Listens on this client port (a configuration file can then name the same address, so
+    /// that a reload finds `listen` unchanged).
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = Some(port);
+        self
+    }
+
     /// Starts the proxy and waits until it serves (a master is verified).
     pub fn start(self) -> Proxy {
         let proxy = self.spawn();
@@ -258,7 +266,7 @@ impl ProxyBuilder {
 
     /// Starts the proxy and waits only until it accepts connections.
     pub fn spawn(self) -> Proxy {
-        let port = free_port();
+        let port = self.port.unwrap_or_else(free_port);
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join("proxy.log");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_redis-failover-proxy"));
@@ -411,6 +419,25 @@ impl Proxy {
             })
             .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
             .sum()
+    }
+
+    /// Lines of the log so far (colours removed) containing every one of `parts`.
+    pub fn log_lines(&self, parts: &[&str]) -> Vec<String> {
+        super::failover::strip_ansi(&self.log())
+            .lines()
+            .filter(|l| parts.iter().all(|p| l.contains(p)))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Replaces the configuration file the proxy was started with (it re-reads it on SIGHUP).
+    pub fn rewrite_config(&self, toml: &str) {
+        let path = self.dir.path().join("proxy.toml");
+        assert!(
+            path.exists(),
+            "the proxy was started without a configuration file"
+        );
+        std::fs::write(&path, toml).expect("rewrite config");
     }
 
     /// Waits until a write through the proxy succeeds.
