@@ -65,7 +65,7 @@ pub enum Signal {
 /// The way to reach the failover task (never blocks; a full channel means the task already
 /// has plenty to re-check).
 #[derive(Debug, Clone)]
-pub struct Signals(mpsc::Sender<Signal>);
+pub struct Signals(pub(crate) mpsc::Sender<Signal>);
 
 impl Signals {
     /// Sends a signal (a reconfiguration waits for room: it must not be lost).

@@ -257,6 +257,18 @@ pub enum ClientError {
 impl ClientError {
     /// The error text without the leading `-`.
     pub fn text(&self) -> String {
+        let text = self.text_as_formatted();
+        // An error reply is one line, whatever client bytes it quotes (a command name, an
+        // option, the byte where `$` was expected): like Redis's `addReplyErrorFormat`, line
+        // breaks become spaces. Left in, they would end the line early and desynchronise the
+        // client's parser (found by the `session` fuzz target).
+        if text.contains(['\r', '\n']) {
+            return text.replace(['\r', '\n'], " ");
+        }
+        text
+    }
+
+    fn text_as_formatted(&self) -> String {
         use ClientError::*;
         match self {
             Protocol(e) => format!("ERR Protocol error: {e}"),
@@ -433,6 +445,25 @@ mod tests {
         assert_eq!(
             ClientError::Syntax.value().to_bytes(Proto::Resp3),
             e_bytes("ERR syntax error")
+        );
+    }
+
+    /// Found by the `session` fuzz target: a `\r` where `$` was expected went into the error
+    /// line as is, and the client saw a broken reply.
+    #[test]
+    fn quoted_line_breaks_become_spaces() {
+        let e = ClientError::Protocol(ProtocolError::ExpectedDollar(b'\r'));
+        assert_eq!(
+            &e.to_bytes()[..],
+            b"-ERR Protocol error: expected '$', got ' '\r\n"
+        );
+        let e = ClientError::UnknownCommand {
+            name: "a\r\nb".into(),
+            args: vec!["\n".into()],
+        };
+        assert_eq!(
+            e.value().to_bytes(Proto::Resp3),
+            e_bytes("ERR unknown command 'a  b', with args beginning with: ' ' ")
         );
     }
 

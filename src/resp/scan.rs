@@ -195,6 +195,9 @@ pub struct RequestParser {
     seen: usize,
     /// Ranges of the first arguments, filled as they are scanned.
     heads: [(u32, u32); HEAD_ARGS],
+    /// How far the header line being read is known to hold no `\r`, so that a header line
+    /// arriving one byte per read is searched once in total instead of once per read.
+    line_seen: usize,
 }
 
 impl RequestParser {
@@ -206,6 +209,7 @@ impl RequestParser {
             argc: 0,
             seen: 0,
             heads: [(0, 0); HEAD_ARGS],
+            line_seen: 0,
         }
     }
 
@@ -252,11 +256,13 @@ impl RequestParser {
         self.argc = 0;
         self.seen = 0;
         self.heads = [(0, 0); HEAD_ARGS];
+        self.line_seen = 0;
     }
 
     fn multibulk(&mut self, buf: &mut BytesMut, unauth: bool) -> Result<Step, ProtocolError> {
         if self.argc == 0 {
-            let Some((n, next)) = line_int(buf, 0, ProtocolError::TooBigMultibulkCount)? else {
+            let too_long = ProtocolError::TooBigMultibulkCount;
+            let Some((n, next)) = line_int(buf, 0, &mut self.line_seen, too_long)? else {
                 return Ok(Step::Need);
             };
             let n = n.ok_or(ProtocolError::InvalidMultibulkLength)?;
@@ -307,7 +313,8 @@ impl RequestParser {
         if buf[at] != b'$' {
             return Err(ProtocolError::ExpectedDollar(buf[at]));
         }
-        let Some((n, start)) = line_int(buf, at, ProtocolError::TooBigBulkCount)? else {
+        let too_long = ProtocolError::TooBigBulkCount;
+        let Some((n, start)) = line_int(buf, at, &mut self.line_seen, too_long)? else {
             return Ok(None);
         };
         let n = n.ok_or(ProtocolError::InvalidBulkLength)?;
@@ -357,24 +364,31 @@ enum Step {
 
 /// Reads the integer on the header line starting at `at` (after its type byte). Returns the
 /// parsed value (None when malformed) and the offset after the line, or `Ok(None)` when the
-/// line is not complete yet.
+/// line is not complete yet. `seen` carries, between calls on the same line, how far it holds
+/// no `\r`: without it a long header dripping in one byte per read costs a search of the whole
+/// line per byte (quadratic, up to 64 KiB squared per line).
 fn line_int(
     buf: &[u8],
     at: usize,
+    seen: &mut usize,
     too_long: ProtocolError,
 ) -> Result<Option<(Option<i64>, usize)>, ProtocolError> {
-    let Some(cr) = memchr(b'\r', &buf[at..]).map(|i| i + at) else {
+    let from = (*seen).max(at).min(buf.len());
+    let Some(cr) = memchr(b'\r', &buf[from..]).map(|i| i + from) else {
         if buf.len() - at > MAX_INLINE {
             return Err(too_long);
         }
+        *seen = buf.len();
         return Ok(None);
     };
     if cr - at > MAX_INLINE {
         return Err(too_long);
     }
     if cr + 1 >= buf.len() {
+        *seen = cr;
         return Ok(None);
     }
+    *seen = 0;
     Ok(Some((parse_int(&buf[at + 1..cr]), cr + 2)))
 }
 
@@ -571,6 +585,10 @@ impl ReplyScanner {
                     return Ok(None);
                 }
                 let start = self.pos;
+                if cr == start {
+                    // An empty line has no type byte: not RESP (and no body to slice).
+                    return Err(ProtocolError::BadReply);
+                }
                 self.pos = cr + 2;
                 self.token(buf[start], &buf[start + 1..cr], start)?;
             }

@@ -140,6 +140,32 @@ fn overlong_lines_are_refused() {
     assert_eq!(parse_err(&bulk, false), ProtocolError::TooBigBulkCount);
 }
 
+/// A header line dripping in one byte per read is searched once in total (found while
+/// fuzzing: each read searched the whole line again, quadratic in its length).
+#[test]
+fn dripping_header_line_is_scanned_once() {
+    for (prefix, want) in [
+        (&b"*"[..], ProtocolError::TooBigMultibulkCount),
+        (b"*1\r\n$", ProtocolError::TooBigBulkCount),
+    ] {
+        let mut parser = RequestParser::new(FrameLimits::default());
+        let mut buf = BytesMut::from(prefix);
+        let mut got = None;
+        for _ in 0..MAX_INLINE + 2 {
+            buf.extend_from_slice(b"1");
+            match parser.next(&mut buf, false) {
+                Ok(None) => assert!(parser.line_seen == buf.len()),
+                Ok(Some(r)) => panic!("a frame out of a header line: {r:?}"),
+                Err(e) => {
+                    got = Some(e);
+                    break;
+                }
+            }
+        }
+        assert_eq!(got, Some(want));
+    }
+}
+
 #[test]
 fn announced_lengths_allocate_nothing() {
     let mut parser = RequestParser::new(FrameLimits::default());
@@ -268,4 +294,14 @@ fn garbage_reply_is_an_error() {
     assert_eq!(sc.next(b"?what\r\n"), Err(ProtocolError::BadReply));
     let mut sc = ReplyScanner::new();
     assert_eq!(sc.next(b"*x\r\n"), Err(ProtocolError::BadReply));
+}
+
+/// Found by the `frames` fuzz target: a line with no type byte made the scanner slice the
+/// token body backwards and panic.
+#[test]
+fn empty_reply_line_is_an_error() {
+    for input in [&b"\r\n"[..], b"\r\r\xed", b"*2\r\n:1\r\n\r\n"] {
+        let mut sc = ReplyScanner::new();
+        assert_eq!(sc.next(input), Err(ProtocolError::BadReply), "{input:?}");
+    }
 }

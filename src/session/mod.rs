@@ -20,6 +20,7 @@ mod recover;
 pub mod registry;
 mod route;
 pub mod scripts;
+mod standalone;
 pub mod state;
 mod tracking;
 mod tx;
