@@ -48,7 +48,7 @@ seed $s pipeline-pieces 06 "$(cmd SET k v)$(cmd ECHO abcdefghijklmnop)$(cmd PING
 seed $s hello3 00 "$(cmd HELLO 3)$(cmd CLIENT INFO)$(cmd PING)$(cmd GET k)$(cmd HELLO 2)"
 seed $s hello3-auth 20 "$(cmd HELLO 3 AUTH default secret SETNAME app)$(cmd ACL WHOAMI)$(cmd GET k)"
 seed $s hello-bad 00 "$(cmd HELLO 4)$(cmd HELLO x)$(cmd HELLO 3 SETNAME)$(cmd HELLO 3 FOO)"
-seed $s auth 20 "$(cmd GET k)$(cmd AUTH wrong)$(cmd AUTH secret)$(cmd AUTH alice pw)$(cmd ACL WHOAMI)"
+seed $s auth 20 "$(cmd GET k)$(cmd AUTH wrong)$(cmd AUTH secret)$(cmd AUTH app pw)$(cmd ACL WHOAMI)"
 seed $s auth-open 00 "$(cmd AUTH secret)$(cmd AUTH default x)$(cmd ACL WHOAMI)"
 seed $s unauth-limits a0 "$(cmd PING)*11\r\n"
 seed $s unauth-bulk a0 '*1\r\n$16385\r\n'

@@ -112,7 +112,7 @@ impl Setting {
             let backend = Arc::new(BackendAuth::default());
             let users = Users::new(
                 User::with_password("default", "secret", Arc::clone(&backend)),
-                vec![User::with_password("alice", "pw", backend)],
+                vec![User::with_password("app", "pw", backend)],
             );
             let old = ctx.dynamic.load();
             ctx.dynamic = Arc::new(ArcSwap::from_pointee(Dynamic {
@@ -120,6 +120,8 @@ impl Setting {
                 allow: old.allow.clone(),
                 hold_timeout: old.hold_timeout,
                 max_held_clients: old.max_held_clients,
+                frame_timeout: old.frame_timeout,
+                idle_timeout: old.idle_timeout,
             }));
         }
         Arc::new(ctx)

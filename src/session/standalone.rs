@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, Semaphore};
 use super::registry::Registry;
 use super::scripts::Scripts;
 use super::{Context, Dynamic, Limits};
-use crate::auth::{User, Users};
+use crate::auth::{AuthLimiter, LimitSettings, User, Users};
 use crate::backend::{BackendAuth, Dialer, Pool, PoolConfig};
 use crate::failover::Signals;
 use crate::topology::{RouteState, Topology, TopologyHandle};
@@ -42,6 +42,8 @@ impl Context {
             allow: HashSet::new(),
             hold_timeout: Duration::ZERO,
             max_held_clients: usize::MAX,
+            frame_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::ZERO,
         };
         let dialer = Dialer {
             connect_timeout: Duration::from_secs(1),
@@ -66,6 +68,7 @@ impl Context {
             signals: Signals(signals),
             held: Arc::new(AtomicUsize::new(0)),
             scripts: Arc::new(Scripts::default()),
+            auth_limiter: Arc::new(AuthLimiter::new(LimitSettings::default())),
         }
     }
 }
