@@ -1,0 +1,142 @@
+//! What a reply (or its absence) means: the label an error is counted under, and, for a
+//! write, its [`Fate`] as far as the ledger can know it. Redis refuses a command before running
+//! it whenever it answers with an error, so a Redis error means "not applied". The proxy says
+//! which of its own errors left the command unexecuted ("... not executed (proxy)") and which
+//! may have been applied ("... may have been applied (proxy)"); a lost connection or a missing
+//! reply leaves the outcome unknown.
+
+/// What became of one write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fate {
+    /// Acknowledged (`+OK`).
+    Acked,
+    /// Refused: certainly not applied.
+    Refused,
+    /// Perhaps applied, and if so before the harness learned it was lost (an error saying
+    /// it may have been applied, or the connection closing under it).
+    Unknown,
+    /// No reply within the deadline: perhaps applied, at any time after it was sent.
+    TimedOut,
+}
+
+/// Label of a missing reply.
+pub(crate) const TIMEOUT: &str = "timeout";
+/// Label of a connection that failed with commands in flight.
+pub(crate) const CONNECTION_LOST: &str = "connection lost";
+/// Label of a reply that is not what the command returns.
+pub(crate) const UNEXPECTED: &str = "unexpected reply";
+
+/// The classification of one reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// A normal reply.
+    Ok,
+    /// An error (or a reply the harness did not expect), counted under `kind`.
+    Failed { kind: String, fate: Fate },
+}
+
+/// Classifies the reply `frame` (one whole RESP frame) to a GET (`write` false) or a SET.
+pub(crate) fn classify(frame: &[u8], write: bool) -> Outcome {
+    match frame.first() {
+        Some(b'-') | Some(b'!') => {
+            let text = error_text(frame);
+            let (kind, fate) = classify_error(&text);
+            Outcome::Failed { kind, fate }
+        }
+        _ if !write => Outcome::Ok,
+        _ if frame == b"+OK\r\n" => Outcome::Ok,
+        _ => Outcome::Failed {
+            kind: UNEXPECTED.into(),
+            fate: Fate::Unknown,
+        },
+    }
+}
+
+/// The text of an error frame (`-TEXT\r\n`, or a RESP3 blob error), lossy.
+fn error_text(frame: &[u8]) -> String {
+    let body = frame.strip_suffix(b"\r\n").unwrap_or(frame);
+    let body = match body.first() {
+        // `!<len>\r\n<text>`
+        Some(b'!') => body
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(&body[1..], |i| &body[i + 1..]),
+        _ => &body[1..],
+    };
+    String::from_utf8_lossy(body).into_owned()
+}
+
+/// The label and write fate of an error text.
+pub(crate) fn classify_error(text: &str) -> (String, Fate) {
+    let code = text.split_whitespace().next().unwrap_or("ERR");
+    if text.trim_end().ends_with("(proxy)") {
+        if text.contains("may have been applied") {
+            return (
+                format!("{code} (proxy: may have been applied)"),
+                Fate::Unknown,
+            );
+        }
+        if text.contains("not executed") {
+            return (format!("{code} (proxy: not executed)"), Fate::Refused);
+        }
+        return (format!("{code} (proxy)"), Fate::Refused);
+    }
+    (code.to_string(), Fate::Refused)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies() {
+        assert_eq!(classify(b"+OK\r\n", true), Outcome::Ok);
+        assert_eq!(classify(b"$-1\r\n", false), Outcome::Ok);
+        assert_eq!(classify(b"$3\r\nabc\r\n", false), Outcome::Ok);
+        assert_eq!(
+            classify(b":1\r\n", true),
+            Outcome::Failed {
+                kind: UNEXPECTED.into(),
+                fate: Fate::Unknown
+            }
+        );
+        assert_eq!(
+            classify(
+                b"-READONLY You can't write against a read only replica.\r\n",
+                true
+            ),
+            Outcome::Failed {
+                kind: "READONLY".into(),
+                fate: Fate::Refused
+            }
+        );
+        assert_eq!(
+            classify(b"!9\r\nERR oops!\r\n", false),
+            Outcome::Failed {
+                kind: "ERR".into(),
+                fate: Fate::Refused
+            }
+        );
+    }
+
+    #[test]
+    fn the_proxys_own_errors() {
+        let (kind, fate) = classify_error(
+            "ERR the connection to the master was lost after the command was sent; it may have been applied (proxy)",
+        );
+        assert_eq!(kind, "ERR (proxy: may have been applied)");
+        assert_eq!(fate, Fate::Unknown);
+        let (kind, fate) =
+            classify_error("MASTERDOWN no master is known; the command was not executed (proxy)");
+        assert_eq!(kind, "MASTERDOWN (proxy: not executed)");
+        assert_eq!(fate, Fate::Refused);
+        assert_eq!(
+            classify_error(
+                "ERR too many dedicated server connections in use; try again later (proxy)"
+            )
+            .0,
+            "ERR (proxy)"
+        );
+        assert_eq!(classify_error("LOADING Redis is loading").0, "LOADING");
+    }
+}
