@@ -7,7 +7,9 @@
 # shellcheck shell=bash
 
 ROOT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-PROXY_BIN="$ROOT_DIR/target/release/redis-failover-proxy"
+# Where cargo builds (CARGO_TARGET_DIR when set, as cargo itself does).
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT_DIR/target}"
+PROXY_BIN="$TARGET_DIR/release/redis-failover-proxy"
 WORK_DIR=""
 STARTED_PIDS=()
 
