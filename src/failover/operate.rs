@@ -30,7 +30,8 @@ use crate::topology::{RouteState, Topology, TopologyHandle};
 /// How long a planned switchover may take before it is abandoned.
 const SWITCH_DEADLINE: Duration = Duration::from_secs(10);
 /// How long in-flight writes get to reach the replicas before a Sentinel switchover.
-const CATCH_UP: Duration = Duration::from_secs(2);
+/// Replicas acknowledge their offset once a second; this leaves room for two reports.
+const CATCH_UP: Duration = Duration::from_millis(2500);
 /// Redis's own FAILOVER timeout (its writes pause at most this long).
 const FAILOVER_TIMEOUT_MS: u64 = 5000;
 
@@ -180,23 +181,22 @@ impl Operator {
         })
     }
 
-    /// Waits until every replica of `master` acknowledged its whole replication stream (the
-    /// writes acknowledged before the hold), so that Sentinel may promote any of them.
+    /// Waits until every replica of `master` acknowledged the replication offset the master
+    /// had when the hold began, so that Sentinel may promote any of them without losing an
+    /// acknowledged write. The target is fixed at the first look: the master's offset keeps
+    /// moving after the hold (Sentinel's hello messages and replication pings are replicated
+    /// too), and replicas report their offset only once a second, so "equal to the master's
+    /// current offset" might never be seen.
     async fn catch_up(&self, master: &Endpoint) -> Result<(), OpError> {
         let until = Instant::now() + CATCH_UP;
+        let mut target = None;
         loop {
             let role = self.node_command(master, &["ROLE".into()]).await?;
             let items = role.as_array().unwrap_or_default();
             let offset = items.get(1).and_then(Reply::as_int).unwrap_or(0);
+            let target = *target.get_or_insert(offset);
             let replicas = items.get(2).and_then(Reply::as_array).unwrap_or_default();
-            let behind = replicas.iter().any(|r| {
-                r.as_array()
-                    .and_then(|a| a.get(2))
-                    .and_then(Reply::as_int)
-                    .unwrap_or(0)
-                    < offset
-            });
-            if !behind {
+            if replicas_reached(replicas, target) {
                 return Ok(());
             }
             if Instant::now() > until {
@@ -295,6 +295,17 @@ impl Operator {
         out.extend_from_slice(Request::from_args(args).bytes());
         exchange(&mut io, &out, replies, Proto::Resp2).await
     }
+}
+
+/// Whether every replica in a master's `ROLE` reply (`[ip, port, offset]` each) acknowledged
+/// at least `target`.
+fn replicas_reached(replicas: &[Reply], target: i64) -> bool {
+    replicas.iter().all(|r| {
+        r.as_array()
+            .and_then(|a| a.get(2))
+            .and_then(Reply::as_int)
+            .is_some_and(|acked| acked >= target)
+    })
 }
 
 /// Writes `out`, reads `replies` replies, returns the last one (the earlier ones must not be

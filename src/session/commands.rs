@@ -45,7 +45,7 @@ impl Session {
     async fn dispatch(&mut self, req: Request, cls: Classified) {
         let silent = self.silent();
         if self.conn.pins().is_some_and(|p| p.monitor) {
-            return self.in_monitor(req, cls).await;
+            return Box::pin(self.in_monitor(req, cls)).await;
         }
         if !self.state.authenticated() && !no_auth(cls.kind) {
             return self.reply_error(ClientError::NoAuth, silent).await;
@@ -67,7 +67,7 @@ impl Session {
                 .await;
         }
         if self.tx.is_some() {
-            return self.in_tx(req, cls).await;
+            return Box::pin(self.in_tx(req, cls)).await;
         }
         if self.subscribed_resp2() && !allowed_subscribed(cls.kind) {
             let command = cls.acl_name(&req);
@@ -76,6 +76,15 @@ impl Session {
                 .await;
         }
         self.note_script(&req, cls.kind);
+        match cls.kind {
+            Kind::Read | Kind::Write => self.forward(req, cls.kind, silent).await,
+            // Everything else is boxed: an idle client's task is as large as the largest
+            // future it might await, and these paths are rare but deep.
+            _ => Box::pin(self.dispatch_special(req, cls, silent)).await,
+        }
+    }
+
+    async fn dispatch_special(&mut self, req: Request, cls: Classified, silent: bool) {
         match cls.kind {
             Kind::Read | Kind::Write => self.forward(req, cls.kind, silent).await,
             Kind::Blocking => self.blocking(req, Kind::Blocking, silent).await,

@@ -31,24 +31,54 @@ pub(super) struct Hold {
     expired: bool,
     /// The session counts against the global cap.
     counted: bool,
+    /// A failed dispatch (by id) waits until then before it is sent again (`None`: its
+    /// pause is over).
+    pause: Option<(u64, Option<Instant>)>,
 }
 
 impl Hold {
     /// When the episode times out, while it can.
+    /// When the session must wake up: the end of a pause, or the hold timeout.
     pub(super) fn deadline(&self, timeout: std::time::Duration) -> Option<Instant> {
         match self.since {
-            Some(since) if !self.expired => Some(since + timeout),
+            Some(since) if !self.expired => {
+                let end = since + timeout;
+                match self.pause {
+                    Some((_, Some(at))) => Some(at.min(end)),
+                    _ => Some(end),
+                }
+            }
             _ => None,
         }
     }
 
-    pub(super) fn expire(&mut self) {
-        self.expired = true;
+    /// The deadline passed: the pause is over, and the hold too once the timeout passed.
+    pub(super) fn on_deadline(&mut self, timeout: std::time::Duration) {
+        let now = Instant::now();
+        if let Some((id, Some(at))) = self.pause {
+            if at <= now {
+                self.pause = Some((id, None));
+            }
+        }
+        if self.since.is_some_and(|since| since + timeout <= now) {
+            self.expired = true;
+        }
     }
 
     pub(super) fn active(&self) -> bool {
         self.since.is_some()
     }
+}
+
+/// Where a failed dispatch's pause stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Pause {
+    /// None was started for it.
+    Absent,
+    /// It waits.
+    Waiting,
+    /// It waited: it may go.
+    Over,
 }
 
 /// What to do with a command that needs a master while none is routable.
@@ -82,6 +112,33 @@ impl Session {
             }
         }
         Wait::Hold
+    }
+
+    /// Where the pause of the failed dispatch `id` stands (an ended pause is forgotten as it
+    /// is reported).
+    pub(super) fn pause_state(&mut self, id: u64) -> Pause {
+        match self.hold.pause {
+            Some((p, Some(at))) if p == id && at > Instant::now() => Pause::Waiting,
+            Some((p, _)) if p == id => {
+                self.hold.pause = None;
+                Pause::Over
+            }
+            _ => Pause::Absent,
+        }
+    }
+
+    /// Makes the failed dispatch `id` wait `pause` before it is sent again to a master that
+    /// is still named: a master that just died would fail it again at once, and again,
+    /// before the failover task has had time to look at it. The wait is part of the hold (so
+    /// bounded by the hold timeout); returns false when the hold cannot take it.
+    pub(super) fn start_pause(&mut self, id: u64, why: &str, pause: std::time::Duration) -> bool {
+        match self.hold_for(why) {
+            Wait::Hold => {
+                self.hold.pause = Some((id, Some(Instant::now() + pause)));
+                true
+            }
+            Wait::Fail(_) => false,
+        }
     }
 
     /// Ends the hold episode (a master is routable again, or the session ends).

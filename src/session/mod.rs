@@ -14,6 +14,7 @@
 mod commands;
 mod deadline;
 mod hold;
+mod input;
 mod local;
 mod pin;
 mod recover;
@@ -47,8 +48,6 @@ use registry::Registry;
 use route::{Batch, Conn};
 use state::{ClientState, Subscriptions, TxBuffer};
 
-/// Read at most this much at a time from a client.
-const READ_CHUNK: usize = 16 * 1024;
 /// Stop reading while this much unprocessed input is buffered (and a frame is complete).
 const READ_PAUSE: usize = 4 * 1024 * 1024;
 /// Stop taking commands while this many bytes of them are in flight: a client pipelining a
@@ -210,6 +209,8 @@ pub struct Session {
     frame_since: Option<tokio::time::Instant>,
     /// When the client last sent something.
     last_input: tokio::time::Instant,
+    /// How much room the next read gets (see [`input`]).
+    read_hint: usize,
 }
 
 impl Session {
@@ -231,7 +232,8 @@ impl Session {
             conn: Conn::None,
             batch: Batch::default(),
             parser,
-            rbuf: BytesMut::with_capacity(READ_CHUNK),
+            rbuf: BytesMut::new(),
+            read_hint: input::READ_MIN,
             wbuf: BytesMut::new(),
             stalled: None,
             closing: false,
@@ -284,7 +286,11 @@ impl Session {
         W: AsyncWrite + Unpin + Send,
     {
         loop {
-            self.process().await;
+            if self.has_input() {
+                // Boxed: an idle client's task is as large as the largest future it may
+                // await, and this one is large; see `input`.
+                Box::pin(self.process()).await;
+            }
             if let Err(end) = self.collect().await {
                 return end;
             }
@@ -295,15 +301,18 @@ impl Session {
             let want_write = !self.wbuf.is_empty() || self.needs_flush;
             let watch_topology = self.waits_for_topology();
             let dynamic = self.ctx.dynamic.load();
-            let hold_deadline = self.hold.deadline(dynamic.hold_timeout);
+            let hold_timeout = dynamic.hold_timeout;
+            let hold_deadline = self.hold.deadline(hold_timeout);
             self.track_frame();
             let input_deadline = self.input_deadline(&dynamic);
             drop(dynamic);
+            let room = if want_read { self.make_read_room() } else { 0 };
             tokio::select! {
                 _ = drain.signaled(), if !self.closing && !self.draining => self.draining = true,
                 r = reader.read_buf(&mut self.rbuf), if want_read => match r {
                     Ok(0) | Err(_) => return End::Closed,
-                    Ok(_) => {
+                    Ok(n) => {
+                        self.after_read(n, room);
                         self.info.touch();
                         self.last_input = tokio::time::Instant::now();
                     }
@@ -317,12 +326,14 @@ impl Session {
                     if r.is_err() {
                         return End::Closed;
                     }
-                    self.on_topology().await;
+                    Box::pin(self.on_topology()).await;
                 }
-                _ = sleep_until(hold_deadline), if hold_deadline.is_some() => self.hold.expire(),
+                _ = sleep_until(hold_deadline), if hold_deadline.is_some() => {
+                    self.hold.on_deadline(hold_timeout);
+                }
                 _ = sleep_until(input_deadline.map(|d| d.0)), if input_deadline.is_some() => {
                     if let Some((_, which)) = input_deadline {
-                        self.on_input_deadline(which).await;
+                        Box::pin(self.on_input_deadline(which)).await;
                     }
                 }
             }
@@ -432,7 +443,8 @@ impl Session {
             let Some(fault) = taken.fault else {
                 break;
             };
-            if !self.resolve(fault).await {
+            // Boxed, like every rare path: see `dispatch`.
+            if !Box::pin(self.resolve(fault)).await {
                 break;
             }
         }

@@ -100,7 +100,7 @@ impl Session {
             matches!((&self.conn, topo.routable_master()), (Conn::Pinned { conn, .. }, Some(m)) if conn.key().node != m.node)
         };
         if moved {
-            self.on_topology().await;
+            Box::pin(self.on_topology()).await;
         }
     }
 

@@ -16,6 +16,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use smallvec::SmallVec;
 
+use super::hold::Pause;
 use super::route::Conn;
 use super::Session;
 use crate::backend::{Dispatch, Fault, FaultKind, Outgoing, ReplyMode, Resolution, Sent};
@@ -27,8 +28,11 @@ use crate::resp::Request;
 mod plan;
 use plan::{plan, Plan};
 
-/// Times a dispatch may be sent again.
+/// Times a dispatch may be sent again to the same master.
 const MAX_RESEND: u8 = 3;
+/// How long a dispatch whose connection failed waits before it goes again to a master that
+/// is still named: time for the failover task, told at once, to probe that master.
+const RESEND_PAUSE: Duration = Duration::from_millis(100);
 
 impl Session {
     /// Resolves the failed dispatch at the front of the inbox; returns false when it must
@@ -44,14 +48,49 @@ impl Session {
         if needs_master && !self.master_ready(&f) {
             return false;
         }
+        let paced = needs_master && !pinned && f.kind != FaultKind::Refused;
+        if paced {
+            match self.pause_state(f.id) {
+                Pause::Waiting => return false,
+                // Sent again and failed again: give the failover task time first.
+                Pause::Absent
+                    if f.attempt > 0
+                        && self.start_pause(f.id, &self.pause_reason(), RESEND_PAUSE) =>
+                {
+                    return false;
+                }
+                _ => {}
+            }
+        }
         self.deferred = None;
         let fail = if needs_master {
             self.resend_target(&f, pinned).await
         } else {
             None
         };
+        // Not sent: the connection could not be had, or the master was put in doubt since
+        // `master_ready` looked. Either way the hold, not the client, waits.
+        let unsent = matches!(
+            fail,
+            Some(ClientError::NotSent | ClientError::NoMaster { .. })
+        );
+        if paced && unsent && self.start_pause(f.id, &self.pause_reason(), RESEND_PAUSE) {
+            return false;
+        }
+        if fail.is_some() && self.ctx.topology.load().routable_master().is_some() {
+            // The commands get their answer; a later outage starts a hold of its own.
+            self.end_hold();
+        }
         self.apply(&f, plans, fail).await;
         true
+    }
+
+    /// Why a paused dispatch waits (the error text if the hold runs out).
+    fn pause_reason(&self) -> String {
+        format!(
+            "the connection to the master failed and it is being checked again ({})",
+            self.ctx.topology.load().reason
+        )
     }
 
     /// Whether a master is ready for what must be sent again; signals the failover task and
@@ -127,11 +166,11 @@ impl Session {
                 why: topo.reason.clone(),
             });
         }
-        if f.attempt >= MAX_RESEND {
+        if f.attempt >= MAX_RESEND && !self.master_moved(&topo) {
             return Some(ClientError::NotSent);
         }
-        self.end_hold();
         if pinned {
+            self.end_hold();
             let pins = self.conn.pins().copied().unwrap_or_default();
             if pins.pubsub {
                 self.resubscribe().await;
@@ -150,12 +189,15 @@ impl Session {
             .cmds
             .iter()
             .any(|c| matches!(c.kind, Kind::Blocking | Kind::Wait));
+        // The hold ends once the commands have somewhere to go; until then a pause may
+        // continue it (see `resolve`).
         if blocking {
             if let Conn::Borrowed { .. } = self.conn {
                 self.discard_conn();
             }
             return match self.take_dedicated().await {
                 Ok(conn) => {
+                    self.end_hold();
                     self.conn = Conn::Borrowed { conn };
                     None
                 }
@@ -183,7 +225,17 @@ impl Session {
                 Err(_) => return Some(ClientError::NotSent),
             }
         }
+        self.end_hold();
         None
+    }
+
+    /// Whether the master routable now is another than the one the session's shared lane
+    /// goes to (the one its last dispatch failed on).
+    fn master_moved(&self, topo: &crate::topology::Topology) -> bool {
+        match (&self.conn, topo.routable_master()) {
+            (Conn::Shared { key, .. }, Some(m)) => key.node != m.node,
+            _ => false,
+        }
     }
 
     /// Replaces the failed dispatch with what the plans say, and sends what goes again.

@@ -8,11 +8,25 @@ use std::time::{Duration, Instant};
 use super::client::{Client, Frame};
 
 /// A free TCP port on 127.0.0.1 (bound and released; the caller binds it right away).
+///
+/// Ports come from below the kernel's ephemeral range (32768 and up on Linux): a port the
+/// kernel handed out for `bind(0)` may be taken by an outgoing connection's local end before
+/// the server that is to listen on it binds. Each test process starts at its own offset, and
+/// the threads of one process take turns.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 12_000;
+    const SPAN: u32 = 20_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let offset = (std::process::id() % 200) * 100;
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (FIRST + (offset + n) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between {FIRST} and {}", FIRST + SPAN)
 }
 
 fn wait_port(addr: SocketAddr, deadline: Duration) -> bool {

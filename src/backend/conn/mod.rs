@@ -439,8 +439,15 @@ impl Sender {
     /// Sends a batch, waiting while the connection's queue is full. When the connection task
     /// is gone the batch is failed as not sent (through the dropped [`ReplyTo`]).
     pub async fn send(&self, out: Outgoing) {
-        // A send error returns the batch; dropping it fails its entry as not sent.
-        let _ = self.tx.send(out).await;
+        // A send error returns the batch; dropping it fails its entry as not sent. The
+        // common case needs no waiting; the waiting future is boxed so that every client
+        // task, which may await this, stays small.
+        match self.tx.try_send(out) {
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Err(mpsc::error::TrySendError::Full(out)) => {
+                let _ = Box::pin(self.tx.send(out)).await;
+            }
+        }
     }
 
     /// Whether the connection task has ended.
