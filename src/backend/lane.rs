@@ -66,6 +66,11 @@ impl Lane {
         self.sender.send(out).await;
     }
 
+    /// A slot for one batch if the lane's queue has room now (see [`Sender::try_reserve`]).
+    pub fn try_reserve(&self) -> Option<mpsc::Permit<'_, Outgoing>> {
+        self.sender.try_reserve()
+    }
+
     /// Whether the lane can take no more batches (ended or retired).
     pub fn is_closed(&self) -> bool {
         self.retired.is_cancelled() || self.sender.is_closed()

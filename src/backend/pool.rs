@@ -130,6 +130,11 @@ impl Dedicated {
         self.sender.send(out).await;
     }
 
+    /// A slot for one batch if the queue has room now (see [`Sender::try_reserve`]).
+    pub fn try_reserve(&self) -> Option<mpsc::Permit<'_, Outgoing>> {
+        self.sender.try_reserve()
+    }
+
     /// The key it was opened for.
     pub fn key(&self) -> &PoolKey {
         &self.key

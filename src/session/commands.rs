@@ -37,6 +37,32 @@ impl Session {
         }
     }
 
+    /// Adds an ordinary command to the batch when nothing about it needs waiting or an answer
+    /// from the proxy: the path almost every command takes, kept free of futures (each `async`
+    /// layer on it would cost a copy of its state per command). Returns false, having changed
+    /// nothing, when the command must go through [`handle`](Self::handle); the checks are
+    /// those of `dispatch` and `forward`, in their passing outcome.
+    pub(super) fn try_forward(&mut self, req: &Request) -> bool {
+        let cls = classify(req);
+        let plain = matches!(cls.kind, Kind::Read | Kind::Write)
+            && !self.silent()
+            && self.tx.is_none()
+            && self.state.authenticated()
+            && !self.subscribed_resp2()
+            && !self.conn.pins().is_some_and(|p| p.monitor)
+            && self.permitted(req, &cls)
+            && self.batch_takes(false)
+            && matches!(self.route_current(), Some(Route::Go));
+        if !plain {
+            return false;
+        }
+        self.last_cmd = cls.spec;
+        crate::metrics::hot().commands[cls.kind.class_index()].increment(1);
+        self.note_script(req, cls.kind);
+        self.batch_add(req, cls.kind, false);
+        true
+    }
+
     /// Whether the reply of the command being handled is dropped (CLIENT REPLY OFF / SKIP).
     pub(super) fn silent(&self) -> bool {
         self.state.reply != ClientReply::On

@@ -164,6 +164,17 @@ enum End {
     Io,
 }
 
+/// What the parser made of the front of the input.
+type Parsed = Result<Option<Request>, crate::resp::ProtocolError>;
+
+/// Outcome of [`Session::process_now`].
+enum Step {
+    /// Everything handled and sent.
+    Done,
+    /// The rest needs [`Session::process`], starting with this input if any.
+    Slow(Option<Parsed>),
+}
+
 /// One client session.
 #[derive(Debug)]
 pub struct Session {
@@ -287,9 +298,11 @@ impl Session {
     {
         loop {
             if self.has_input() {
-                // Boxed: an idle client's task is as large as the largest future it may
-                // await, and this one is large; see `input`.
-                Box::pin(self.process()).await;
+                if let Step::Slow(next) = self.process_now() {
+                    // Boxed: an idle client's task is as large as the largest future it may
+                    // await, and this one is large; see `input`.
+                    Box::pin(self.process(next)).await;
+                }
             }
             if let Err(end) = self.collect().await {
                 return end;
@@ -387,23 +400,61 @@ impl Session {
         End::Closed
     }
 
+    /// The synchronous part of [`process`](Self::process): ordinary commands go to the batch
+    /// and the batch is sent, as long as nothing needs waiting. Stops at the first input that
+    /// needs more, and hands it over.
+    fn process_now(&mut self) -> Step {
+        if self.stalled.is_some() || self.closing || self.draining {
+            return Step::Slow(None);
+        }
+        let limit = self.ctx.limits.query_buffer;
+        while !self.saturated() {
+            let parsed = self
+                .parser
+                .next(&mut self.rbuf, !self.state.authenticated());
+            let plain = match &parsed {
+                Ok(Some(req)) => req.bytes().len() <= limit && self.try_forward(req),
+                Ok(None) if self.rbuf.len() <= limit => break,
+                _ => false,
+            };
+            if !plain {
+                return Step::Slow(Some(parsed));
+            }
+        }
+        if self.try_flush_batch() {
+            Step::Done
+        } else {
+            Step::Slow(None)
+        }
+    }
+
     /// Parses and handles buffered commands until input runs out, a command must wait, or
-    /// enough is in flight.
-    async fn process(&mut self) {
+    /// enough is in flight; `next` is input already parsed by
+    /// [`process_now`](Self::process_now), handled first.
+    async fn process(&mut self, mut next: Option<Parsed>) {
         if let Some(req) = self.stalled.take() {
+            // `process_now` parses nothing while a command is stalled.
+            debug_assert!(next.is_none());
             self.handle(req, false).await;
         }
         while !self.closing && self.stalled.is_none() {
-            if self.saturated() {
-                break;
-            }
-            let unauth = !self.state.authenticated();
-            match self.parser.next(&mut self.rbuf, unauth) {
+            let parsed = match next.take() {
+                Some(parsed) => parsed,
+                None if self.saturated() => break,
+                None => self
+                    .parser
+                    .next(&mut self.rbuf, !self.state.authenticated()),
+            };
+            match parsed {
                 Ok(Some(req)) if req.bytes().len() > self.ctx.limits.query_buffer => {
                     self.protocol_error(crate::resp::ProtocolError::QueryBufferLimit)
                         .await;
                 }
-                Ok(Some(req)) => self.handle(req, true).await,
+                Ok(Some(req)) => {
+                    if !self.try_forward(&req) {
+                        self.handle(req, true).await;
+                    }
+                }
                 Ok(None) => {
                     if self.rbuf.len() > self.ctx.limits.query_buffer {
                         self.protocol_error(crate::resp::ProtocolError::QueryBufferLimit)

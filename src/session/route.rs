@@ -15,7 +15,9 @@ use smallvec::SmallVec;
 
 use super::hold::Wait;
 use super::Session;
-use crate::backend::{Dedicated, Dispatch, Lane, NodeId, Outgoing, PoolKey, ReplyMode, Sent};
+use crate::backend::{
+    Dedicated, Dispatch, Inbox, Lane, NodeId, Outgoing, PoolKey, ReplyMode, Sent,
+};
 use crate::resp::command::Kind;
 use crate::resp::reply::{ClientError, Proto};
 use crate::resp::Request;
@@ -96,6 +98,15 @@ impl Conn {
         self.send(out).await;
     }
 
+    /// A slot for one batch if the connection's queue has room now.
+    fn try_reserve(&self) -> Option<tokio::sync::mpsc::Permit<'_, Outgoing>> {
+        match self {
+            Conn::Shared { lane, .. } => lane.try_reserve(),
+            Conn::Pinned { conn, .. } | Conn::Borrowed { conn } => conn.try_reserve(),
+            Conn::None => None,
+        }
+    }
+
     async fn send(&self, out: Outgoing) {
         match self {
             Conn::Shared { lane, .. } => lane.send(out).await,
@@ -139,6 +150,11 @@ impl Batch {
             self.first = Some(frame.clone());
         } else {
             if let Some(first) = self.first.take() {
+                // A second command: a pipeline. Make room for a typical one at once rather
+                // than growing by doubling, one reallocation per power of two.
+                self.cmds.reserve(PIPELINE_GUESS - 1);
+                let room = (first.len() + frame.len()) * PIPELINE_GUESS / 2;
+                self.buf.reserve(room.min(PIPELINE_ROOM_MAX));
                 self.buf.extend_from_slice(&first);
             }
             self.buf.extend_from_slice(frame);
@@ -169,6 +185,34 @@ impl Batch {
         out
     }
 }
+
+/// Turns `batch` into a dispatch on connection `conn`, registered with the client's inbox and
+/// ready to send.
+fn batch_dispatch(batch: &mut Batch, inbox: &Arc<Inbox>, conn: u64) -> Outgoing {
+    let (payload, cmds, expect, silent, mode) = batch.take();
+    let to = inbox.push_dispatch(Dispatch {
+        conn,
+        expect,
+        skip: 0,
+        silent,
+        payload: payload.clone(),
+        cmds,
+        attempt: 0,
+        started: None,
+    });
+    Outgoing {
+        payload,
+        expect,
+        mode,
+        timed: true,
+        to,
+    }
+}
+
+/// Commands a batch makes room for once it holds two (the depth pipelining clients commonly
+/// use); and the most bytes it reserves for them ahead.
+const PIPELINE_GUESS: usize = 16;
+const PIPELINE_ROOM_MAX: usize = 64 * 1024;
 
 /// Batches grow at most this large before they are sent.
 const BATCH_BYTES: usize = 256 * 1024;
@@ -281,22 +325,8 @@ impl Session {
     /// Makes the connection for ordinary commands current: the pinned one if pinned, else a
     /// shared lane for the current key.
     pub(super) async fn route_data(&mut self) -> Route {
-        if let Conn::Pinned { conn, .. } = &self.conn {
-            return self.may_send(conn.id());
-        }
-        // The common case: same lane, nothing changed since it was chosen.
-        if let Conn::Shared { lane, key } = &self.conn {
-            let same = self.route_epoch == self.ctx.topology.epoch()
-                && key.db == self.state.db
-                && key.proto == self.state.proto
-                && self
-                    .state
-                    .user
-                    .as_ref()
-                    .is_some_and(|u| Arc::ptr_eq(&u.backend, &key.auth));
-            if same && !lane.is_closed() {
-                return self.may_send(lane.id());
-            }
+        if let Some(route) = self.route_current() {
+            return route;
         }
         let key = match self.shared_key() {
             Ok(k) => k,
@@ -326,6 +356,27 @@ impl Session {
         }
     }
 
+    /// The route when the current connection still serves this client's commands: a pinned
+    /// one, or the same lane with nothing changed since it was chosen (the common case, which
+    /// needs no waiting). `None` when a connection must be chosen.
+    pub(super) fn route_current(&self) -> Option<Route> {
+        match &self.conn {
+            Conn::Pinned { conn, .. } => Some(self.may_send(conn.id())),
+            Conn::Shared { lane, key } => {
+                let same = self.route_epoch == self.ctx.topology.epoch()
+                    && key.db == self.state.db
+                    && key.proto == self.state.proto
+                    && self
+                        .state
+                        .user
+                        .as_ref()
+                        .is_some_and(|u| Arc::ptr_eq(&u.backend, &key.auth));
+                (same && !lane.is_closed()).then(|| self.may_send(lane.id()))
+            }
+            Conn::None | Conn::Borrowed { .. } => None,
+        }
+    }
+
     /// Whether sending on `id` must wait (a failed dispatch is pending resolution).
     fn may_send(&self, id: u64) -> Route {
         if self.inbox.has_fault() {
@@ -346,11 +397,19 @@ impl Session {
 
     /// Adds an ordinary command to the batch for the current connection.
     pub(super) async fn batch_command(&mut self, req: &Request, kind: Kind, silent: bool) {
-        if !self.batch.is_empty()
-            && (self.batch.silent != silent || self.batch.len() >= BATCH_BYTES)
-        {
+        if !self.batch_takes(silent) {
             self.flush_batch().await;
         }
+        self.batch_add(req, kind, silent);
+    }
+
+    /// Whether a command can join the batch as it is (or must wait for it to be sent).
+    pub(super) fn batch_takes(&self, silent: bool) -> bool {
+        self.batch.is_empty() || (self.batch.silent == silent && self.batch.len() < BATCH_BYTES)
+    }
+
+    /// Adds a command to the batch (which [`batch_takes`](Self::batch_takes) it).
+    pub(super) fn batch_add(&mut self, req: &Request, kind: Kind, silent: bool) {
         if self.batch.is_empty() {
             self.batch.silent = silent;
             self.batch.mode = Some(self.reply_mode());
@@ -377,32 +436,35 @@ impl Session {
 
     /// Sends the batch.
     pub(super) async fn flush_batch(&mut self) {
-        if self.batch.is_empty() {
-            return;
+        if let Some(out) = self.batch_out() {
+            self.conn.send(out).await;
         }
+    }
+
+    /// Sends the batch if that needs no waiting; returns whether nothing is left to send.
+    pub(super) fn try_flush_batch(&mut self) -> bool {
         let Some(conn_id) = self.conn.id() else {
-            return;
+            return true;
         };
-        let (payload, cmds, expect, silent, mode) = self.batch.take();
-        let to = self.inbox.push_dispatch(Dispatch {
-            conn: conn_id,
-            expect,
-            skip: 0,
-            silent,
-            payload: payload.clone(),
-            cmds,
-            attempt: 0,
-            started: None,
-        });
-        self.conn
-            .send(Outgoing {
-                payload,
-                expect,
-                mode,
-                timed: true,
-                to,
-            })
-            .await;
+        if self.batch.is_empty() {
+            return true;
+        }
+        // The slot is taken before the batch becomes a dispatch, so that a full queue leaves
+        // everything as it was for `flush_batch`.
+        let Some(permit) = self.conn.try_reserve() else {
+            return false;
+        };
+        permit.send(batch_dispatch(&mut self.batch, &self.inbox, conn_id));
+        true
+    }
+
+    /// Turns the batch into a dispatch on the current connection, ready to send.
+    fn batch_out(&mut self) -> Option<Outgoing> {
+        if self.batch.is_empty() {
+            return None;
+        }
+        let conn_id = self.conn.id()?;
+        Some(batch_dispatch(&mut self.batch, &self.inbox, conn_id))
     }
 
     /// Sends one composed dispatch on the current connection, after the batch.

@@ -450,6 +450,12 @@ impl Sender {
         }
     }
 
+    /// A slot for one batch, when the queue has room now and the connection task is alive
+    /// (the synchronous path of a session: no future to build when nothing must wait).
+    pub fn try_reserve(&self) -> Option<mpsc::Permit<'_, Outgoing>> {
+        self.tx.try_reserve().ok()
+    }
+
     /// Whether the connection task has ended.
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
