@@ -1,33 +1,14 @@
-//! Finding frame boundaries without re-parsing and without recursion.
-//!
-//! Two scanners live here, one per direction:
-//! - [`RequestParser`] reads what clients send: a multibulk array of bulk strings, or an inline
-//!   command line, exactly the two forms `redis-server` accepts, with the same limits and the
-//!   same `Protocol error: ...` texts. It remembers how far it got inside an incomplete frame,
-//!   so a frame arriving in many reads is scanned once in total, and it records where the first
-//!   arguments sit so a command can be classified without copying it.
-//! - [`ReplyScanner`] reads what Redis sends back (every RESP2 and RESP3 type, nested). It keeps
-//!   an explicit stack instead of recursing, resumes where it stopped, and lets its caller
-//!   forward the finished part of a large reply before the rest arrives.
-//!
-//! Neither allocates in proportion to a length a peer announces: a `*2147483647` header or a
-//! `$536870912` header costs a few bytes of state until the bytes themselves arrive.
+//! The client direction: [`RequestParser`] finds each command in what a client sends, and
+//! [`Request`] is one command as received, with its first arguments located.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use memchr::memchr;
 
-use super::error::ProtocolError;
+use super::{parse_int, MAX_INLINE, UNAUTHENTICATED_MAX_ARGS, UNAUTHENTICATED_MAX_BULK};
+use crate::resp::error::ProtocolError;
 
-/// Longest inline command or length header line Redis accepts (`PROTO_INLINE_MAX_SIZE`).
-pub const MAX_INLINE: usize = 64 * 1024;
-/// Redis refuses longer multibulk headers from clients that still have to authenticate.
-pub const UNAUTHENTICATED_MAX_ARGS: usize = 10;
-/// Redis refuses longer bulk strings from clients that still have to authenticate.
-pub const UNAUTHENTICATED_MAX_BULK: usize = 16 * 1024;
 /// How many leading arguments a [`Request`] locates (command name and subcommand or key).
 const HEAD_ARGS: usize = 2;
-/// Nesting deeper than this in a reply is treated as a broken backend stream.
-const MAX_REPLY_DEPTH: usize = 1024;
 
 /// Size limits applied to client frames.
 #[derive(Debug, Clone, Copy)]
@@ -153,34 +134,6 @@ fn walk_args(frame: &[u8]) -> Vec<&[u8]> {
     out
 }
 
-/// Parses an integer the way Redis's `string2ll` does: optional minus, digits, no leading
-/// zeros, no spaces, no overflow.
-pub fn parse_int(s: &[u8]) -> Option<i64> {
-    let (neg, digits) = match s.split_first() {
-        Some((b'-', rest)) => (true, rest),
-        _ => (false, s),
-    };
-    if digits.is_empty() || digits.len() > 19 || (digits.len() > 1 && digits[0] == b'0') {
-        return None;
-    }
-    let mut v: i64 = 0;
-    for &d in digits {
-        if !d.is_ascii_digit() {
-            return None;
-        }
-        v = v.checked_mul(10)?;
-        v = if neg {
-            v.checked_sub(i64::from(d - b'0'))?
-        } else {
-            v.checked_add(i64::from(d - b'0'))?
-        };
-    }
-    if neg && v == 0 {
-        return None;
-    }
-    Some(v)
-}
-
 // === impl RequestParser ===
 
 /// Resumable parser for client commands.
@@ -197,7 +150,7 @@ pub struct RequestParser {
     heads: [(u32, u32); HEAD_ARGS],
     /// How far the header line being read is known to hold no `\r`, so that a header line
     /// arriving one byte per read is searched once in total instead of once per read.
-    line_seen: usize,
+    pub(super) line_seen: usize,
 }
 
 impl RequestParser {
@@ -484,224 +437,3 @@ fn hex(c: u8) -> u8 {
         _ => c - b'A' + 10,
     }
 }
-
-// === impl ReplyScanner ===
-
-/// What a finished reply looks like, for the decisions the proxy takes on it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ReplyInfo {
-    /// Bytes of the reply still in the buffer (attributes included).
-    pub len: usize,
-    /// Bytes of the reply the caller already consumed while it was incomplete.
-    pub consumed: usize,
-    /// RESP type byte of the reply proper (after any attribute).
-    pub kind: u8,
-    /// Range, relative to the reply start, of the first element of a top-level aggregate when
-    /// it is a string; used to tell pub/sub messages from replies.
-    pub first: Option<(usize, usize)>,
-    /// Deepest nesting of aggregates inside the reply.
-    pub depth: usize,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Level {
-    /// Items still to read at this level.
-    left: u64,
-    /// Whether this level is an attribute (which does not count as an item of its parent).
-    attr: bool,
-}
-
-/// Resumable, non-recursive scanner for the replies of one backend connection.
-#[derive(Debug, Default)]
-pub struct ReplyScanner {
-    /// Offset of the next unscanned byte, relative to the current buffer front.
-    pos: usize,
-    /// Bytes of the current reply already handed on by the caller (`consumed`).
-    gone: usize,
-    /// Open aggregates, innermost last.
-    stack: Vec<Level>,
-    /// Payload bytes (plus CRLF) of a bulk string still to skip.
-    bulk_left: usize,
-    /// Type byte of the reply proper, once seen.
-    kind: Option<u8>,
-    /// First element of a top-level aggregate (absolute start and end relative to the reply).
-    first: Option<(usize, usize)>,
-    /// Whether the first element of the top-level aggregate has been passed.
-    first_done: bool,
-    /// Deepest nesting seen in the current reply.
-    depth: usize,
-}
-
-impl ReplyScanner {
-    /// A scanner at the start of a stream.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Bytes at the front of the buffer that belong to the current, unfinished reply and have
-    /// been scanned (they may be forwarded before the reply completes).
-    pub fn scanned(&self) -> usize {
-        self.pos
-    }
-
-    /// Whether a reply has started but not finished.
-    pub fn in_reply(&self) -> bool {
-        self.pos > 0 || self.gone > 0
-    }
-
-    /// Type byte of the unfinished reply, once known.
-    pub fn kind(&self) -> Option<u8> {
-        self.kind
-    }
-
-    /// The caller removed `n` scanned bytes of the unfinished reply from the buffer front.
-    pub fn consumed(&mut self, n: usize) {
-        debug_assert!(n <= self.pos);
-        self.pos -= n;
-        self.gone += n;
-    }
-
-    /// Scans `buf`, which starts at the first byte of the current reply not yet consumed.
-    /// Returns the reply's description when it completes; the caller then removes
-    /// `buf[..info.len]` and the next call starts on the following reply.
-    pub fn next(&mut self, buf: &[u8]) -> Result<Option<ReplyInfo>, ProtocolError> {
-        loop {
-            if self.bulk_left > 0 {
-                let take = self.bulk_left.min(buf.len() - self.pos);
-                self.pos += take;
-                self.bulk_left -= take;
-                if self.bulk_left > 0 {
-                    return Ok(None);
-                }
-                self.item_done()?;
-            } else {
-                if self.pos >= buf.len() {
-                    return Ok(None);
-                }
-                let Some(cr) = memchr(b'\r', &buf[self.pos..]).map(|i| i + self.pos) else {
-                    return Ok(None);
-                };
-                if cr + 1 >= buf.len() {
-                    return Ok(None);
-                }
-                let start = self.pos;
-                if cr == start {
-                    // An empty line has no type byte: not RESP (and no body to slice).
-                    return Err(ProtocolError::BadReply);
-                }
-                self.pos = cr + 2;
-                self.token(buf[start], &buf[start + 1..cr], start)?;
-            }
-            if self.stack.is_empty() && self.kind.is_some() && self.bulk_left == 0 {
-                return Ok(Some(self.finish()));
-            }
-        }
-    }
-
-    fn finish(&mut self) -> ReplyInfo {
-        let info = ReplyInfo {
-            len: self.pos,
-            consumed: self.gone,
-            kind: self.kind.unwrap_or(b'?'),
-            first: self.first,
-            depth: self.depth,
-        };
-        self.depth = 0;
-        self.pos = 0;
-        self.gone = 0;
-        self.kind = None;
-        self.first = None;
-        self.first_done = false;
-        info
-    }
-
-    /// Handles one header or line token. `at` is the token's offset in the buffer.
-    fn token(&mut self, ty: u8, body: &[u8], at: usize) -> Result<(), ProtocolError> {
-        let top_item = self.stack.is_empty();
-        if top_item && ty != b'|' && self.kind.is_none() {
-            self.kind = Some(ty);
-        }
-        match ty {
-            b'+' | b'-' | b':' | b'_' | b'#' | b',' | b'(' => {
-                self.note_first(at + 1, at + 1 + body.len());
-                self.item_done()
-            }
-            b'$' | b'=' | b'!' => {
-                let n = parse_int(body).ok_or(ProtocolError::BadReply)?;
-                if n < 0 {
-                    return self.item_done();
-                }
-                let start = at + body.len() + 3;
-                self.note_first(start, start + n as usize);
-                self.bulk_left = n as usize + 2;
-                Ok(())
-            }
-            b'*' | b'%' | b'~' | b'>' | b'|' => {
-                let n = parse_int(body).ok_or(ProtocolError::BadReply)?;
-                if n < 0 {
-                    return self.item_done();
-                }
-                let mult = if matches!(ty, b'%' | b'|') { 2 } else { 1 };
-                self.open(n as u64 * mult, ty == b'|')
-            }
-            _ => Err(ProtocolError::BadReply),
-        }
-    }
-
-    /// Records the first element of a top-level aggregate (only strings, only depth one).
-    fn note_first(&mut self, start: usize, end: usize) {
-        if self.stack.len() == 1 && !self.stack[0].attr && !self.first_done {
-            let base = self.gone;
-            self.first = Some((start + base, end + base));
-        }
-    }
-
-    fn open(&mut self, items: u64, attr: bool) -> Result<(), ProtocolError> {
-        if self.stack.len() >= MAX_REPLY_DEPTH {
-            return Err(ProtocolError::BadReply);
-        }
-        if items == 0 {
-            // An empty aggregate is a finished item right away (an empty attribute is
-            // nothing at all).
-            if attr {
-                return Ok(());
-            }
-            return self.item_done();
-        }
-        self.stack.push(Level { left: items, attr });
-        self.depth = self.depth.max(self.stack.len());
-        Ok(())
-    }
-
-    /// One item finished; close every aggregate it completes.
-    fn item_done(&mut self) -> Result<(), ProtocolError> {
-        let mut counts = true;
-        loop {
-            let Some(level) = self.stack.last_mut() else {
-                return Ok(());
-            };
-            if counts {
-                level.left -= 1;
-                if self.stack.len() == 1 && !self.stack[0].attr {
-                    self.first_done = true;
-                }
-            }
-            let Some(level) = self.stack.last() else {
-                return Ok(());
-            };
-            if level.left > 0 {
-                return Ok(());
-            }
-            let closed = self.stack.pop().map(|l| l.attr).unwrap_or(false);
-            // A finished attribute is not an item of its parent.
-            counts = !closed;
-            if !counts {
-                return Ok(());
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-#[path = "scan_tests.rs"]
-mod tests;

@@ -1,6 +1,7 @@
 use bytes::BytesMut;
 
 use super::*;
+use crate::resp::error::ProtocolError;
 
 fn parse_all(input: &[u8], chunk: usize) -> Result<Vec<Vec<Vec<u8>>>, ProtocolError> {
     let mut parser = RequestParser::new(FrameLimits::default());
