@@ -64,3 +64,105 @@ fn two_hundred_clients_keep_their_order() {
         h.join().expect("client thread");
     }
 }
+
+/// Deterministic pseudo-random numbers (xorshift), so that a failing mix can be replayed.
+struct Mix(u64);
+
+impl Mix {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// One command of the mix: mostly ordinary reads and writes (the proxy's synchronous path),
+/// with commands the proxy answers or tracks itself in between (PING, ECHO, an arity error,
+/// CLIENT REPLY SKIP, SELECT, a transaction), each of which sends the rest of the pipeline
+/// through its general path for a while.
+fn mixed_command(m: &mut Mix) -> Vec<Vec<u8>> {
+    let key = format!("k{}", m.below(8));
+    let val = format!("v{}", m.below(1000));
+    let words: Vec<String> = match m.below(20) {
+        0..=4 => vec!["SET".into(), key, val],
+        5..=8 => vec!["GET".into(), key],
+        9..=10 => vec!["INCR".into(), format!("n{}", m.below(3))],
+        11 => vec!["RPUSH".into(), "list".into(), val],
+        12 => vec!["LRANGE".into(), "list".into(), "0".into(), "2".into()],
+        13 => vec!["PING".into()],
+        14 => vec!["ECHO".into(), val],
+        15 => vec!["ECHO".into()],
+        16 => vec!["SELECT".into(), m.below(2).to_string()],
+        17 => {
+            return vec![
+                encode_words(&["CLIENT", "REPLY", "SKIP"]),
+                encode_words(&["SET", &key, &val]),
+            ]
+        }
+        18 => {
+            return vec![
+                encode_words(&["MULTI"]),
+                encode_words(&["INCR", "tx"]),
+                encode_words(&["GET", &key]),
+                encode_words(&["EXEC"]),
+            ]
+        }
+        _ => vec!["DEL".into(), key],
+    };
+    let refs: Vec<&str> = words.iter().map(String::as_str).collect();
+    vec![encode_words(&refs)]
+}
+
+fn encode_words(words: &[&str]) -> Vec<u8> {
+    let args: Vec<&[u8]> = words.iter().map(|w| w.as_bytes()).collect();
+    support::client::encode(&args)
+}
+
+/// Sends `stream` in pieces of random length (frames cut anywhere), then reads `replies`
+/// frames.
+fn run_mix(c: &mut support::Client, stream: &[u8], replies: usize, m: &mut Mix) -> Vec<Frame> {
+    let mut at = 0;
+    while at < stream.len() {
+        let n = (1 + m.below(300) as usize).min(stream.len() - at);
+        c.send_raw(&stream[at..at + n]);
+        at += n;
+    }
+    (0..replies).map(|_| c.read()).collect()
+}
+
+/// The same pipeline of mixed commands, cut into the same random pieces, gets the same replies
+/// through the proxy as from Redis itself: the synchronous path for ordinary commands and the
+/// general path for the rest hand over to each other without reordering, losing or
+/// duplicating anything.
+#[test]
+fn mixed_pipelines_get_the_replies_redis_gives() {
+    let direct = RedisServer::start();
+    let behind = RedisServer::start();
+    let proxy = Proxy::start(&[&behind]);
+    let mut to_redis = direct.client();
+    let mut to_proxy = proxy.client();
+    for round in 0..20u64 {
+        let mut m = Mix(0x9e37_79b9_7f4a_7c15 ^ (round + 1));
+        let mut stream = Vec::new();
+        let mut replies = 0;
+        for _ in 0..500 {
+            let cmds = mixed_command(&mut m);
+            // CLIENT REPLY SKIP silences itself and the command after it.
+            let skip = cmds.len() == 2;
+            replies += if skip { 0 } else { cmds.len() };
+            stream.extend(cmds.concat());
+        }
+        // Back to database 0 and a marker, so that both sides end in the same state.
+        stream.extend(encode_words(&["SELECT", "0"]));
+        stream.extend(encode_words(&["ECHO", "end"]));
+        replies += 2;
+        let seed = m.0;
+        let want = run_mix(&mut to_redis, &stream, replies, &mut Mix(seed));
+        let got = run_mix(&mut to_proxy, &stream, replies, &mut Mix(seed));
+        for (i, (w, g)) in want.iter().zip(&got).enumerate() {
+            assert_eq!(g, w, "round {round}, reply {i}");
+        }
+        assert_eq!(got.last(), Some(&Frame::bulk("end")));
+    }
+}
