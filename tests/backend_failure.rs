@@ -18,6 +18,8 @@ use support::{Client, Frame, Proxy, RedisServer};
 
 const NOT_EXECUTED: &str = "not executed";
 const MAYBE_APPLIED: &str = "may have been applied";
+/// Bound on answering a whole pipeline whose connections were killed three times.
+const ANSWERED_WITHIN: Duration = Duration::from_secs(15);
 
 /// A pipelining client: a writer thread sends the whole pipeline while replies are read.
 struct Pipeline {
@@ -191,7 +193,15 @@ fn killed_backend_connections_mid_pipeline_answer_every_command() {
     );
 
     let mut p = Pipeline::start(proxy.addr(), counter_pipeline(N));
+    let started = Instant::now();
     tally.read_all(&mut p, N, &mut killer, &[1_000, 12_000, 25_000]);
+    // Liveness, not speed: this takes well under a second. A resend pause per dispatch
+    // instead of per lost connection once made it a minute, each read still in time.
+    assert!(
+        started.elapsed() < ANSWERED_WITHIN,
+        "the pipeline took {:?}",
+        started.elapsed()
+    );
     p.writer.join().expect("writer").expect("write pipeline");
     eprintln!("{tally:?}");
     let counter = int_of(&redis.cmd(&["GET", "counter"]));

@@ -154,6 +154,16 @@ impl Session {
         self.hold = Hold::default();
     }
 
+    /// Ends the hold because a master is routable again, unless a failed dispatch is still
+    /// being resolved: the resolution owns the hold then (and the pause in it), and ends it
+    /// when the dispatch goes again or gets its answer. Ending it here instead would restart
+    /// the pause at every look at the route, and the dispatch would wait forever.
+    pub(super) fn master_back(&mut self) {
+        if self.hold.active() && !self.inbox.has_fault() {
+            self.end_hold();
+        }
+    }
+
     /// Whether the session must hear about topology changes now.
     pub(super) fn waits_for_topology(&self) -> bool {
         self.hold.active() || self.deferred.is_some() || self.conn.is_pinned()
@@ -163,7 +173,7 @@ impl Session {
     pub(super) async fn on_topology(&mut self) {
         let topo = self.ctx.topology.load();
         if topo.state == RouteState::Verified {
-            self.end_hold();
+            self.master_back();
         }
         let Some(master) = topo.routable_master() else {
             return;

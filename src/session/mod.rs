@@ -206,6 +206,9 @@ pub struct Session {
     hold: hold::Hold,
     /// A failed dispatch waiting for a master, and the topology epoch when it failed.
     deferred: Option<(u64, u64)>,
+    /// The failed connection a resend already waited a pause for: the other dispatches it
+    /// failed go again without one (one pause per connection lost, not one per dispatch).
+    waited_for: Option<u64>,
     /// Topology publications.
     topology: tokio::sync::watch::Receiver<u64>,
     /// The WATCH connection was lost with its master: the next EXEC answers null.
@@ -253,6 +256,7 @@ impl Session {
             needs_flush: false,
             hold: hold::Hold::default(),
             deferred: None,
+            waited_for: None,
             topology,
             watch_broken: false,
             tracking: None,

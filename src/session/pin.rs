@@ -20,9 +20,7 @@ impl Session {
             Ok(k) => k,
             Err(u) => return Err(self.unroutable(u)),
         };
-        if self.hold.active() {
-            self.end_hold();
-        }
+        self.master_back();
         if let Conn::Borrowed { conn } = &self.conn {
             if *conn.key() == key && !conn.is_closed() {
                 if let Conn::Borrowed { conn } = std::mem::take(&mut self.conn) {

@@ -52,13 +52,16 @@ impl Session {
         if paced {
             match self.pause_state(f.id) {
                 Pause::Waiting => return false,
-                // Sent again and failed again: give the failover task time first.
+                // Sent again and failed again: give the failover task time first, once for
+                // everything that connection failed.
                 Pause::Absent
                     if f.attempt > 0
+                        && self.waited_for != Some(f.conn)
                         && self.start_pause(f.id, &self.pause_reason(), RESEND_PAUSE) =>
                 {
                     return false;
                 }
+                Pause::Over => self.waited_for = Some(f.conn),
                 _ => {}
             }
         }

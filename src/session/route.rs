@@ -332,9 +332,7 @@ impl Session {
             Ok(k) => k,
             Err(u) => return self.unroutable(u),
         };
-        if self.hold.active() {
-            self.end_hold();
-        }
+        self.master_back();
         if let Conn::Shared { lane, key: k } = &self.conn {
             if *k == key && !lane.is_closed() {
                 self.route_epoch = self.ctx.topology.epoch();
