@@ -18,9 +18,34 @@ use support::{Frame, Proxy};
 fn assert_nothing_lost(w: &Finished, server: &support::RedisServer) {
     let held = stored(server, &w.key);
     let lost = w.lost(&held);
+    // When each lost write was sent and acknowledged, and when the longest-held one waited,
+    // from the writer's first command: says whether they slipped past the hold or were
+    // acknowledged before it and not yet replicated when the replica was promoted.
+    let start = w.records.first().map(|r| r.sent);
+    let when = |r: &support::writer::Record| {
+        let from = |t: Instant| start.map(|s| t.saturating_duration_since(s));
+        format!(
+            "#{} sent {:?} replied {:?}",
+            r.n,
+            from(r.sent),
+            from(r.replied)
+        )
+    };
+    let timing: Vec<String> = w
+        .records
+        .iter()
+        .filter(|r| lost.contains(&r.n))
+        .map(when)
+        .collect();
+    let longest = w
+        .records
+        .iter()
+        .max_by_key(|r| r.replied - r.sent)
+        .map(when);
     assert!(
         lost.is_empty(),
-        "writer {}: {} acknowledged writes missing on {}: {lost:?}",
+        "writer {}: {} acknowledged writes missing on {}: {lost:?}; {timing:?}; held longest: \
+         {longest:?}",
         w.key,
         lost.len(),
         server.addr()
