@@ -8,7 +8,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::client::encode;
+use support::client::{encode, encode_strs};
 use support::{Client, Frame, Proxy, ProxyBuilder, RedisServer};
 
 const NOAUTH: &str = "NOAUTH Authentication required.";
@@ -291,15 +291,15 @@ fn unauthenticated_clients_get_tight_frame_limits() {
 
     // AUTH and a long command pipelined in one write: the command is read after AUTH ran.
     let mut p = proxy.client();
+    let eleven = encode_strs(&args);
     let mut raw = encode(&[b"AUTH", b"s3cret"]);
-    let eleven: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
-    raw.extend(encode(&eleven));
+    raw.extend(&eleven);
     p.send_raw(&raw);
     assert_eq!(p.read(), Frame::ok());
     assert_eq!(p.read(), Frame::Int(18));
     let mut q = proxy.client();
     let mut raw = encode(&[b"AUTH", b"wrong"]);
-    raw.extend(encode(&eleven));
+    raw.extend(&eleven);
     q.send_raw(&raw);
     assert_eq!(q.read(), err(WRONGPASS));
     assert_eq!(

@@ -4,6 +4,7 @@ mod support;
 
 use std::thread;
 
+use support::client::encode_strs;
 use support::{Frame, Proxy, RedisServer};
 
 /// A single command, then a 10,000-command pipeline whose replies must come back complete and
@@ -96,27 +97,22 @@ fn mixed_command(m: &mut Mix) -> Vec<Vec<u8>> {
         16 => vec!["SELECT".into(), m.below(2).to_string()],
         17 => {
             return vec![
-                encode_words(&["CLIENT", "REPLY", "SKIP"]),
-                encode_words(&["SET", &key, &val]),
+                encode_strs(&["CLIENT", "REPLY", "SKIP"]),
+                encode_strs(&["SET", &key, &val]),
             ]
         }
         18 => {
             return vec![
-                encode_words(&["MULTI"]),
-                encode_words(&["INCR", "tx"]),
-                encode_words(&["GET", &key]),
-                encode_words(&["EXEC"]),
+                encode_strs(&["MULTI"]),
+                encode_strs(&["INCR", "tx"]),
+                encode_strs(&["GET", &key]),
+                encode_strs(&["EXEC"]),
             ]
         }
         _ => vec!["DEL".into(), key],
     };
     let refs: Vec<&str> = words.iter().map(String::as_str).collect();
-    vec![encode_words(&refs)]
-}
-
-fn encode_words(words: &[&str]) -> Vec<u8> {
-    let args: Vec<&[u8]> = words.iter().map(|w| w.as_bytes()).collect();
-    support::client::encode(&args)
+    vec![encode_strs(&refs)]
 }
 
 /// Sends `stream` in pieces of random length (frames cut anywhere), then reads `replies`
@@ -154,8 +150,8 @@ fn mixed_pipelines_get_the_replies_redis_gives() {
             stream.extend(cmds.concat());
         }
         // Back to database 0 and a marker, so that both sides end in the same state.
-        stream.extend(encode_words(&["SELECT", "0"]));
-        stream.extend(encode_words(&["ECHO", "end"]));
+        stream.extend(encode_strs(&["SELECT", "0"]));
+        stream.extend(encode_strs(&["ECHO", "end"]));
         replies += 2;
         let seed = m.0;
         let want = run_mix(&mut to_redis, &stream, replies, &mut Mix(seed));

@@ -40,17 +40,13 @@ impl Session {
     /// Adds an ordinary command to the batch when nothing about it needs waiting or an answer
     /// from the proxy: the path almost every command takes, kept free of futures (each `async`
     /// layer on it would cost a copy of its state per command). Returns false, having changed
-    /// nothing, when the command must go through [`handle`](Self::handle); the checks are
-    /// those of `dispatch` and `forward`, in their passing outcome.
+    /// nothing, when the command must go through [`handle`](Self::handle): it passes the same
+    /// [`gate`](Self::gate) and takes the same route as there.
     pub(super) fn try_forward(&mut self, req: &Request) -> bool {
         let cls = classify(req);
         let plain = matches!(cls.kind, Kind::Read | Kind::Write)
             && !self.silent()
-            && self.tx.is_none()
-            && self.state.authenticated()
-            && !self.subscribed_resp2()
-            && !self.conn.pins().is_some_and(|p| p.monitor)
-            && self.permitted(req, &cls)
+            && matches!(self.gate(req, &cls), Gate::Pass)
             && self.batch_takes(false)
             && matches!(self.route_current(), Some(Route::Go));
         if !plain {
@@ -68,49 +64,53 @@ impl Session {
         self.state.reply != ClientReply::On
     }
 
-    async fn dispatch(&mut self, req: Request, cls: Classified) {
-        let silent = self.silent();
+    /// The checks every command passes before its kind is looked at, in Redis's order.
+    fn gate(&self, req: &Request, cls: &Classified) -> Gate {
         if self.conn.pins().is_some_and(|p| p.monitor) {
-            return Box::pin(self.in_monitor(req, cls)).await;
+            return Gate::Monitor;
         }
         if !self.state.authenticated() && !no_auth(cls.kind) {
-            return self.reply_error(ClientError::NoAuth, silent).await;
+            return Gate::Refuse(ClientError::NoAuth);
         }
         if self.needs_arity_check(cls.kind) && !cls.arity_ok(req.argc()) {
-            let command = cls.acl_name(&req);
-            return self
-                .reply_error(ClientError::Arity { command }, silent)
-                .await;
+            let command = cls.acl_name(req);
+            return Gate::Refuse(ClientError::Arity { command });
         }
-        if !self.permitted(&req, &cls) {
-            let command = cls.acl_name(&req);
-            if let Some(tx) = self.tx.as_mut() {
-                // As in Redis, a refused command inside MULTI makes EXEC abort.
-                tx.dirty = true;
-            }
-            return self
-                .reply_error(ClientError::NoPerm { command }, silent)
-                .await;
+        if !self.permitted(req, cls) {
+            let command = cls.acl_name(req);
+            return Gate::Refuse(ClientError::NoPerm { command });
         }
         if self.tx.is_some() {
-            return Box::pin(self.in_tx(req, cls)).await;
+            return Gate::Tx;
         }
         if self.subscribed_resp2() && !allowed_subscribed(cls.kind) {
-            let command = cls.acl_name(&req);
-            return self
-                .reply_error(ClientError::SubscribedContext { command }, silent)
-                .await;
+            let command = cls.acl_name(req);
+            return Gate::Refuse(ClientError::SubscribedContext { command });
         }
-        self.note_script(&req, cls.kind);
-        match cls.kind {
-            Kind::Read | Kind::Write => self.forward(req, cls.kind, silent).await,
-            // Everything else is boxed: an idle client's task is as large as the largest
-            // future it might await, and these paths are rare but deep.
-            _ => Box::pin(self.dispatch_special(req, cls, silent)).await,
-        }
+        Gate::Pass
     }
 
-    async fn dispatch_special(&mut self, req: Request, cls: Classified, silent: bool) {
+    async fn dispatch(&mut self, req: Request, cls: Classified) {
+        let silent = self.silent();
+        match self.gate(&req, &cls) {
+            Gate::Monitor => return Box::pin(self.in_monitor(req, cls)).await,
+            Gate::Refuse(e) => {
+                if let (ClientError::NoPerm { .. }, Some(tx)) = (&e, self.tx.as_mut()) {
+                    // As in Redis, a refused command inside MULTI makes EXEC abort.
+                    tx.dirty = true;
+                }
+                return self.reply_error(e, silent).await;
+            }
+            Gate::Tx => return Box::pin(self.in_tx(req, cls)).await,
+            Gate::Pass => {}
+        }
+        self.note_script(&req, cls.kind);
+        // Boxed: an idle client's task is as large as the largest future it might await, and
+        // some kinds' handling is deep. Ordinary commands mostly take `try_forward` instead.
+        Box::pin(self.dispatch_kind(req, cls, silent)).await
+    }
+
+    async fn dispatch_kind(&mut self, req: Request, cls: Classified, silent: bool) {
         match cls.kind {
             Kind::Read | Kind::Write => self.forward(req, cls.kind, silent).await,
             Kind::Blocking => self.blocking(req, Kind::Blocking, silent).await,
@@ -463,6 +463,18 @@ fn no_auth(kind: Kind) -> bool {
         kind,
         Kind::Local(Local::Auth | Local::Hello | Local::Quit | Local::Reset)
     )
+}
+
+/// Where the checks before a command's own handling send it.
+enum Gate {
+    /// The client is in MONITOR mode (only QUIT and RESET are taken).
+    Monitor,
+    /// Refused with this error.
+    Refuse(ClientError),
+    /// Queued in the open transaction.
+    Tx,
+    /// On to the handling of its kind.
+    Pass,
 }
 
 /// Commands a RESP2 client may run while subscribed.

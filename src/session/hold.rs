@@ -37,7 +37,6 @@ pub(super) struct Hold {
 }
 
 impl Hold {
-    /// When the episode times out, while it can.
     /// When the session must wake up: the end of a pause, or the hold timeout.
     pub(super) fn deadline(&self, timeout: std::time::Duration) -> Option<Instant> {
         match self.since {

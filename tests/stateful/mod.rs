@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use super::support::client::{encode, read_frame};
+use super::support::client::{encode_strs, read_frame};
 use super::support::{Frame, RedisServer};
 
 /// How long [`eventually`] waits before it fails the test.
@@ -81,8 +81,7 @@ impl Exact {
 
     /// Sends one command without reading.
     pub fn send(&mut self, args: &[&str]) {
-        let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
-        self.send_raw(&encode(&args));
+        self.send_raw(&encode_strs(args));
     }
 
     /// Reads one reply and returns its exact bytes.
@@ -218,8 +217,7 @@ pub fn run_pipeline(addr: SocketAddr, steps: &[Step<'_>]) -> Vec<String> {
     let mut c = Exact::connect(addr);
     let mut raw = Vec::new();
     for (args, _) in steps {
-        let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
-        raw.extend(encode(&args));
+        raw.extend(encode_strs(args));
     }
     c.send_raw(&raw);
     let total: usize = steps.iter().map(|(_, n)| n).sum();
@@ -250,8 +248,7 @@ pub fn run_until_marker(addr: SocketAddr, cmds: &[&[&str]], marker: &str) -> Vec
     c.set_read_timeout(Duration::from_secs(3));
     let mut raw = Vec::new();
     for args in cmds {
-        let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
-        raw.extend(encode(&args));
+        raw.extend(encode_strs(args));
     }
     c.send_raw(&raw);
     let mut out = Vec::new();

@@ -85,6 +85,12 @@ pub fn encode(args: &[&[u8]]) -> Vec<u8> {
     out
 }
 
+/// Encodes a command given as text.
+pub fn encode_strs<S: AsRef<str>>(args: &[S]) -> Vec<u8> {
+    let args: Vec<&[u8]> = args.iter().map(|a| a.as_ref().as_bytes()).collect();
+    encode(&args)
+}
+
 /// A TCP connection with the client's socket options.
 fn tcp(addr: SocketAddr) -> std::io::Result<TcpStream> {
     let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
@@ -179,8 +185,7 @@ impl<S: Read + Write> Client<S> {
 
     /// Sends one command without reading.
     pub fn send(&mut self, args: &[&str]) {
-        let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
-        self.send_raw(&encode(&args));
+        self.send_raw(&encode_strs(args));
     }
 
     /// Sends one command with binary arguments without reading.

@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::client::{encode, read_frame, Client, Frame};
+use super::client::{encode, encode_strs, read_frame, Client, Frame};
 use super::procs::{free_port, RedisBuilder, RedisServer};
 
 /// A master and `n_replicas` replicas of it, every replica linked up (plain servers).
@@ -400,8 +400,7 @@ impl Group {
                 return Err(std::io::Error::other(format!("AUTH: {reply:?}")));
             }
         }
-        let bin: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
-        stream.write_all(&encode(&bin))?;
+        stream.write_all(&encode_strs(args))?;
         read_frame(&mut reader)
     }
 
