@@ -243,20 +243,23 @@ fn hand_promoted_replica_gets_no_writes() {
     );
 }
 
-/// Every Sentinel unreachable.
-/// 1. A master, two replicas, three Sentinels; the proxy lists the nodes and the Sentinels
-///    (authority "sentinel"), probing every 200 ms; two writers push.
+/// Every Sentinel unreachable: from one proxy replica, losing every Sentinel looks exactly like
+/// being cut off from them, so the proxy stops writing when its write lease runs out.
+/// 1. A master, two replicas, three Sentinels (`down-after-milliseconds` 1000, so the lease is
+///    900 ms); the proxy lists the nodes and the Sentinels, probing every 200 ms; two writers
+///    push.
 /// 2. Every Sentinel is killed.
 /// 3. The proxy logs a warning that the authority is unreachable.
-/// 4. The writers keep being acknowledged for 3 s more (past the time Sentinel answers count
-///    as fresh), with no error; a new client's write through the proxy lands on the master.
-/// 5. Every acknowledged number is on the master, none twice; the writers' connections are the
-///    same proxy clients.
+/// 4. No write is acknowledged later than the lease after the kill (the window is printed);
+///    every failure is the proxy's failover error saying the master could not be confirmed
+///    and the command was not executed.
+/// 5. The Sentinels come back: the writers are acknowledged again, on the same connections.
+/// 6. Every acknowledged number is on the master, none twice.
 #[test]
-fn sentinels_lost_keep_the_verified_master() {
+fn sentinels_lost_lapse_the_write_lease() {
     let mut cluster = Cluster::start();
     let nodes: Vec<String> = cluster.servers().iter().map(|s| s.addr_str()).collect();
-    let proxy = sentinel_proxy(&cluster.group, &nodes, "");
+    let proxy = sentinel_proxy(&cluster.group, &nodes, "hold_timeout = \"500ms\"");
     let writers: Vec<Writer> = (0..2)
         .map(|i| Writer::start(&proxy, &format!("nosentinel:{i}"), Duration::from_millis(1)))
         .collect();
@@ -264,45 +267,72 @@ fn sentinels_lost_keep_the_verified_master() {
         w.advance(100, Duration::from_secs(10));
     }
 
-    let killed = Instant::now();
-    let started = killed;
+    // Counted from when the last Sentinel is gone: a confirmation by any of them can be
+    // renewed until then.
     cluster.group.kill_all();
+    let killed = Instant::now();
     let line = wait_log_line(
         &proxy,
         &["authority unreachable from here"],
         Duration::from_secs(10),
     );
     let noticed = killed.elapsed();
-    let until = Instant::now() + Duration::from_secs(3);
-    while Instant::now() < until {
-        for w in &writers {
-            w.advance(10, Duration::from_secs(10));
-        }
-    }
+    // Well past the lease: every writer now gets errors.
+    std::thread::sleep(Duration::from_secs(2));
     let mut fresh = proxy.client();
-    assert_eq!(fresh.cmd(&["SET", "nosentinel:new", "1"]), Frame::ok());
-    assert_eq!(
-        cluster.master.cmd(&["GET", "nosentinel:new"]),
-        Frame::bulk("1")
-    );
+    match fresh.cmd(&["SET", "nosentinel:new", "1"]) {
+        Frame::Error(e) => assert!(
+            e.contains("could not be confirmed") && e.contains("not executed (proxy)"),
+            "{e}"
+        ),
+        other => panic!("a write without a lease was answered {other:?}"),
+    }
+    assert_eq!(cluster.master.cmd(&["GET", "nosentinel:new"]), Frame::Null);
 
+    let back = Instant::now();
+    for i in 0..cluster.group.len() {
+        cluster.group.restart(i);
+    }
+    for w in &writers {
+        w.advance(50, Duration::from_secs(15));
+    }
+    let resumed = back.elapsed();
+
+    let lease = Duration::from_millis(900);
     for mut w in writers.into_iter().map(Writer::finish) {
+        let late: Vec<u64> = w.ok_where(|r| r.sent > killed + lease && r.replied < back);
         assert!(
-            w.failures().is_empty(),
-            "writer {}: {}",
+            late.is_empty(),
+            "writer {}: acknowledged after the lease ran out: {late:?}",
+            w.key
+        );
+        let last_ack = w
+            .records
+            .iter()
+            .filter(|r| r.outcome == Outcome::Acked && r.replied < back)
+            .map(|r| r.replied)
+            .max()
+            .expect("acknowledged before the kill");
+        assert_proxy_errors_only(&w);
+        assert!(
+            w.failure_texts()
+                .iter()
+                .all(|t| t.contains("could not be confirmed") || t.contains("Sentinel")),
+            "writer {}: {:?}",
             w.key,
-            w.failure_summary(started)
+            w.failure_texts()
         );
         let held = stored(&cluster.master, &w.key);
         assert!(w.lost(&held).is_empty(), "writer {}: lost writes", w.key);
         assert!(duplicates(&held).is_empty(), "writer {}: duplicates", w.key);
         w.assert_same_connection();
         eprintln!(
-            "[Sentinels lost] writer {}: {} acknowledged, 0 errors; longest reply {:?}",
+            "[Sentinels lost] writer {}: {} acknowledged, last {:?} after the kill (lease {lease:?}); {}",
             w.key,
             w.acked().len(),
-            w.max_latency()
+            last_ack.saturating_duration_since(killed),
+            w.failure_summary(killed)
         );
     }
-    eprintln!("[Sentinels lost] logged {noticed:?} after the kill: {line}");
+    eprintln!("[Sentinels lost] logged {noticed:?} after the kill: {line}; writes resumed {resumed:?} after the Sentinels came back");
 }

@@ -22,8 +22,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, Admin};
 use crate::auth::{User, Users};
-use crate::backend::{BackendAuth, Dialer, Pool, PoolConfig, Pools};
+use crate::backend::{BackendAuth, Dialer, LeaseBoard, Pool, PoolConfig, Pools};
 use crate::config::{Authority, Config, Password};
+use crate::failover::lease::LeaseSettings;
 use crate::failover::operate::Operator;
 use crate::failover::{Failover, Reach, Settings, Signals};
 use crate::resp::FrameLimits;
@@ -102,6 +103,16 @@ pub fn check(cfg: &Config) -> Result<(), StartError> {
     Ok(())
 }
 
+/// Whether backend connections write only under a lease: with Sentinel, and with the `nodes`
+/// authority once the orchestrator's promotion delay is known.
+fn lease_enforced(f: &crate::config::Failover) -> bool {
+    match f.authority {
+        Authority::Sentinel { .. } => true,
+        Authority::Nodes => f.promotion_delay.is_some(),
+        Authority::ActiveActive => false,
+    }
+}
+
 /// Starts the proxy: binds, starts probing, accepting and the admin endpoint.
 pub async fn start(cfg: &Config, metrics: Option<PrometheusHandle>) -> Result<Running, StartError> {
     let backend = Arc::new(BackendAuth {
@@ -112,9 +123,10 @@ pub async fn start(cfg: &Config, metrics: Option<PrometheusHandle>) -> Result<Ru
     let dialer = pool_cfg.dialer;
     let threads = worker_count(cfg.threads);
     let dedicated = Arc::new(Semaphore::new(cfg.backend.max_dedicated));
+    let leases = LeaseBoard::new(lease_enforced(&cfg.failover));
     let pools = Pools(
         (0..threads)
-            .map(|_| Pool::new(pool_cfg, Arc::clone(&dedicated)))
+            .map(|_| Pool::with_leases(pool_cfg, Arc::clone(&dedicated), Arc::clone(&leases)))
             .collect(),
     );
     let node_tls = Arc::new(node_tls(cfg, None)?);
@@ -270,6 +282,7 @@ fn start_failover(
             password: cfg.failover.sentinel_password.clone(),
             interval: cfg.health.interval,
             timeout: cfg.health.timeout,
+            lease_pace: Arc::default(),
         }),
         _ => None,
     };
@@ -286,10 +299,15 @@ fn start_failover(
         failback_after: cfg.failover.failback_after,
         interval: cfg.health.interval,
         learn_nodes: cfg.failover.learn_nodes,
+        lease: LeaseSettings {
+            configured: cfg.failover.lease,
+            promotion_delay: cfg.failover.promotion_delay,
+        },
     };
+    let leases = Arc::clone(pools.0[0].leases());
     let (failover, signals) = Failover::new(
         Arc::clone(topology),
-        pools.clone(),
+        (pools.clone(), leases),
         cfg.sites.clone(),
         settings,
         reach,

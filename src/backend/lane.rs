@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::conn::{Driver, Outgoing, Sender};
 use super::error::ConnError;
+use super::lease::Lease;
 use super::pool::{handshake_for, next_conn_id, PoolConfig, PoolKey, CHANNEL_DEPTH};
 
 /// First and largest pause after a failed connect before a key is tried again.
@@ -139,12 +140,17 @@ impl LaneSet {
     }
 }
 
-pub(super) fn spawn_lane(key: PoolKey, cfg: PoolConfig, superseded: CancellationToken) -> Lane {
+pub(super) fn spawn_lane(
+    key: PoolKey,
+    cfg: PoolConfig,
+    superseded: CancellationToken,
+    lease: Option<Arc<Lease>>,
+) -> Lane {
     let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
     let (state_tx, state_rx) = watch::channel(LaneState::Connecting);
     let retired = CancellationToken::new();
     let tokens = (retired.clone(), superseded);
-    tokio::spawn(drive_lane(key, cfg, rx, state_tx, tokens));
+    tokio::spawn(drive_lane(key, cfg, rx, state_tx, tokens, lease));
     Lane {
         id: next_conn_id(),
         sender: Sender::new(tx),
@@ -161,6 +167,7 @@ async fn drive_lane(
     mut rx: mpsc::Receiver<Outgoing>,
     state: watch::Sender<LaneState>,
     (retired, superseded): (CancellationToken, CancellationToken),
+    lease: Option<Arc<Lease>>,
 ) {
     let hs = handshake_for(&key);
     let opened = tokio::select! {
@@ -179,7 +186,8 @@ async fn drive_lane(
     crate::metrics::backend_connection("lane", 1.0);
     let driver = Driver::new(opened.io, &mut rx, cfg.reply_timeout, false)
         .retire_on(retired.clone())
-        .abort_on(superseded);
+        .abort_on(superseded)
+        .lease_on(lease);
     let end = match driver.run().await {
         Ok(()) => ConnError::Retired,
         Err(e) => {

@@ -7,6 +7,7 @@ pub mod error;
 pub mod handshake;
 pub mod inbox;
 mod lane;
+pub mod lease;
 pub mod pool;
 mod supersede;
 
@@ -15,4 +16,5 @@ pub use error::ConnError;
 pub use handshake::{BackendAuth, Dialer, Endpoint};
 pub use inbox::{Dispatch, Fault, FaultKind, Inbox, ReplyTo, Resolution, Sent, Tail, Taken};
 pub use lane::{Lane, LaneState};
+pub use lease::{Lease, LeaseBoard};
 pub use pool::{Dedicated, DedicatedError, NodeId, Pool, PoolConfig, PoolKey, Pools};

@@ -29,6 +29,7 @@ use super::conn::{Driver, Outgoing, Sender};
 use super::error::ConnError;
 use super::handshake::{BackendAuth, Dialer, Endpoint, Handshake};
 use super::lane::{spawn_lane, Lane, LaneSet};
+use super::lease::LeaseBoard;
 use super::supersede;
 use crate::resp::reply::Proto;
 
@@ -110,6 +111,8 @@ pub struct Pool {
     dedicated: Arc<Semaphore>,
     /// Connections by node, for supersession.
     nodes: supersede::Registry,
+    /// The write lease new connections write under.
+    leases: Arc<LeaseBoard>,
 }
 
 /// Why no lane can be had for a key right now.
@@ -152,13 +155,28 @@ impl Pool {
     /// An empty pool. `dedicated` caps dedicated connections, shared by every pool of the
     /// process.
     pub fn new(cfg: PoolConfig, dedicated: Arc<Semaphore>) -> Arc<Self> {
+        Self::with_leases(cfg, dedicated, LeaseBoard::new(false))
+    }
+
+    /// An empty pool whose connections write only under the leases `leases` publishes.
+    pub fn with_leases(
+        cfg: PoolConfig,
+        dedicated: Arc<Semaphore>,
+        leases: Arc<LeaseBoard>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             cfg: ArcSwap::from_pointee(cfg),
             lanes: Mutex::new(HashMap::new()),
             idle: Mutex::new(HashMap::new()),
             dedicated,
             nodes: supersede::Registry::default(),
+            leases,
         })
+    }
+
+    /// Where new connections find the write lease they write under.
+    pub fn leases(&self) -> &Arc<LeaseBoard> {
+        &self.leases
     }
 
     /// Settings for new connections.
@@ -208,7 +226,12 @@ impl Pool {
     }
 
     fn spawn_lane(&self, key: &PoolKey) -> Lane {
-        spawn_lane(key.clone(), self.cfg(), self.nodes.lane_token(&key.node))
+        spawn_lane(
+            key.clone(),
+            self.cfg(),
+            self.nodes.lane_token(&key.node),
+            self.leases.for_node(&key.node),
+        )
     }
 
     /// Opens (or reuses) a dedicated connection for `key`. What arrives on it while no
@@ -234,9 +257,12 @@ impl Pool {
         let nodes = self.nodes.clone();
         let node = Arc::clone(&key.node);
         let abort = nodes.add_dedicated(&node, id, opened.client_id, Arc::clone(&key.auth));
+        let lease = self.leases.for_node(&node);
         tokio::spawn(async move {
             crate::metrics::backend_connection("dedicated", 1.0);
-            let driver = Driver::new(opened.io, &mut rx, reply_timeout, true).abort_on(abort);
+            let driver = Driver::new(opened.io, &mut rx, reply_timeout, true)
+                .abort_on(abort)
+                .lease_on(lease);
             if let Err(e) = driver.run().await {
                 tracing::debug!(error = %e, "dedicated backend connection ended");
             }

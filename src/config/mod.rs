@@ -210,6 +210,27 @@ pub struct Failover {
     pub sentinel_password: Option<Secret>,
     /// Probe nodes that Sentinel names but the configuration does not list.
     pub learn_nodes: bool,
+    /// Whether `hold_timeout` was given; if not, the Sentinel authority derives it from the
+    /// Sentinels' own timing.
+    pub hold_timeout_given: bool,
+    /// Write lease length; never used beyond the authority's limit (default: that limit, less
+    /// a margin).
+    pub lease: Option<Duration>,
+    /// `nodes` authority: how long the orchestrator waits before it promotes a replica. Given,
+    /// it puts the proxy's writes under a lease shorter than that.
+    pub promotion_delay: Option<Duration>,
+    /// What reads do while the write lease is lapsed.
+    pub stale_reads: StaleReads,
+}
+
+/// What reads do while the master cannot be confirmed (its write lease lapsed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StaleReads {
+    /// Held like writes, then refused.
+    #[default]
+    Refuse,
+    /// Served by the last verified master (counted in `redis_failover_stale_reads_total`).
+    Serve,
 }
 
 impl Default for Failover {
@@ -222,6 +243,10 @@ impl Default for Failover {
             sentinel_user: None,
             sentinel_password: None,
             learn_nodes: true,
+            hold_timeout_given: false,
+            lease: None,
+            promotion_delay: None,
+            stale_reads: StaleReads::Refuse,
         }
     }
 }

@@ -105,6 +105,14 @@ impl<'a> Reader<'a> {
         self.get(key, p).unwrap_or(default)
     }
 
+    /// An optional duration (see [`duration`](Self::duration)).
+    pub fn opt_duration(&mut self, key: &str, p: &mut Problems) -> Option<Duration> {
+        if !self.table.contains_key(key) {
+            return None;
+        }
+        Some(self.duration(key, Duration::ZERO, p))
+    }
+
     /// A duration written as `"500ms"`, `"2s"`, `"1m"` (or a bare number of milliseconds).
     pub fn duration(&mut self, key: &str, default: Duration, p: &mut Problems) -> Duration {
         let Some(v) = self.raw(key) else {

@@ -101,8 +101,38 @@ impl Config {
         if self.failover.hold_timeout.is_zero() {
             p.add("failover.hold_timeout", "must be more than 0");
         }
+        self.validate_lease(p);
         if self.dns.min_ttl > self.dns.max_ttl {
             p.add("dns.min_ttl", "must not exceed dns.max_ttl");
+        }
+    }
+
+    fn validate_lease(&self, p: &mut Problems) {
+        let f = &self.failover;
+        if f.lease.is_some_and(|l| l.is_zero()) {
+            p.add("failover.lease", "must be more than 0");
+        }
+        if f.promotion_delay.is_some_and(|d| d.is_zero()) {
+            p.add("failover.promotion_delay", "must be more than 0");
+        }
+        match f.authority {
+            Authority::ActiveActive if f.lease.is_some() => p.add(
+                "failover.lease",
+                "active-active needs no write lease: every site is writable by design",
+            ),
+            Authority::Nodes if f.lease.is_some() && f.promotion_delay.is_none() => p.add(
+                "failover.lease",
+                "with authority = \"nodes\", a lease needs promotion_delay (how long the orchestrator waits before it promotes)",
+            ),
+            Authority::Sentinel { .. } | Authority::ActiveActive
+                if f.promotion_delay.is_some() =>
+            {
+                p.add(
+                    "failover.promotion_delay",
+                    "only used with authority = \"nodes\" (Sentinel's own down-after-milliseconds is read from the Sentinels)",
+                )
+            }
+            _ => {}
         }
     }
 }

@@ -35,10 +35,16 @@ impl Failover {
             Authority::ActiveActive => self.by_preference(&facts, &sites),
         };
         let master = match &choice {
-            Choice::Master(i) => self.master_of(addrs[*i], &facts[*i]),
+            Choice::Master(i) => self.master_of(*i, &addrs, &facts),
             _ => None,
         };
         let (state, master, reason) = self.overlay_hold(choice, master, &current.master);
+        let (state, reason) = match &master {
+            Some(m) if state == RouteState::Verified && !m.lease.valid() => {
+                (RouteState::Holding, self.lapse_reason(m))
+            }
+            _ => (state, reason),
+        };
         let authority = self.authority_status(&facts);
         let nodes = self.node_statuses();
         if !material(
@@ -177,30 +183,38 @@ impl Failover {
             .any(|v| v.flags.contains("failover_in_progress"))
     }
 
-    fn master_of(&self, addr: std::net::SocketAddr, facts: &NodeFacts<'_>) -> Option<Arc<Master>> {
-        let node = self.reg.nodes.get(&addr)?;
-        let seen = facts.seen?;
+    fn master_of(
+        &mut self,
+        i: usize,
+        addrs: &[std::net::SocketAddr],
+        facts: &[NodeFacts<'_>],
+    ) -> Option<Arc<Master>> {
+        let node = self.reg.nodes.get(&addrs[i])?;
+        let seen = facts[i].seen?;
+        let id = Arc::new(NodeId {
+            endpoint: node.endpoint.clone(),
+            run_id: seen.run_id.as_str().into(),
+        });
+        let lease = self.lease_for(&id, &seen.replid, i, facts, addrs);
         Some(Arc::new(Master {
-            node: Arc::new(NodeId {
-                endpoint: node.endpoint.clone(),
-                run_id: seen.run_id.as_str().into(),
-            }),
+            node: id,
             replid: seen.replid.clone(),
             version: seen.version.clone(),
             modules: seen.modules.clone(),
             commands: seen.commands.clone(),
+            lease,
         }))
     }
 
     /// Fresh Sentinel answers, as votes.
-    fn votes(&self) -> Vec<Vote> {
+    pub(super) fn votes(&self) -> Vec<Vote> {
         let fresh = self.settings.interval * 3 + Duration::from_secs(1);
         self.reg
             .sentinels
             .values()
             .filter_map(|s| match &s.last {
                 Some((at, Ok(v))) if at.elapsed() <= fresh => Some(Vote {
-                    addr: format!("{}:{}", v.host, v.port),
+                    addr: v.addr(),
                     run_id: v.run_id.clone(),
                     epoch: v.epoch,
                     troubled: v.troubled(),
@@ -225,25 +239,7 @@ impl Failover {
             voters: self.reg.voters(),
             current: cur,
         };
-        let locate = |v: &Vote| -> Option<usize> {
-            if !v.run_id.is_empty() {
-                let by_run = facts
-                    .iter()
-                    .position(|f| f.seen.is_some_and(|o| o.run_id == v.run_id));
-                if by_run.is_some() {
-                    return by_run;
-                }
-            }
-            addrs
-                .iter()
-                .position(|a| a.to_string() == v.addr)
-                .or_else(|| {
-                    self.reg
-                        .nodes
-                        .values()
-                        .position(|n| n.endpoint.name.as_ref() == v.addr)
-                })
-        };
+        let locate = |v: &Vote| self.locate(&v.addr, &v.run_id, facts, addrs);
         decide::by_sentinels(&votes, facts, sf, locate)
     }
 
@@ -342,12 +338,13 @@ impl Failover {
     fn authority_status(&self, facts: &[NodeFacts<'_>]) -> AuthorityStatus {
         match self.settings.authority {
             Authority::Sentinel { .. } => {
-                let answering = self.votes().len();
+                let answering = self.answering();
                 let voters = self.reg.voters();
                 AuthorityStatus {
                     kind: "sentinel",
                     reachable: answering > voters / 2,
                     voters: (answering, voters),
+                    lease: self.lease_length(),
                 }
             }
             Authority::Nodes | Authority::ActiveActive => AuthorityStatus {
@@ -356,8 +353,12 @@ impl Failover {
                 } else {
                     "active-active"
                 },
-                reachable: facts.iter().any(|f| f.seen.is_some() && f.healthy),
+                reachable: match self.lease_length() {
+                    Some(length) => self.members_reachable(length),
+                    None => facts.iter().any(|f| f.seen.is_some() && f.healthy),
+                },
                 voters: (0, 0),
+                lease: self.lease_length(),
             },
         }
     }

@@ -8,7 +8,9 @@
 //!   Sentinels. Sentinel reaches a new epoch only through a majority vote, so that answer is
 //!   the authorised one; it is used once a majority of the configured Sentinels name it at that
 //!   epoch, or once the node itself proves it was promoted from the history the proxy was
-//!   writing to. With no Sentinel reachable, the proxy keeps the master it verified.
+//!   writing to. With no Sentinel reachable, the choice stays on the master it verified, but
+//!   writes to it stop when its write lease runs out (see [`super::lease`]): from one proxy
+//!   replica, Sentinels that died look exactly like Sentinels cut off by a partition.
 //! - `active-active`: sites in priority order; traffic stays on its site while that site has
 //!   quorum, moves to the best site with quorum when it loses it, and returns to a preferred
 //!   site only after that site has been healthy for the failback grace period.

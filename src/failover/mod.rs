@@ -12,6 +12,8 @@
 
 pub mod decide;
 mod gauges;
+mod grant;
+pub mod lease;
 pub mod operate;
 mod registry;
 
@@ -22,7 +24,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::backend::{NodeId, Pools};
+use crate::backend::{Lease, LeaseBoard, NodeId, Pools};
 use crate::config::Authority;
 use crate::topology::sentinel::Report as SentinelReport;
 use crate::topology::{RouteState, TopologyHandle};
@@ -101,6 +103,8 @@ pub struct Settings {
     pub interval: Duration,
     /// Probe nodes Sentinel names that the configuration does not list.
     pub learn_nodes: bool,
+    /// The write lease's settings.
+    pub lease: lease::LeaseSettings,
 }
 
 /// The failover task.
@@ -122,18 +126,25 @@ pub struct Failover {
     /// run_id of the last verified master, and since when none is verified.
     last_master: Option<String>,
     lost_at: Option<Instant>,
+    /// The lease of the master chosen last, with the replication ID it was granted for.
+    lease: Option<(Arc<Lease>, String)>,
+    /// Where backend connections find that lease.
+    leases: Arc<LeaseBoard>,
+    /// How often the Sentinels are asked while a lease must be renewed.
+    sentinel_pace: Option<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 impl Failover {
     /// Builds the task (it starts DNS watches at once) and the handle sessions signal on.
     pub fn new(
         handle: Arc<TopologyHandle>,
-        pool: Pools,
+        (pool, leases): (Pools, Arc<LeaseBoard>),
         sites: Vec<crate::config::Site>,
         settings: Settings,
         reach: Reach,
         stop: &CancellationToken,
     ) -> (Self, Signals) {
+        let sentinel_pace = reach.sentinel.as_ref().map(|s| Arc::clone(&s.lease_pace));
         let (dns_tx, dns) = mpsc::channel(64);
         let (health_tx, health) = mpsc::channel(256);
         let (sentinel_tx, sentinel) = mpsc::channel(64);
@@ -159,6 +170,9 @@ impl Failover {
             up_since: HashMap::new(),
             last_master: None,
             lost_at: None,
+            lease: None,
+            leases,
+            sentinel_pace,
         };
         (failover, Signals(signal_tx))
     }
@@ -167,7 +181,17 @@ impl Failover {
     pub async fn run(mut self, stop: CancellationToken) {
         let mut tick = tokio::time::interval(self.settings.interval);
         loop {
+            // The moment the lease lapses is a decision point of its own: the snapshot must
+            // stop naming the master as routable then, not at the next report.
+            let lapse = self.lease_deadline();
+            let at_lapse = async move {
+                match lapse {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
+                _ = at_lapse => {}
                 Some(ev) = self.dns.recv() => {
                     self.reg.on_dns(ev);
                 }
@@ -196,7 +220,11 @@ impl Failover {
 
     fn on_sentinel(&mut self, r: SentinelReport) {
         match r {
-            SentinelReport::View { sentinel, view } => {
+            SentinelReport::View {
+                sentinel,
+                sent,
+                view,
+            } => {
                 if let Some(v) = view.as_ref().ok().filter(|_| self.settings.learn_nodes) {
                     self.reg.learn(&v.host, v.port);
                     for (h, p) in &v.replicas {
@@ -204,7 +232,7 @@ impl Failover {
                     }
                 }
                 if let Some(s) = self.reg.sentinels.get_mut(&sentinel.addr) {
-                    s.last = Some((Instant::now(), view));
+                    s.last = Some((sent, view));
                 }
             }
             SentinelReport::Event { name, announce, .. } => {

@@ -69,7 +69,7 @@ pub struct Sentinel {
     /// Its address.
     pub endpoint: Endpoint,
     watcher: Watcher,
-    /// Latest view and when it arrived.
+    /// Latest view and when its query was sent.
     pub last: Option<(Instant, Result<MasterView, String>)>,
 }
 

@@ -14,6 +14,7 @@ use bytes::{Bytes, BytesMut};
 use smallvec::SmallVec;
 
 use super::hold::Wait;
+use super::state::ClientState;
 use super::Session;
 use crate::backend::{
     Dedicated, Dispatch, Inbox, Lane, NodeId, Outgoing, PoolKey, ReplyMode, Sent,
@@ -21,7 +22,7 @@ use crate::backend::{
 use crate::resp::command::Kind;
 use crate::resp::reply::{ClientError, Proto};
 use crate::resp::Request;
-use crate::topology::RouteState;
+use crate::topology::{RouteState, Topology};
 use std::sync::Arc;
 
 /// Why a dedicated connection is pinned (several reasons may hold at once).
@@ -256,6 +257,41 @@ impl Single {
     }
 }
 
+/// Where ordinary commands go, as read from one topology snapshot: the lane key and that
+/// snapshot's epoch. Both come from the same snapshot, so a lane is never remembered under an
+/// epoch newer than the one it was chosen on (a swap in between would otherwise go unseen).
+#[derive(Debug)]
+pub(super) struct Target {
+    pub(super) key: PoolKey,
+    pub(super) epoch: u64,
+}
+
+/// The target in snapshot `topo` for a client in `state`.
+fn target_in(topo: &Topology, state: &ClientState) -> Result<Target, Unroutable> {
+    let master = match (&topo.state, topo.routable_master()) {
+        (RouteState::Verified, Some(m)) => m,
+        (RouteState::NoMaster, _) => {
+            return Err(Unroutable::Refuse(ClientError::NoMaster {
+                why: topo.reason.clone(),
+            }))
+        }
+        (RouteState::Verified, None) => return Err(Unroutable::Hold(topo.lapse_reason())),
+        (RouteState::Holding, _) => return Err(Unroutable::Hold(topo.reason.clone())),
+    };
+    let Some(user) = &state.user else {
+        return Err(Unroutable::Refuse(ClientError::NoAuth));
+    };
+    Ok(Target {
+        key: PoolKey {
+            node: Arc::clone(&master.node),
+            db: state.db,
+            proto: state.proto,
+            auth: Arc::clone(&user.backend),
+        },
+        epoch: topo.epoch,
+    })
+}
+
 /// Why no master can take a command now.
 #[derive(Debug)]
 pub(super) enum Unroutable {
@@ -290,25 +326,12 @@ impl Session {
 
     /// The shared-lane key for this client now, or why there is none.
     pub(super) fn shared_key(&self) -> Result<PoolKey, Unroutable> {
-        let topo = self.ctx.topology.load();
-        let master = match (&topo.state, topo.routable_master()) {
-            (RouteState::Verified, Some(m)) => m,
-            (RouteState::NoMaster, _) => {
-                return Err(Unroutable::Refuse(ClientError::NoMaster {
-                    why: topo.reason.clone(),
-                }))
-            }
-            _ => return Err(Unroutable::Hold(topo.reason.clone())),
-        };
-        let Some(user) = &self.state.user else {
-            return Err(Unroutable::Refuse(ClientError::NoAuth));
-        };
-        Ok(PoolKey {
-            node: Arc::clone(&master.node),
-            db: self.state.db,
-            proto: self.state.proto,
-            auth: Arc::clone(&user.backend),
-        })
+        self.target().map(|t| t.key)
+    }
+
+    /// Where this client's ordinary commands go now, read from one snapshot.
+    pub(super) fn target(&self) -> Result<Target, Unroutable> {
+        target_in(&self.ctx.topology.load(), &self.state)
     }
 
     /// Routing outcome when no master can take the command now.
@@ -328,14 +351,14 @@ impl Session {
         if let Some(route) = self.route_current() {
             return route;
         }
-        let key = match self.shared_key() {
-            Ok(k) => k,
+        let Target { key, epoch } = match self.target() {
+            Ok(t) => t,
             Err(u) => return self.unroutable(u),
         };
         self.master_back();
         if let Conn::Shared { lane, key: k } = &self.conn {
             if *k == key && !lane.is_closed() {
-                self.route_epoch = self.ctx.topology.epoch();
+                self.route_epoch = epoch;
                 return self.may_send(lane.id());
             }
         }
@@ -347,7 +370,7 @@ impl Session {
             Ok(lane) => {
                 self.release_conn();
                 self.conn = Conn::Shared { lane, key };
-                self.route_epoch = self.ctx.topology.epoch();
+                self.route_epoch = epoch;
                 Route::Go
             }
             Err(_) => self.unroutable(Unroutable::Hold("the master cannot be reached".into())),
@@ -491,5 +514,75 @@ impl Session {
                 to,
             })
             .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::User;
+    use crate::backend::{BackendAuth, Endpoint, Lease};
+    use crate::topology::{Master, TopologyHandle};
+
+    fn verified(epoch: u64, port: u16, lease: impl Fn(Arc<NodeId>) -> Arc<Lease>) -> Topology {
+        let node = Arc::new(NodeId {
+            endpoint: Endpoint::plain(([127, 0, 0, 1], port).into(), "n".into()),
+            run_id: format!("run{port}").into(),
+        });
+        Topology {
+            epoch,
+            state: RouteState::Verified,
+            master: Some(Arc::new(Master {
+                lease: lease(Arc::clone(&node)),
+                node,
+                replid: "r".into(),
+                version: "7.0.15".into(),
+                modules: Vec::new(),
+                commands: None,
+            })),
+            ..Topology::initial()
+        }
+    }
+
+    fn client() -> ClientState {
+        let user = User::open("default", Arc::new(BackendAuth::default()));
+        ClientState::new(Some(Arc::new(user)))
+    }
+
+    /// The topology is swapped between loading a snapshot and remembering the lane: the epoch
+    /// remembered is the routed snapshot's, so the next command sees the lane is stale.
+    #[test]
+    fn epoch_comes_from_the_snapshot_routed_on() {
+        let handle = TopologyHandle::new();
+        handle.publish(verified(5, 7001, Lease::unbounded));
+        let routed_on = handle.load();
+        handle.publish(verified(6, 7002, Lease::unbounded));
+        let target = target_in(&routed_on, &client()).expect("routable");
+        assert_eq!(target.epoch, 5);
+        assert_eq!(target.key.node.endpoint.addr.port(), 7001);
+        assert_ne!(
+            target.epoch,
+            handle.epoch(),
+            "the lane must be seen as stale"
+        );
+        let now = target_in(&handle.load(), &client()).expect("routable");
+        assert_eq!((now.epoch, now.key.node.endpoint.addr.port()), (6, 7002));
+    }
+
+    /// A verified master whose lease lapsed is held, not routed, even before the failover
+    /// task publishes the lapse.
+    #[test]
+    fn lapsed_lease_holds() {
+        let lapsed = verified(3, 7001, |n| Lease::new(n, 1));
+        match target_in(&lapsed, &client()) {
+            Err(Unroutable::Hold(why)) => assert!(why.contains("write lease"), "{why}"),
+            other => panic!("expected a hold, got {other:?}"),
+        }
+        let held = verified(3, 7001, |n| {
+            let l = Lease::new(n, 1);
+            l.renew_until(std::time::Instant::now() + std::time::Duration::from_secs(60));
+            l
+        });
+        assert!(target_in(&held, &client()).is_ok());
     }
 }

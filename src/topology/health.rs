@@ -40,6 +40,8 @@ pub struct Report {
     pub seen: Option<Observation>,
     /// This round's error.
     pub error: Option<String>,
+    /// When this round's probe was sent (a reachability confirmation is worth from then).
+    pub sent: std::time::Instant,
 }
 
 /// Hysteresis state of one node.
@@ -112,6 +114,7 @@ impl Monitor {
         tokio::spawn(async move {
             let mut hyst = Hysteresis::new(cfg.rise, cfg.fall);
             loop {
+                let sent = std::time::Instant::now();
                 let result = prober.probe().await;
                 let ok = result.is_ok();
                 let flipped = hyst.observe(ok);
@@ -125,6 +128,7 @@ impl Monitor {
                     flipped,
                     seen,
                     error,
+                    sent,
                 };
                 if reports.send(report).await.is_err() {
                     return;

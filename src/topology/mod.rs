@@ -18,7 +18,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
-use crate::backend::NodeId;
+use crate::backend::{Lease, NodeId};
 pub use probe::{Observation, Role};
 
 /// Whether commands that need the master can be routed.
@@ -57,9 +57,22 @@ pub struct Master {
     pub modules: Vec<(String, i64)>,
     /// Commands it knows (lower case), when it said.
     pub commands: Option<Arc<std::collections::HashSet<String>>>,
+    /// The write lease commands go under (see [`crate::backend::lease`]).
+    pub lease: Arc<Lease>,
 }
 
 impl Master {
+    /// The lease's state, for `/topology`.
+    pub fn lease_label(&self) -> &'static str {
+        if self.lease.is_unbounded() {
+            "not_needed"
+        } else if self.lease.valid() {
+            "held"
+        } else {
+            "lapsed"
+        }
+    }
+
     /// Whether the master knows command `name`; `None` when its command list is unknown.
     pub fn knows(&self, name: &[u8]) -> Option<bool> {
         let set = self.commands.as_ref()?;
@@ -112,6 +125,9 @@ pub struct AuthorityStatus {
     pub reachable: bool,
     /// Voters answering / configured (Sentinel only).
     pub voters: (usize, usize),
+    /// The write lease length in force (`None`: the authority needs none, or it is not
+    /// known yet).
+    pub lease: Option<std::time::Duration>,
 }
 
 /// Name of the site that holds nodes learned from Sentinel and not configured.
@@ -151,16 +167,29 @@ impl Topology {
                 kind: "nodes",
                 reachable: false,
                 voters: (0, 0),
+                lease: None,
             },
             sentinels: Vec::new(),
             reason: "starting: no probe finished yet".into(),
         }
     }
 
-    /// The master to route to, when routing is allowed.
+    /// Why a verified master cannot take commands: its write lease lapsed before the failover
+    /// task said so (it publishes the lapse with the authority's own words moments later).
+    pub fn lapse_reason(&self) -> String {
+        let who = self
+            .master
+            .as_ref()
+            .map(|m| m.node.endpoint.to_string())
+            .unwrap_or_default();
+        format!("the master {who} could not be confirmed by the authority within its write lease")
+    }
+
+    /// The master to route to, when routing is allowed: verified, and its write lease still
+    /// valid (the failover task publishes a lapse, but a session may look before it does).
     pub fn routable_master(&self) -> Option<&Arc<Master>> {
         match self.state {
-            RouteState::Verified => self.master.as_ref(),
+            RouteState::Verified => self.master.as_ref().filter(|m| m.lease.valid()),
             _ => None,
         }
     }
@@ -269,6 +298,12 @@ pub struct MasterReport {
     pub replid: String,
     /// Redis version.
     pub version: String,
+    /// The write lease: `held`, `lapsed` or `not_needed`.
+    pub lease: &'static str,
+    /// Time left on the lease, in milliseconds (while held).
+    pub lease_remaining_ms: Option<u64>,
+    /// The authority's epoch the lease was granted under.
+    pub lease_epoch: u64,
 }
 
 /// The authority's reachability.
@@ -284,6 +319,8 @@ pub struct AuthorityReport {
     pub voters: usize,
     /// Sentinel addresses.
     pub sentinels: Vec<String>,
+    /// Write lease length in milliseconds (absent where none is needed).
+    pub lease_ms: Option<u64>,
 }
 
 /// One site.
@@ -337,6 +374,13 @@ impl Topology {
                 run_id: m.node.run_id.to_string(),
                 replid: m.replid.clone(),
                 version: m.version.clone(),
+                lease: m.lease_label(),
+                lease_remaining_ms: m
+                    .lease
+                    .remaining()
+                    .filter(|r| !r.is_zero())
+                    .map(|r| r.as_millis() as u64),
+                lease_epoch: m.lease.epoch(),
             }),
             authority: AuthorityReport {
                 kind: self.authority.kind,
@@ -344,6 +388,7 @@ impl Topology {
                 voters_answering: self.authority.voters.0,
                 voters: self.authority.voters.1,
                 sentinels: self.sentinels.iter().map(|e| e.to_string()).collect(),
+                lease_ms: self.authority.lease.map(|l| l.as_millis() as u64),
             },
             sites: self
                 .sites

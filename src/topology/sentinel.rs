@@ -60,6 +60,19 @@ pub struct SentinelSettings {
     pub interval: Duration,
     /// Deadline of one query round.
     pub timeout: Duration,
+    /// Time between queries while a write lease is in force (set by the failover task once
+    /// it knows the lease length, in milliseconds; 0: `interval`).
+    pub lease_pace: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl SentinelSettings {
+    /// Time until the next query: the interval, or less while a lease must be renewed.
+    fn pace(&self) -> Duration {
+        match self.lease_pace.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => self.interval,
+            ms => self.interval.min(Duration::from_millis(ms)),
+        }
+    }
 }
 
 /// What one Sentinel says about the master.
@@ -77,6 +90,16 @@ pub struct MasterView {
     pub flags: String,
     /// Replicas Sentinel knows, `(host, port)`.
     pub replicas: Vec<(String, u16)>,
+    /// Sentinel's `down-after-milliseconds` for this master.
+    pub down_after: Option<Duration>,
+    /// Sentinel's `failover-timeout` for this master.
+    pub failover_timeout: Option<Duration>,
+    /// Sentinels that must agree the master is down before a failover (`quorum`).
+    pub quorum: Option<usize>,
+    /// How long Sentinel has been counting towards declaring the master down when it
+    /// answered: the age of its oldest unanswered ping (`last-ping-sent`), or, while its link
+    /// is down, the time since the master last answered (`last-ok-ping-reply`).
+    pub down_count: Duration,
 }
 
 impl MasterView {
@@ -89,6 +112,11 @@ impl MasterView {
             .split(',')
             .any(|f| matches!(f, "s_down" | "o_down" | "failover_in_progress"))
     }
+
+    /// The master's address as Sentinel names it (`host:port`).
+    pub fn addr(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
 }
 
 /// A report to the failover task.
@@ -98,6 +126,8 @@ pub enum Report {
     View {
         /// The Sentinel.
         sentinel: Endpoint,
+        /// When the query was sent (a confirmation is worth from then, not from its arrival).
+        sent: std::time::Instant,
         /// Its view, or why it could not be had.
         view: Result<MasterView, String>,
     },
@@ -196,6 +226,7 @@ async fn query_loop(
 ) {
     let mut conn: Option<(BoxIo, BytesMut)> = None;
     loop {
+        let sent = std::time::Instant::now();
         let round = timeout(
             settings.timeout,
             query(&mut conn, &sentinel, dialer, &settings),
@@ -210,13 +241,14 @@ async fn query_loop(
         }
         let report = Report::View {
             sentinel: sentinel.clone(),
+            sent,
             view,
         };
         if tx.send(report).await.is_err() {
             return;
         }
         tokio::select! {
-            _ = tokio::time::sleep(settings.interval) => {}
+            _ = tokio::time::sleep(settings.pace()) => {}
             _ = recheck.notified() => {}
             _ = stop.cancelled() => return,
         }
@@ -259,6 +291,20 @@ pub fn parse_view(master: &Reply, replicas: &Reply) -> Result<MasterView, String
     }
     let text = |r: &Reply, k: &str| r.field(k).and_then(Reply::as_text).unwrap_or_default();
     let num = |r: &Reply, k: &str| r.field(k).and_then(Reply::as_int);
+    let millis = |k: &str| {
+        num(master, k)
+            .filter(|v| *v > 0)
+            .map(|v| Duration::from_millis(v as u64))
+    };
+    let disconnected = text(master, "flags")
+        .split(',')
+        .any(|f| f == "disconnected");
+    let pending = millis("last-ping-sent").unwrap_or_default();
+    let down_count = if disconnected {
+        pending.max(millis("last-ok-ping-reply").unwrap_or_default())
+    } else {
+        pending
+    };
     let port = num(master, "port")
         .and_then(|p| u16::try_from(p).ok())
         .ok_or("SENTINEL MASTER without port")?;
@@ -276,6 +322,10 @@ pub fn parse_view(master: &Reply, replicas: &Reply) -> Result<MasterView, String
         epoch: num(master, "config-epoch").unwrap_or(0).max(0) as u64,
         flags: text(master, "flags"),
         replicas,
+        down_after: millis("down-after-milliseconds"),
+        failover_timeout: millis("failover-timeout"),
+        quorum: num(master, "quorum").filter(|q| *q > 0).map(|q| q as usize),
+        down_count,
     })
 }
 
@@ -408,6 +458,10 @@ mod tests {
         ]);
         let v = parse_view(&master, &replicas).unwrap();
         assert_eq!((v.host.as_str(), v.port, v.epoch), ("10.0.0.1", 6379, 7));
+        assert_eq!(
+            (v.down_after, v.quorum, v.down_count),
+            (None, None, Duration::ZERO)
+        );
         assert_eq!(v.replicas, vec![("10.0.0.2".to_string(), 6379)]);
         assert!(!v.troubled());
         assert!(parse_view(

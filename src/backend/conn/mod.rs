@@ -130,6 +130,9 @@ pub(crate) struct Driver<'a> {
     /// awaited; everything pending fails at once.
     abort: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
     retiring: bool,
+    /// The write lease of the master this connection writes to (`None`: none needed). Checked
+    /// right before bytes reach the socket; a lapsed lease retires the connection.
+    lease: Option<Arc<super::Lease>>,
     /// Whether the driver already yielded once to gather more batches before this write.
     coalesced: bool,
     /// `written` when the write queue last became empty.
@@ -177,6 +180,7 @@ impl<'a> Driver<'a> {
             retire: None,
             abort: None,
             retiring: false,
+            lease: None,
             coalesced: false,
             flushed_at: 0,
             frames: Vec::new(),
@@ -190,6 +194,13 @@ impl<'a> Driver<'a> {
     /// not sent, written ones get their replies (or the reply deadline) first.
     pub(crate) fn retire_on(mut self, token: CancellationToken) -> Self {
         self.retire = Some(Box::pin(token.cancelled_owned()));
+        self
+    }
+
+    /// Writes only while `lease` is valid: once it lapses, nothing more is written and the
+    /// connection retires (batches not yet written fail as not sent).
+    pub(crate) fn lease_on(mut self, lease: Option<Arc<super::Lease>>) -> Self {
+        self.lease = lease;
         self
     }
 
@@ -251,6 +262,11 @@ impl<'a> Driver<'a> {
                 self.coalesced = true;
                 return Poll::Ready(Ok(Step::Coalesce));
             }
+            if self.queued > 0 && self.lease.as_ref().is_some_and(|l| !l.valid()) {
+                tracing::debug!("write lease lapsed; backend connection stops writing");
+                self.stop_writing();
+                continue;
+            }
             progress |= self.write(cx)?;
             if self.queued == 0 {
                 self.coalesced = false;
@@ -270,11 +286,19 @@ impl<'a> Driver<'a> {
             Some(f) => f.as_mut().poll(cx).is_ready(),
             None => false,
         };
-        if !fired || self.retiring {
+        if fired {
+            self.retire = None;
+            self.stop_writing();
+        }
+    }
+
+    /// Retires the connection: nothing more is taken or written; what was written gets its
+    /// replies.
+    fn stop_writing(&mut self) {
+        if self.retiring {
             return;
         }
         self.retiring = true;
-        self.retire = None;
         self.accepting = false;
         // Nothing more reaches the socket: what is not fully written is failed as not sent
         // (or lost, if part of it went out).
