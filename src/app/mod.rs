@@ -103,6 +103,15 @@ pub fn check(cfg: &Config) -> Result<(), StartError> {
     Ok(())
 }
 
+/// The hold timeout sessions use: the configured one, or (Sentinel, not configured) the one
+/// the failover task derives from the Sentinels' own timing.
+fn hold_timeout(f: &crate::config::Failover) -> Option<std::time::Duration> {
+    match f.authority {
+        Authority::Sentinel { .. } if !f.hold_timeout_given => None,
+        _ => Some(f.hold_timeout),
+    }
+}
+
 /// Whether backend connections write only under a lease: with Sentinel, and with the `nodes`
 /// authority once the orchestrator's promotion delay is known.
 fn lease_enforced(f: &crate::config::Failover) -> bool {
@@ -303,6 +312,7 @@ fn start_failover(
             configured: cfg.failover.lease,
             promotion_delay: cfg.failover.promotion_delay,
         },
+        hold_timeout: hold_timeout(&cfg.failover),
     };
     let leases = Arc::clone(pools.0[0].leases());
     let (failover, signals) = Failover::new(
@@ -451,7 +461,7 @@ fn dynamic(cfg: &Config, backend: &Arc<BackendAuth>) -> Result<Dynamic, StartErr
     Ok(Dynamic {
         users: build_users(cfg, backend)?,
         allow: cfg.allow_commands.iter().cloned().collect(),
-        hold_timeout: cfg.failover.hold_timeout,
+        hold_timeout: hold_timeout(&cfg.failover),
         max_held_clients: cfg.failover.max_held_clients,
         frame_timeout: cfg.limits.frame_timeout,
         idle_timeout: cfg.limits.idle_timeout,

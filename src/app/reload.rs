@@ -106,6 +106,7 @@ fn keep_restart_only(old: &Config, next: &mut Config) -> Vec<&'static str> {
     let failover = |c: &Config| {
         let mut f = c.failover.clone();
         f.hold_timeout = Default::default();
+        f.hold_timeout_given = false;
         f.max_held_clients = 0;
         let pw = c
             .failover
@@ -119,8 +120,10 @@ fn keep_restart_only(old: &Config, next: &mut Config) -> Vec<&'static str> {
         failover(old) != failover(next),
     ) {
         let (hold, held) = (next.failover.hold_timeout, next.failover.max_held_clients);
+        let given = next.failover.hold_timeout_given;
         next.failover = old.failover.clone();
         next.failover.hold_timeout = hold;
+        next.failover.hold_timeout_given = given;
         next.failover.max_held_clients = held;
     }
     if keep(

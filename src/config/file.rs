@@ -117,24 +117,12 @@ pub(super) fn read_failover(mut r: Reader<'_>, p: &mut Problems) -> Failover {
         );
     }
     let hold_timeout = r.opt_duration("hold_timeout", p);
-    let stale_reads = match r.get::<String>("stale_reads", p).as_deref() {
-        None | Some("refuse") => StaleReads::Refuse,
-        Some("serve") => StaleReads::Serve,
-        Some(other) => {
-            p.add(
-                &r.path_of("stale_reads"),
-                format!("{other:?} is not \"refuse\" or \"serve\""),
-            );
-            StaleReads::Refuse
-        }
-    };
     let f = Failover {
         authority,
         hold_timeout: hold_timeout.unwrap_or(d.hold_timeout),
         hold_timeout_given: hold_timeout.is_some(),
         lease: r.opt_duration("lease", p),
         promotion_delay: r.opt_duration("promotion_delay", p),
-        stale_reads,
         max_held_clients: r.get_or("max_held_clients", d.max_held_clients, p),
         failback_after: r.duration("failback_after", d.failback_after, p),
         sentinel_user: r.get("sentinel_user", p),

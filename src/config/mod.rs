@@ -193,6 +193,9 @@ pub enum Authority {
     ActiveActive,
 }
 
+/// The hold timeout where none is configured and the authority gives no better one.
+pub const DEFAULT_HOLD_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Failover behaviour.
 #[derive(Debug, Clone)]
 pub struct Failover {
@@ -219,25 +222,13 @@ pub struct Failover {
     /// `nodes` authority: how long the orchestrator waits before it promotes a replica. Given,
     /// it puts the proxy's writes under a lease shorter than that.
     pub promotion_delay: Option<Duration>,
-    /// What reads do while the write lease is lapsed.
-    pub stale_reads: StaleReads,
-}
-
-/// What reads do while the master cannot be confirmed (its write lease lapsed).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum StaleReads {
-    /// Held like writes, then refused.
-    #[default]
-    Refuse,
-    /// Served by the last verified master (counted in `redis_failover_stale_reads_total`).
-    Serve,
 }
 
 impl Default for Failover {
     fn default() -> Self {
         Self {
             authority: Authority::Nodes,
-            hold_timeout: Duration::from_secs(2),
+            hold_timeout: DEFAULT_HOLD_TIMEOUT,
             max_held_clients: 10_000,
             failback_after: Duration::from_secs(30),
             sentinel_user: None,
@@ -246,7 +237,6 @@ impl Default for Failover {
             hold_timeout_given: false,
             lease: None,
             promotion_delay: None,
-            stale_reads: StaleReads::Refuse,
         }
     }
 }

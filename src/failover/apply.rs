@@ -46,6 +46,7 @@ impl Failover {
             _ => (state, reason),
         };
         let authority = self.authority_status(&facts);
+        self.tell_timing();
         let nodes = self.node_statuses();
         if !material(
             &current,
@@ -345,6 +346,7 @@ impl Failover {
                     reachable: answering > voters / 2,
                     voters: (answering, voters),
                     lease: self.lease_length(),
+                    hold: self.derived_hold(),
                 }
             }
             Authority::Nodes | Authority::ActiveActive => AuthorityStatus {
@@ -359,6 +361,7 @@ impl Failover {
                 },
                 voters: (0, 0),
                 lease: self.lease_length(),
+                hold: None,
             },
         }
     }

@@ -105,6 +105,8 @@ pub struct Settings {
     pub learn_nodes: bool,
     /// The write lease's settings.
     pub lease: lease::LeaseSettings,
+    /// The configured hold timeout (`None`: derive it from the Sentinels' timing).
+    pub hold_timeout: Option<Duration>,
 }
 
 /// The failover task.
@@ -132,6 +134,8 @@ pub struct Failover {
     leases: Arc<LeaseBoard>,
     /// How often the Sentinels are asked while a lease must be renewed.
     sentinel_pace: Option<Arc<std::sync::atomic::AtomicU64>>,
+    /// The Sentinels' timing last said at start-up or when it changed (for one log line).
+    told_timing: Option<(Duration, Option<Duration>)>,
 }
 
 impl Failover {
@@ -173,6 +177,7 @@ impl Failover {
             lease: None,
             leases,
             sentinel_pace,
+            told_timing: None,
         };
         (failover, Signals(signal_tx))
     }

@@ -100,8 +100,10 @@ pub struct Dynamic {
     pub users: Users,
     /// Guarded commands the operator allowed (`CONFIG`, `CONFIG|SET`, ...).
     pub allow: HashSet<String>,
-    /// How long commands wait for a master during a change.
-    pub hold_timeout: Duration,
+    /// How long commands wait for a master during a change; `None`: as long as the authority
+    /// needs to promote a replica (derived by the failover task), or the default before that
+    /// is known.
+    pub hold_timeout: Option<Duration>,
     /// Clients that may wait at once.
     pub max_held_clients: usize,
     /// A started command must be complete within this long.
@@ -269,6 +271,22 @@ impl Session {
         s
     }
 
+    /// How long this session's commands may be held now.
+    fn hold_timeout(&self, dynamic: &Dynamic) -> Duration {
+        match dynamic.hold_timeout {
+            Some(t) => t,
+            // Only looked up while holding: the snapshot load is off the common path.
+            None if self.hold.active() => self
+                .ctx
+                .topology
+                .load()
+                .authority
+                .hold
+                .unwrap_or(crate::config::DEFAULT_HOLD_TIMEOUT),
+            None => crate::config::DEFAULT_HOLD_TIMEOUT,
+        }
+    }
+
     /// The proxy's id for this client.
     pub fn id(&self) -> u64 {
         self.info.id
@@ -318,7 +336,7 @@ impl Session {
             let want_write = !self.wbuf.is_empty() || self.needs_flush;
             let watch_topology = self.waits_for_topology();
             let dynamic = self.ctx.dynamic.load();
-            let hold_timeout = dynamic.hold_timeout;
+            let hold_timeout = self.hold_timeout(&dynamic);
             let hold_deadline = self.hold.deadline(hold_timeout);
             self.track_frame();
             let input_deadline = self.input_deadline(&dynamic);

@@ -40,7 +40,7 @@ impl Context {
         let dynamic = Dynamic {
             users: Users::new(User::open("default", backend), Vec::new()),
             allow: HashSet::new(),
-            hold_timeout: Duration::ZERO,
+            hold_timeout: Some(Duration::ZERO),
             max_held_clients: usize::MAX,
             frame_timeout: Duration::from_secs(30),
             idle_timeout: Duration::ZERO,

@@ -128,6 +128,9 @@ pub struct AuthorityStatus {
     /// The write lease length in force (`None`: the authority needs none, or it is not
     /// known yet).
     pub lease: Option<std::time::Duration>,
+    /// The hold timeout derived from the authority's timing (Sentinel, when none is
+    /// configured): long enough for it to promote a replica.
+    pub hold: Option<std::time::Duration>,
 }
 
 /// Name of the site that holds nodes learned from Sentinel and not configured.
@@ -168,6 +171,7 @@ impl Topology {
                 reachable: false,
                 voters: (0, 0),
                 lease: None,
+                hold: None,
             },
             sentinels: Vec::new(),
             reason: "starting: no probe finished yet".into(),
@@ -321,6 +325,9 @@ pub struct AuthorityReport {
     pub sentinels: Vec<String>,
     /// Write lease length in milliseconds (absent where none is needed).
     pub lease_ms: Option<u64>,
+    /// Hold timeout derived from the authority's timing, in milliseconds (absent when
+    /// configured).
+    pub derived_hold_timeout_ms: Option<u64>,
 }
 
 /// One site.
@@ -389,6 +396,7 @@ impl Topology {
                 voters: self.authority.voters.1,
                 sentinels: self.sentinels.iter().map(|e| e.to_string()).collect(),
                 lease_ms: self.authority.lease.map(|l| l.as_millis() as u64),
+                derived_hold_timeout_ms: self.authority.hold.map(|h| h.as_millis() as u64),
             },
             sites: self
                 .sites
