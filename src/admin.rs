@@ -79,10 +79,15 @@ async fn readyz(State(a): Shared) -> Response {
         Some("draining".to_string())
     } else if topo.epoch == 0 {
         Some("starting: no topology decision yet".to_string())
-    } else if !topo.authority.reachable {
+    } else if !topo.authority.reachable && topo.authority.voters.1 > 0 {
         Some(format!(
             "{} authority unreachable ({} of {} Sentinels answering)",
             topo.authority.kind, topo.authority.voters.0, topo.authority.voters.1
+        ))
+    } else if !topo.authority.reachable {
+        Some(format!(
+            "{} authority unreachable (a majority of the voting members did not answer in time)",
+            topo.authority.kind
         ))
     } else {
         None

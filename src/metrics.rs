@@ -33,6 +33,11 @@ pub const TLS_RELOADS: &str = "redis_failover_proxy_tls_reloads_total";
 pub const AUTH_FAILURES: &str = "redis_failover_proxy_auth_failures_total";
 pub const AUTHORITY_REACHABLE: &str = "redis_failover_proxy_authority_reachable";
 pub const SENTINELS_ANSWERING: &str = "redis_failover_proxy_sentinels_answering";
+/// Gauge: 1 while the master in use holds its write lease, 0 while it is lapsed (absent
+/// where the authority needs none).
+pub const WRITE_LEASE_HELD: &str = "redis_failover_proxy_write_lease_held";
+/// Counter: times the write lease lapsed (the master could not be confirmed in time).
+pub const WRITE_LEASE_LAPSES: &str = "redis_failover_proxy_write_lease_lapses_total";
 
 /// Command classes (the `class` label).
 pub const CLASSES: [&str; 10] = [
@@ -139,6 +144,14 @@ fn describe() {
         "1 when the failover authority can be consulted from here."
     );
     describe_gauge!(SENTINELS_ANSWERING, "Sentinels answering their queries.");
+    describe_gauge!(
+        WRITE_LEASE_HELD,
+        "1 while the master in use holds its write lease, 0 while it is lapsed."
+    );
+    describe_counter!(
+        WRITE_LEASE_LAPSES,
+        "Times the write lease lapsed: the master could not be confirmed by a majority in time."
+    );
 }
 
 /// Handles used on every command.

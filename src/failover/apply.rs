@@ -372,7 +372,7 @@ impl Failover {
             RouteState::Verified => master.as_ref().map(|m| Arc::clone(&m.node)),
             _ => None,
         };
-        let was = current.routable_master().map(|m| Arc::clone(&m.node));
+        let was = current.verified_master().map(|m| Arc::clone(&m.node));
         if was.is_some() && was != keep {
             self.pool.retire_nodes(|n| keep.as_deref() == Some(n));
         }

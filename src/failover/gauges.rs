@@ -7,7 +7,7 @@ use metrics::{counter, gauge, histogram};
 
 use crate::metrics::{
     AUTHORITY_REACHABLE, FAILOVERS, FAILOVER_DURATION, MASTER_INFO, NODE_ROLE, NODE_UP,
-    SENTINELS_ANSWERING, STATE, TOPOLOGY_EPOCH,
+    SENTINELS_ANSWERING, STATE, TOPOLOGY_EPOCH, WRITE_LEASE_HELD, WRITE_LEASE_LAPSES,
 };
 use crate::topology::{Role, RouteState, Topology};
 
@@ -21,7 +21,7 @@ pub(super) fn publish(before: &Topology, now: &Topology) {
         gauge!(STATE, "state" => s).set(if now.state.label() == s { 1.0 } else { 0.0 });
     }
     let label = |t: &Topology| {
-        t.routable_master()
+        t.verified_master()
             .map(|m| (m.node.endpoint.addr.to_string(), m.node.run_id.to_string()))
     };
     if let Some((node, run_id)) = label(before).filter(|l| Some(l) != label(now).as_ref()) {
@@ -60,6 +60,19 @@ pub(super) fn publish(before: &Topology, now: &Topology) {
     }
     gauge!(AUTHORITY_REACHABLE).set(if now.authority.reachable { 1.0 } else { 0.0 });
     gauge!(SENTINELS_ANSWERING).set(now.authority.voters.0 as f64);
+    if now.authority.lease.is_some() {
+        let held = |t: &Topology| t.master.as_ref().is_some_and(|m| m.lease.valid());
+        gauge!(WRITE_LEASE_HELD).set(if held(now) { 1.0 } else { 0.0 });
+        let lapsed = |t: &Topology| {
+            t.master
+                .as_ref()
+                .is_some_and(|m| !m.lease.valid() && !m.lease.is_unbounded())
+                && t.state == RouteState::Holding
+        };
+        if lapsed(now) && !lapsed(before) && now.reason.contains("write lease") {
+            counter!(WRITE_LEASE_LAPSES).increment(1);
+        }
+    }
 }
 
 /// Counts a change of master and how long the proxy had no verified one.

@@ -189,6 +189,15 @@ impl Topology {
         format!("the master {who} could not be confirmed by the authority within its write lease")
     }
 
+    /// The master this snapshot verified, whatever its lease says now (for comparing
+    /// snapshots: a lease revoked since must not hide which master a snapshot named).
+    pub fn verified_master(&self) -> Option<&Arc<Master>> {
+        match self.state {
+            RouteState::Verified => self.master.as_ref(),
+            _ => None,
+        }
+    }
+
     /// The master to route to, when routing is allowed: verified, and its write lease still
     /// valid (the failover task publishes a lapse, but a session may look before it does).
     pub fn routable_master(&self) -> Option<&Arc<Master>> {
