@@ -179,3 +179,63 @@ quorum = 1
         w.failure_summary(cut)
     );
 }
+
+/// Witnesses count towards the `nodes` authority's majority: a master and one replica (two
+/// data sites) and a witness (a third site, only checked for reachability).
+/// 1. The replica stops answering: two of three members are reached, writes go on.
+/// 2. The witness goes too: one of three, writes stop (the proxy's error) and `/readyz` is 503.
+/// 3. The witness comes back: writes go again.
+#[test]
+fn witness_keeps_the_majority_for_the_nodes_authority() {
+    let (master, replicas) = replication(1);
+    let witness = std::net::TcpListener::bind("127.0.0.1:0").expect("bind witness");
+    let witness_addr = witness.local_addr().expect("witness address").to_string();
+    let nodes = [master.addr_str(), replicas[0].addr_str()];
+    let proxy = Proxy::builder()
+        .config(&format!(
+            r#"
+[failover]
+authority = "nodes"
+promotion_delay = "1s"
+witnesses = ["{witness_addr}"]
+hold_timeout = "300ms"
+
+[health]
+interval = "100ms"
+timeout = "300ms"
+fall = 1
+
+[[sites]]
+name = "main"
+nodes = [{nodes}]
+quorum = 1
+"#,
+            nodes = toml_list(&nodes),
+        ))
+        .admin()
+        .start();
+    replicas[0].pause();
+    // Longer than the lease: only the master and the witness keep it.
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut c = proxy.client();
+    assert_eq!(c.cmd(&["SET", "witness:k", "1"]), Frame::ok());
+    assert_eq!(proxy.admin_get("/readyz").0, 200);
+
+    drop(witness);
+    wait_for("/readyz unready", Duration::from_secs(5), || {
+        proxy.admin_get("/readyz").0 == 503
+    });
+    // The last confirmations stay good until the lease they gave runs out.
+    std::thread::sleep(Duration::from_secs(1));
+    match c.cmd(&["SET", "witness:k", "2"]) {
+        Frame::Error(e) => assert!(e.contains("voting members"), "{e}"),
+        other => panic!("written with one member of three: {other:?}"),
+    }
+    assert_eq!(master.cmd(&["GET", "witness:k"]), Frame::bulk("1"));
+
+    let _back = std::net::TcpListener::bind(&witness_addr).expect("rebind witness");
+    wait_for("writes again", Duration::from_secs(5), || {
+        c.cmd(&["SET", "witness:k", "3"]) == Frame::ok()
+    });
+    replicas[0].resume();
+}

@@ -311,6 +311,7 @@ fn start_failover(
         lease: LeaseSettings {
             configured: cfg.failover.lease,
             promotion_delay: cfg.failover.promotion_delay,
+            witnesses: cfg.failover.witnesses.clone(),
         },
         hold_timeout: hold_timeout(&cfg.failover),
     };

@@ -123,6 +123,7 @@ pub(super) fn read_failover(mut r: Reader<'_>, p: &mut Problems) -> Failover {
         hold_timeout_given: hold_timeout.is_some(),
         lease: r.opt_duration("lease", p),
         promotion_delay: r.opt_duration("promotion_delay", p),
+        witnesses: r.get_or("witnesses", Vec::new(), p),
         max_held_clients: r.get_or("max_held_clients", d.max_held_clients, p),
         failback_after: r.duration("failback_after", d.failback_after, p),
         sentinel_user: r.get("sentinel_user", p),

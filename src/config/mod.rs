@@ -222,6 +222,9 @@ pub struct Failover {
     /// `nodes` authority: how long the orchestrator waits before it promotes a replica. Given,
     /// it puts the proxy's writes under a lease shorter than that.
     pub promotion_delay: Option<Duration>,
+    /// `nodes` authority: voting members of the orchestrator that hold no data (`host:port`),
+    /// only checked for reachability; they count towards the lease's majority.
+    pub witnesses: Vec<String>,
 }
 
 impl Default for Failover {
@@ -237,6 +240,7 @@ impl Default for Failover {
             hold_timeout_given: false,
             lease: None,
             promotion_delay: None,
+            witnesses: Vec::new(),
         }
     }
 }

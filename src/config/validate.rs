@@ -134,5 +134,19 @@ impl Config {
             }
             _ => {}
         }
+        if !f.witnesses.is_empty() && f.promotion_delay.is_none() {
+            p.add(
+                "failover.witnesses",
+                "witnesses count towards the write lease of the \"nodes\" authority: set promotion_delay too",
+            );
+        }
+        for (i, w) in f.witnesses.iter().enumerate() {
+            if split_host_port(w).is_none() {
+                p.add(
+                    &format!("failover.witnesses[{i}]"),
+                    format!("{w:?} is not host:port"),
+                );
+            }
+        }
     }
 }

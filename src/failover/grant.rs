@@ -199,22 +199,28 @@ impl Failover {
         lease::sentinel_until(&confirmations, needed, length)
     }
 
-    /// The nodes authority: probes that reached a majority of the configured nodes.
+    /// The nodes authority: probes and witness checks that reached a majority of the voting
+    /// members (configured nodes and witnesses).
     fn members_until(&self, length: Duration) -> Option<Instant> {
         let learned = self.reg.sites.len() - 1;
-        let members: Vec<_> = self
+        let nodes = self
             .reg
             .nodes
             .values()
             .filter(|n| n.site != learned)
-            .collect();
-        let needed = members.len() / 2 + 1;
-        let deadlines = members
-            .iter()
             .filter_map(|n| n.last.as_ref().filter(|r| r.error.is_none()))
-            .filter_map(|r| r.sent.checked_add(length))
+            .map(|r| r.sent);
+        let witnesses = self
+            .reg
+            .witnesses
+            .values()
+            .filter_map(|w| w.last.filter(|c| c.reached))
+            .map(|c| c.sent);
+        let deadlines = nodes
+            .chain(witnesses)
+            .filter_map(|sent| sent.checked_add(length))
             .collect();
-        lease::held_until(deadlines, needed)
+        lease::held_until(deadlines, self.reg.members() / 2 + 1)
     }
 
     /// Whether a majority of the voting members answered a probe sent within the lease.

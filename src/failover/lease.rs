@@ -20,13 +20,15 @@
 use std::time::{Duration, Instant};
 
 /// What the lease is computed from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseSettings {
     /// The operator's lease length (never used beyond the authority's own limit).
     pub configured: Option<Duration>,
     /// Nodes authority: how long the orchestrator waits before it promotes (no lease when
     /// unset).
     pub promotion_delay: Option<Duration>,
+    /// Nodes authority: voting members that hold no data, checked for reachability only.
+    pub witnesses: Vec<String>,
 }
 
 /// Room kept between the lease's end and the earliest promotion: the time a command may take

@@ -119,6 +119,7 @@ pub struct Failover {
     dns: mpsc::Receiver<registry::DnsEvent>,
     health: mpsc::Receiver<crate::topology::health::Report>,
     sentinel: mpsc::Receiver<SentinelReport>,
+    witness: mpsc::Receiver<crate::topology::witness::Check>,
     signals: mpsc::Receiver<Signal>,
     epoch: u64,
     hold: Option<Hold>,
@@ -153,12 +154,15 @@ impl Failover {
         let (health_tx, health) = mpsc::channel(256);
         let (sentinel_tx, sentinel) = mpsc::channel(64);
         let (signal_tx, signals) = mpsc::channel(256);
+        let (witness_tx, witness) = mpsc::channel(64);
         let out = Outputs {
             dns: dns_tx,
             health: health_tx,
             sentinel: sentinel_tx,
+            witness: witness_tx,
         };
-        let reg = Registry::new(sites, reach, out, stop.child_token());
+        let witnesses = settings.lease.witnesses.clone();
+        let reg = Registry::new((sites, &witnesses), reach, out, stop.child_token());
         let failover = Self {
             handle,
             pool,
@@ -167,6 +171,7 @@ impl Failover {
             dns,
             health,
             sentinel,
+            witness,
             signals,
             epoch: 0,
             hold: None,
@@ -202,6 +207,11 @@ impl Failover {
                 }
                 Some(r) = self.health.recv() => self.on_health(r),
                 Some(r) = self.sentinel.recv() => self.on_sentinel(r),
+                Some(c) = self.witness.recv() => {
+                    if let Some(w) = self.reg.witnesses.get_mut(&c.addr) {
+                        w.last = Some(c);
+                    }
+                }
                 Some(s) = self.signals.recv() => self.on_signal(s),
                 _ = tick.tick() => {}
                 _ = stop.cancelled() => return,

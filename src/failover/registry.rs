@@ -18,6 +18,7 @@ use crate::topology::discovery::{Resolver, Target, Update};
 use crate::topology::health::{HealthConfig, Monitor, Report};
 use crate::topology::probe::Prober;
 use crate::topology::sentinel::{MasterView, Report as SentinelReport, SentinelSettings, Watcher};
+use crate::topology::witness;
 
 pub use crate::topology::LEARNED_SITE;
 
@@ -28,6 +29,8 @@ pub enum Feeds {
     Nodes(usize),
     /// Sentinels.
     Sentinels,
+    /// Witnesses (voting members only checked for reachability).
+    Witnesses,
 }
 
 /// A DNS update tagged with what it feeds.
@@ -82,6 +85,16 @@ pub struct Outputs {
     pub health: mpsc::Sender<Report>,
     /// Sentinel reports.
     pub sentinel: mpsc::Sender<SentinelReport>,
+    /// Witness checks.
+    pub witness: mpsc::Sender<witness::Check>,
+}
+
+/// A witness being checked.
+#[derive(Debug)]
+pub struct WitnessState {
+    _check: witness::Witness,
+    /// Its latest check.
+    pub last: Option<witness::Check>,
 }
 
 /// How to reach things.
@@ -112,6 +125,10 @@ pub struct Registry {
     pub sentinels: BTreeMap<SocketAddr, Sentinel>,
     /// Configured Sentinel names (each counts as at least one voter).
     pub sentinel_names: usize,
+    /// Witnesses by address.
+    pub witnesses: BTreeMap<SocketAddr, WitnessState>,
+    /// Configured witness names (each counts as at least one voting member).
+    witness_names: Vec<Target>,
     /// Current answer of each watched name, and the token stopping its watch.
     answers: HashMap<(Feeds, Target), (Vec<Endpoint>, CancellationToken)>,
     reach: Reach,
@@ -121,9 +138,16 @@ pub struct Registry {
 
 impl Registry {
     /// Starts watching every configured name.
-    pub fn new(sites: Vec<Site>, reach: Reach, out: Outputs, stop: CancellationToken) -> Self {
+    pub fn new(
+        (sites, witnesses): (Vec<Site>, &[String]),
+        reach: Reach,
+        out: Outputs,
+        stop: CancellationToken,
+    ) -> Self {
         let mut reg = Self {
             sentinel_names: sites.iter().map(|s| s.sentinels.len()).sum(),
+            witnesses: BTreeMap::new(),
+            witness_names: witnesses.iter().filter_map(|w| host_target(w)).collect(),
             sites,
             nodes: BTreeMap::new(),
             sentinels: BTreeMap::new(),
@@ -148,6 +172,9 @@ impl Registry {
             for t in site.sentinels.iter().filter_map(|n| host_target(n)) {
                 reg.watch(Feeds::Sentinels, t);
             }
+        }
+        for t in reg.witness_names.clone() {
+            reg.watch(Feeds::Witnesses, t);
         }
         reg
     }
@@ -186,6 +213,7 @@ impl Registry {
         match ev.feeds {
             Feeds::Nodes(site) => self.reconcile_nodes(site),
             Feeds::Sentinels => self.reconcile_sentinels(),
+            Feeds::Witnesses => self.reconcile_witnesses(),
         }
         true
     }
@@ -290,6 +318,32 @@ impl Registry {
         }
     }
 
+    fn reconcile_witnesses(&mut self) {
+        let wanted: Vec<SocketAddr> = self
+            .answers
+            .iter()
+            .filter(|((f, _), _)| *f == Feeds::Witnesses)
+            .flat_map(|(_, (eps, _))| eps.iter().map(|e| e.addr))
+            .collect();
+        self.witnesses.retain(|addr, _| wanted.contains(addr));
+        for addr in wanted {
+            let health = self.reach.health;
+            let out = self.out.witness.clone();
+            self.witnesses.entry(addr).or_insert_with(|| WitnessState {
+                _check: witness::Witness::spawn(addr, health.interval, health.timeout, out),
+                last: None,
+            });
+        }
+    }
+
+    /// Voting members of the `nodes` authority: configured nodes and witnesses (each name
+    /// counts at least once).
+    pub fn members(&self) -> usize {
+        let learned = self.sites.len() - 1;
+        let nodes = self.nodes.values().filter(|n| n.site != learned).count();
+        nodes + self.witness_names.len().max(self.witnesses.len())
+    }
+
     /// Applies reloaded sites: names no longer configured stop being watched (their nodes
     /// and Sentinels are dropped), new ones are watched; nodes still listed keep their probes.
     pub fn reconfigure(&mut self, sites: Vec<Site>, tls: Arc<NodeTlsSet>) {
@@ -303,7 +357,11 @@ impl Registry {
             sites.iter().position(|s| s.name == names[old])
         };
         let names: Vec<String> = self.sites.iter().map(|s| s.name.clone()).collect();
-        let mut wanted: Vec<(Feeds, Target)> = Vec::new();
+        let mut wanted: Vec<(Feeds, Target)> = self
+            .witness_names
+            .iter()
+            .map(|t| (Feeds::Witnesses, t.clone()))
+            .collect();
         for (i, site) in sites.iter().enumerate() {
             wanted.extend(
                 site.nodes
@@ -327,7 +385,7 @@ impl Registry {
         for ((feeds, target), (eps, token)) in old {
             let key = match feeds {
                 Feeds::Nodes(i) => index_of(i, &sites, &names).map(|j| (Feeds::Nodes(j), target)),
-                Feeds::Sentinels => Some((Feeds::Sentinels, target)),
+                Feeds::Sentinels | Feeds::Witnesses => Some((feeds, target)),
             };
             match key {
                 Some(k) if k.0 == Feeds::Nodes(new_learned) || wanted.contains(&k) => {

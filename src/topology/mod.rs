@@ -12,6 +12,7 @@ pub mod discovery;
 pub mod health;
 pub mod probe;
 pub mod sentinel;
+pub mod witness;
 
 use std::sync::Arc;
 
