@@ -1,13 +1,19 @@
 //! The backend direction: [`ReplyScanner`] finds each reply in what a Redis node sends,
-//! nested RESP3 types included, with an explicit stack instead of recursion.
+//! nested RESP3 types included, with an explicit stack instead of recursion. Nested levels in
+//! the same state are kept as one entry with a repeat count, so the chains Redis produces
+//! (a Lua script returning a table that contains itself is answered with ~8,000 nested
+//! one-element arrays ending in an error) cost a few bytes, not one entry per level.
 
 use memchr::memchr;
 
 use super::parse_int;
 use crate::resp::error::ProtocolError;
 
-/// Nesting deeper than this in a reply is treated as a broken backend stream.
-const MAX_REPLY_DEPTH: usize = 1024;
+/// More distinct open levels than this in a reply are treated as a broken backend stream
+/// (levels in the same state share one entry, so this bounds memory, not depth).
+const MAX_REPLY_RUNS: usize = 4096;
+/// Stack room kept between replies (a deep reply's stack is given back).
+const STACK_KEEP: usize = 16;
 
 /// What a finished reply looks like, for the decisions the proxy takes on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +37,8 @@ struct Level {
     left: u64,
     /// Whether this level is an attribute (which does not count as an item of its parent).
     attr: bool,
+    /// Nested levels in this same state that this entry stands for (at least 1).
+    repeat: usize,
 }
 
 /// Resumable, non-recursive scanner for the replies of one backend connection.
@@ -42,6 +50,8 @@ pub struct ReplyScanner {
     gone: usize,
     /// Open aggregates, innermost last.
     stack: Vec<Level>,
+    /// Open aggregates in all (the sum of the entries' repeats).
+    open: usize,
     /// Payload bytes (plus CRLF) of a bulk string still to skip.
     bulk_left: usize,
     /// Type byte of the reply proper, once seen.
@@ -114,7 +124,7 @@ impl ReplyScanner {
                 self.pos = cr + 2;
                 self.token(buf[start], &buf[start + 1..cr], start)?;
             }
-            if self.stack.is_empty() && self.kind.is_some() && self.bulk_left == 0 {
+            if self.open == 0 && self.kind.is_some() && self.bulk_left == 0 {
                 return Ok(Some(self.finish()));
             }
         }
@@ -134,12 +144,15 @@ impl ReplyScanner {
         self.kind = None;
         self.first = None;
         self.first_done = false;
+        if self.stack.capacity() > STACK_KEEP {
+            self.stack.shrink_to(STACK_KEEP);
+        }
         info
     }
 
     /// Handles one header or line token. `at` is the token's offset in the buffer.
     fn token(&mut self, ty: u8, body: &[u8], at: usize) -> Result<(), ProtocolError> {
-        let top_item = self.stack.is_empty();
+        let top_item = self.open == 0;
         if top_item && ty != b'|' && self.kind.is_none() {
             self.kind = Some(ty);
         }
@@ -172,16 +185,18 @@ impl ReplyScanner {
 
     /// Records the first element of a top-level aggregate (only strings, only depth one).
     fn note_first(&mut self, start: usize, end: usize) {
-        if self.stack.len() == 1 && !self.stack[0].attr && !self.first_done {
+        if self.at_top_aggregate() && !self.first_done {
             let base = self.gone;
             self.first = Some((start + base, end + base));
         }
     }
 
+    /// Whether exactly one aggregate is open and it is not an attribute.
+    fn at_top_aggregate(&self) -> bool {
+        self.open == 1 && !self.stack[0].attr
+    }
+
     fn open(&mut self, items: u64, attr: bool) -> Result<(), ProtocolError> {
-        if self.stack.len() >= MAX_REPLY_DEPTH {
-            return Err(ProtocolError::BadReply);
-        }
         if items == 0 {
             // An empty aggregate is a finished item right away (an empty attribute is
             // nothing at all).
@@ -190,21 +205,43 @@ impl ReplyScanner {
             }
             return self.item_done();
         }
-        self.stack.push(Level { left: items, attr });
-        self.depth = self.depth.max(self.stack.len());
+        let runs = self.stack.len();
+        match self.stack.last_mut() {
+            Some(top) if top.left == items && top.attr == attr => top.repeat += 1,
+            _ if runs >= MAX_REPLY_RUNS => return Err(ProtocolError::BadReply),
+            _ => self.stack.push(Level {
+                left: items,
+                attr,
+                repeat: 1,
+            }),
+        }
+        self.open += 1;
+        self.depth = self.depth.max(self.open);
         Ok(())
+    }
+
+    /// The innermost level, split from the entry it shares with others in the same state.
+    fn innermost(&mut self) -> Option<&mut Level> {
+        let top = self.stack.last_mut()?;
+        if top.repeat > 1 {
+            top.repeat -= 1;
+            let one = Level { repeat: 1, ..*top };
+            self.stack.push(one);
+        }
+        self.stack.last_mut()
     }
 
     /// One item finished; close every aggregate it completes.
     fn item_done(&mut self) -> Result<(), ProtocolError> {
         let mut counts = true;
         loop {
-            let Some(level) = self.stack.last_mut() else {
-                return Ok(());
-            };
             if counts {
+                let top_aggregate = self.at_top_aggregate();
+                let Some(level) = self.innermost() else {
+                    return Ok(());
+                };
                 level.left -= 1;
-                if self.stack.len() == 1 && !self.stack[0].attr {
+                if top_aggregate {
                     self.first_done = true;
                 }
             }
@@ -214,7 +251,9 @@ impl ReplyScanner {
             if level.left > 0 {
                 return Ok(());
             }
+            // `innermost` left this entry standing for one level.
             let closed = self.stack.pop().map(|l| l.attr).unwrap_or(false);
+            self.open -= 1;
             // A finished attribute is not an item of its parent.
             counts = !closed;
             if !counts {

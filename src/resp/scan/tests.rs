@@ -279,14 +279,50 @@ fn large_reply_can_be_forwarded_before_it_completes() {
     assert_eq!(sc.next(&buf).unwrap().unwrap().kind, b'+');
 }
 
+/// What Redis answers for a Lua table that contains itself: thousands of nested one-element
+/// arrays ending in an error. It passes as one reply, without recursion, with a stack of a
+/// few entries.
 #[test]
-fn deep_nesting_is_refused_without_recursion() {
+fn deep_chains_pass_in_bounded_memory() {
     let mut input = Vec::new();
     for _ in 0..100_000 {
         input.extend_from_slice(b"*1\r\n");
     }
     let mut sc = ReplyScanner::new();
+    assert_eq!(sc.next(&input), Ok(None));
+    input.extend_from_slice(b"-ERR reached lua stack limit\r\n+next\r\n");
+    let info = sc.next(&input).unwrap().unwrap();
+    assert_eq!((info.kind, info.depth), (b'*', 100_000));
+    assert_eq!(info.len, input.len() - b"+next\r\n".len());
+    let rest = &input[info.len..];
+    assert_eq!(sc.next(rest).unwrap().unwrap().kind, b'+');
+}
+
+/// Nesting whose levels all differ is bounded by the number of distinct open levels.
+#[test]
+fn distinct_deep_nesting_is_refused_without_recursion() {
+    let mut input = Vec::new();
+    for i in 0..10_000 {
+        input.extend_from_slice(if i % 2 == 0 { b"*2\r\n" } else { b"*1\r\n" });
+    }
+    let mut sc = ReplyScanner::new();
     assert_eq!(sc.next(&input), Err(ProtocolError::BadReply));
+}
+
+/// Runs split and merge correctly: nested aggregates of several sizes, partly consumed.
+#[test]
+fn mixed_nesting_ends_where_it_should() {
+    let reply = b"*2\r\n*2\r\n*1\r\n:1\r\n*1\r\n*1\r\n:2\r\n*2\r\n:3\r\n*2\r\n:4\r\n:5\r\n";
+    let mut buf = reply.to_vec();
+    buf.extend_from_slice(b":9\r\n");
+    let mut sc = ReplyScanner::new();
+    let info = sc.next(&buf).unwrap().unwrap();
+    assert_eq!(info.len, reply.len());
+    assert_eq!(info.depth, 4);
+    for cut in 1..reply.len() {
+        let mut sc = ReplyScanner::new();
+        assert_eq!(sc.next(&reply[..cut]), Ok(None), "cut at {cut}");
+    }
 }
 
 #[test]
