@@ -158,6 +158,41 @@ fn xreadgroup_block_is_served_by_xadd() {
     assert_eq!(a.cmd(&short), r"*-1\r\n");
 }
 
+/// Redis's own `-UNBLOCKED` is the blocked command's outcome, not a failover signal: a
+/// client blocked in `XREADGROUP ... BLOCK 0` whose stream another client deletes gets Redis's
+/// `-UNBLOCKED the stream key no longer exists` at once, as with Redis itself, and its
+/// connection keeps working.
+#[test]
+fn xreadgroup_released_by_a_deleted_stream_gets_redis_error() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(&[&redis]);
+    let mut b = guarded(&proxy);
+    assert_eq!(
+        b.cmd(&["XGROUP", "CREATE", "s", "g", "$", "MKSTREAM"]),
+        Frame::ok()
+    );
+    let mut a = Exact::connect(proxy.addr());
+    a.send(&[
+        "XREADGROUP",
+        "GROUP",
+        "g",
+        "c1",
+        "BLOCK",
+        "0",
+        "STREAMS",
+        "s",
+        ">",
+    ]);
+    wait_blocked(&redis, 1);
+    assert_eq!(b.cmd(&["DEL", "s"]), Frame::Int(1));
+    let reply = stateful::show(&a.read_bytes());
+    assert!(
+        reply.starts_with("-UNBLOCKED") && reply.contains("no longer exists"),
+        "{reply}"
+    );
+    assert_eq!(a.cmd(&["PING"]), r"+PONG\r\n");
+}
+
 /// A pipelines `BLPOP l 0` and `GET k` in one write while k is "before". Once A is blocked,
 /// B sets k to "after" and pushes to l. A receives BLPOP's reply first, then GET's, and GET
 /// ran after BLPOP returned (it sees "after"), as with Redis.

@@ -134,13 +134,17 @@ impl Driver<'_> {
 }
 
 /// Errors Redis raises before running a command (the command had no effect, whatever it
-/// was), which the session may answer by sending it again elsewhere.
+/// was), which the session may answer by sending it again elsewhere. `-UNBLOCKED` only as the
+/// answer to the proxy's own `CLIENT UNBLOCK ... ERROR` (sent when it moves a blocked client
+/// to a new master): Redis's other `-UNBLOCKED` errors (a stream deleted, flushed or replaced
+/// under a blocked `XREADGROUP`) are the command's own outcome and go to the client as they
+/// are.
 const REFUSALS: [&[u8]; 6] = [
     b"-READONLY ",
     b"-MASTERDOWN ",
     b"-NOREPLICAS ",
     b"-LOADING ",
-    b"-UNBLOCKED ",
+    b"-UNBLOCKED client unblocked via CLIENT UNBLOCK",
     b"-NOSCRIPT ",
 ];
 

@@ -299,7 +299,10 @@ mod tests {
             &[&["BLPOP", "l", "0"]],
             &[Kind::Blocking],
             0,
-            vec![t("-UNBLOCKED x\r\n", true)],
+            vec![t(
+                "-UNBLOCKED client unblocked via CLIENT UNBLOCK\r\n",
+                true,
+            )],
         );
         assert_eq!(plan(&f, &Scripts::default())[0].1, Plan::Reissue(None));
     }
