@@ -7,6 +7,8 @@ pub mod client;
 pub mod dns;
 pub mod failover;
 pub mod http;
+pub mod lab_layout;
+pub mod netlab;
 pub mod procs;
 pub mod relay;
 pub mod scrape;

@@ -1,6 +1,10 @@
-//! Processes under test: `redis-server` and the proxy binary.
+//! Processes under test: `redis-server` and the proxy binary. By default they run in the test's
+//! own network namespace on loopback; [`RedisBuilder::netns`] and [`ProxyBuilder::netns`] run
+//! them inside a network namespace instead (`ip netns exec NS ...`, bound to every address of
+//! that namespace) and reach them at an address given by the caller (the network lab's control
+//! link, `support::netlab`).
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -40,11 +44,47 @@ fn wait_port(addr: SocketAddr, deadline: Duration) -> bool {
     false
 }
 
+/// Where a process runs: in a network namespace, reached from the test at `reach`.
+#[derive(Debug, Clone)]
+struct InNetns {
+    ns: String,
+    reach: Ipv4Addr,
+}
+
+/// A command for `program`, run inside `netns` when given (`ip netns exec` execs the program
+/// itself, so the child's pid is the program's and killing it kills the program).
+fn command(program: &str, netns: Option<&InNetns>) -> Command {
+    match netns {
+        Some(n) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", &n.ns, program]);
+            c
+        }
+        None => Command::new(program),
+    }
+}
+
+/// The address the test reaches a process at: loopback, or the namespace's given address.
+fn reach_ip(netns: Option<&InNetns>) -> Ipv4Addr {
+    netns.map_or(Ipv4Addr::LOCALHOST, |n| n.reach)
+}
+
+/// The address a process binds: loopback, or every address of its namespace (the lab link for
+/// its peers, the control link for the test).
+fn bind_ip(netns: Option<&InNetns>) -> &'static str {
+    if netns.is_some() {
+        "0.0.0.0"
+    } else {
+        "127.0.0.1"
+    }
+}
+
 /// Options for a `redis-server`.
 #[derive(Debug, Default, Clone)]
 pub struct RedisBuilder {
     args: Vec<String>,
     port: Option<u16>,
+    netns: Option<InNetns>,
 }
 
 impl RedisBuilder {
@@ -71,15 +111,29 @@ impl RedisBuilder {
         self
     }
 
+    /// Runs it inside network namespace `ns`, bound to all its addresses; the test reaches it
+    /// at `reach`.
+    pub fn netns(mut self, ns: &str, reach: Ipv4Addr) -> Self {
+        self.netns = Some(InNetns {
+            ns: ns.to_string(),
+            reach,
+        });
+        self
+    }
+
     /// Starts it and waits until it answers PING.
     pub fn start(self) -> RedisServer {
         let port = self.port.unwrap_or_else(free_port);
         let dir = tempfile::tempdir().expect("tempdir");
-        let child = Command::new("redis-server")
+        let child = command("redis-server", self.netns.as_ref())
             .arg("--port")
             .arg(port.to_string())
             .arg("--bind")
-            .arg("127.0.0.1")
+            .arg(bind_ip(self.netns.as_ref()))
+            // Bound beyond loopback without a password, Redis would refuse every client that
+            // is not on loopback (protected mode), so the lab's peers and the test too.
+            .arg("--protected-mode")
+            .arg(if self.netns.is_some() { "no" } else { "yes" })
             .arg("--save")
             .arg("")
             .arg("--appendonly")
@@ -95,6 +149,7 @@ impl RedisBuilder {
             .expect("redis-server must be installed (scripts/install-deps)");
         let server = RedisServer {
             port,
+            host: reach_ip(self.netns.as_ref()),
             child: Some(child),
             dir,
             builder: self,
@@ -113,6 +168,8 @@ impl RedisBuilder {
 pub struct RedisServer {
     /// Its port.
     pub port: u16,
+    /// Where the test reaches it (127.0.0.1, or an address in its network namespace).
+    pub host: Ipv4Addr,
     child: Option<Child>,
     dir: tempfile::TempDir,
     builder: RedisBuilder,
@@ -129,12 +186,12 @@ impl RedisServer {
         RedisBuilder::default().start()
     }
 
-    /// `127.0.0.1:port`.
+    /// `127.0.0.1:port` (or `host:port` in a network namespace).
     pub fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
+        SocketAddr::from((self.host, self.port))
     }
 
-    /// `127.0.0.1:port` as text.
+    /// `127.0.0.1:port` (or `host:port`) as text.
     pub fn addr_str(&self) -> String {
         self.addr().to_string()
     }
@@ -222,6 +279,7 @@ pub struct ProxyBuilder {
     /// Port of `--tls-listen`, when asked for.
     tls_listen: Option<u16>,
     port: Option<u16>,
+    netns: Option<InNetns>,
 }
 
 impl ProxyBuilder {
@@ -251,9 +309,18 @@ impl ProxyBuilder {
 
     /// Serves the admin endpoint on a free port (`--admin`).
     pub fn admin(mut self) -> Self {
-        let port = free_port();
-        self.admin = Some(port);
-        self.args(&["--admin", &format!("127.0.0.1:{port}")])
+        self.admin = Some(free_port());
+        self
+    }
+
+    /// Runs it inside network namespace `ns`, listening (and serving admin) on all its
+    /// addresses; the test reaches it at `reach`.
+    pub fn netns(mut self, ns: &str, reach: Ipv4Addr) -> Self {
+        self.netns = Some(InNetns {
+            ns: ns.to_string(),
+            reach,
+        });
+        self
     }
 
     /// Serves TLS on a free port of its own (`--tls-listen`); `--listen` stays plaintext.
@@ -283,13 +350,20 @@ impl ProxyBuilder {
         let port = self.port.unwrap_or_else(free_port);
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join("proxy.log");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_redis-failover-proxy"));
+        let mut cmd = command(
+            env!("CARGO_BIN_EXE_redis-failover-proxy"),
+            self.netns.as_ref(),
+        );
+        let bind = bind_ip(self.netns.as_ref());
         if let Some(toml) = &self.config {
             let path = dir.path().join("proxy.toml");
             std::fs::write(&path, toml).expect("write config");
             cmd.arg("--config").arg(&path);
         }
-        cmd.arg("--listen").arg(format!("127.0.0.1:{port}"));
+        cmd.arg("--listen").arg(format!("{bind}:{port}"));
+        if let Some(admin) = self.admin {
+            cmd.arg("--admin").arg(format!("{bind}:{admin}"));
+        }
         cmd.args(&self.args);
         cmd.env(
             "RUST_LOG",
@@ -306,6 +380,7 @@ impl ProxyBuilder {
             .expect("proxy binary");
         let proxy = Proxy {
             port,
+            host: reach_ip(self.netns.as_ref()),
             admin_port: self.admin,
             tls_port: self.tls_listen,
             child: Some(child),
@@ -330,6 +405,8 @@ impl ProxyBuilder {
 pub struct Proxy {
     /// Its client port.
     pub port: u16,
+    /// Where the test reaches it (127.0.0.1, or an address in its network namespace).
+    pub host: Ipv4Addr,
     /// Its admin port (`ProxyBuilder::admin`).
     pub admin_port: Option<u16>,
     /// Its separate TLS port (`ProxyBuilder::tls_listen`).
@@ -352,13 +429,13 @@ impl Proxy {
 
     /// Client address.
     pub fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
+        SocketAddr::from((self.host, self.port))
     }
 
     /// The separate TLS address (`ProxyBuilder::tls_listen`).
     pub fn tls_addr(&self) -> SocketAddr {
         let port = self.tls_port.expect("started with tls_listen()");
-        SocketAddr::from(([127, 0, 0, 1], port))
+        SocketAddr::from((self.host, port))
     }
 
     /// A client connected to the proxy.
@@ -390,7 +467,7 @@ impl Proxy {
     pub fn admin_get(&self, path: &str) -> (u16, String) {
         use std::io::{Read, Write};
         let port = self.admin_port.expect("started with admin()");
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let addr = SocketAddr::from((self.host, port));
         let until = Instant::now() + Duration::from_secs(10);
         let mut s = loop {
             match TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
