@@ -15,7 +15,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::failover::{role, wait_for, Monitor, Switches};
-use support::lab_layout::{error_counts, foreign_failures, secs, Layout, HOLD};
+use support::lab_layout::{error_counts, foreign_failures, longest_wait, secs, Layout, HOLD};
 use support::netlab::{Lab, REDIS_PORT};
 use support::writer::{duplicates, stored, Finished, Outcome, Writer};
 
@@ -236,8 +236,8 @@ fn master_site_lost(test: &str, label: &str, partition: fn(&Lab), undo: fn(&Lab)
     );
     for (site, w) in [("a", &fa), ("b", &fb)] {
         eprintln!(
-            "[lab {label}] writer {site}: longest wait {:?}; errors {:?}",
-            w.max_latency(),
+            "[lab {label}] writer {site}: longest wait {}; errors {:?}",
+            longest_wait(w, cut),
             error_counts(w)
         );
     }
@@ -340,11 +340,11 @@ fn witness_lost() {
         let lost = w.lost(&stored(l.server("a"), &w.key));
         eprintln!(
             "[lab witness lost] writer {site}: {} acknowledged, {} failures, {} lost, longest \
-             wait {:?}",
+             wait {} (from the cut)",
             w.acked().len(),
             w.failures().len(),
             lost.len(),
-            w.max_latency()
+            longest_wait(w, cut)
         );
         if !w.failures().is_empty() {
             problems.push(format!("writer {site}: {}", w.failure_summary(cut)));
@@ -419,13 +419,13 @@ fn proxy_cut_from_sentinels_not_master() {
     eprintln!(
         "[lab proxy cut from Sentinels] unready {:?} s after the cut; ready again {:?} s after \
          the heal; {} refused during the cut; {} acknowledged later than hold + 3 s into the \
-         cut; {} lost; longest wait {:?}; errors {:?}",
+         cut; {} lost; longest wait {} (from the cut); errors {:?}",
         unready.map(|t| secs(cut, t)),
         ready.map(|t| secs(healed, t)),
         refused_during,
         acked_late,
         lost.len(),
-        f.max_latency(),
+        longest_wait(&f, cut),
         error_counts(&f)
     );
     let mut problems = Vec::new();
@@ -474,11 +474,11 @@ fn proxy_cut_from_master_not_sentinels() {
     let lost = f.lost(&held);
     eprintln!(
         "[lab proxy cut from master] first ack {:?} s after the heal; {} failures; {} lost; \
-         longest wait {:?}; errors {:?}",
+         longest wait {} (from the cut); errors {:?}",
         first_ack.map(|t| secs(healed, t)),
         f.failures().len(),
         lost.len(),
-        f.max_latency(),
+        longest_wait(&f, cut),
         error_counts(&f)
     );
     let mut problems = Vec::new();

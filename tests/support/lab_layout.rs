@@ -108,7 +108,9 @@ impl Layout {
             &["b"],
             GroupOptions {
                 down_after_ms: DOWN_AFTER_MS,
-                failover_timeout_ms: 10_000,
+                // Two Sentinels outside the lost site may split their votes; the next
+                // election waits twice this, which must stay well inside a 15 s cut.
+                failover_timeout_ms: 4_000,
                 ..Default::default()
             },
         );
@@ -184,6 +186,19 @@ pub fn error_counts(w: &Finished) -> Vec<(String, usize)> {
         }
     }
     counts
+}
+
+/// The longest wait of `w`: how long, and when (seconds from `origin`) that command was sent.
+pub fn longest_wait(w: &Finished, origin: Instant) -> String {
+    match w.records.iter().max_by_key(|r| r.latency()) {
+        Some(r) => format!(
+            "{:.3} s (#{} sent at {:+.2} s)",
+            r.latency().as_secs_f64(),
+            r.n,
+            secs(origin, r.sent)
+        ),
+        None => "none".into(),
+    }
 }
 
 /// Seconds from `origin` to `t` (negative before it), for printing.
