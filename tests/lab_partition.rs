@@ -37,10 +37,24 @@ fn sleep_until(lab: &Lab, t: Instant) {
 /// restores it.
 #[test]
 fn lab_isolation() {
+    // A namespace left by a run that died (no process has that pid) is swept at the start.
+    let stale = "rfp4999999-0-sw";
+    let made_stale = std::process::Command::new("ip")
+        .args(["netns", "add", stale])
+        .status()
+        .is_ok_and(|s| s.success());
     let Some(lab) = Lab::try_start(&["a", "b", "c"]) else {
         support::netlab::not_run("lab_isolation");
         return;
     };
+    let listed = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip netns list");
+    assert!(
+        !made_stale || !String::from_utf8_lossy(&listed.stdout).contains(stale),
+        "stale namespace {stale} not swept"
+    );
     lab.watchdog(LIMIT);
     let servers: Vec<_> = ["a", "b", "c"]
         .iter()
@@ -69,6 +83,14 @@ fn lab_isolation() {
     );
     let default = lab.exec("a", &["ip", "route", "show", "default"]);
     assert!(default.stdout.is_empty(), "site a has a default route");
+    let root = std::process::Command::new("ip")
+        .args(["-4", "addr", "show", "to", support::netlab::LAB_NET])
+        .output()
+        .expect("ip addr");
+    assert!(
+        root.stdout.is_empty(),
+        "the test's namespace has a lab address"
+    );
 
     lab.cut("b");
     assert!(

@@ -10,9 +10,11 @@ pub mod http;
 pub mod lab_layout;
 pub mod netlab;
 pub mod procs;
+pub mod proxy;
 pub mod relay;
 pub mod scrape;
 pub mod sentinel;
+pub mod sentinel_events;
 pub mod tls;
 pub mod writer;
 

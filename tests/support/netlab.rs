@@ -91,11 +91,7 @@ fn must(args: &[&str]) -> String {
 
 /// Kills every process in namespace `ns` and removes it.
 fn remove_ns(ns: &str) {
-    if let Ok(pids) = ip(&["netns", "pids", ns]) {
-        for pid in pids.split_whitespace() {
-            let _ = Command::new("kill").args(["-KILL", pid]).status();
-        }
-    }
+    kill_in(ns);
     let _ = ip(&["netns", "del", ns]);
 }
 
