@@ -53,6 +53,8 @@ pub struct Site {
     pub root_ip: Ipv4Addr,
     /// Its port on the bridge, in the switch namespace.
     port: String,
+    /// Its end of the control link in the test's namespace.
+    root_if: String,
 }
 
 /// The lab; every namespace and every process in it goes when it drops.
@@ -123,6 +125,24 @@ fn sweep_stale() {
             remove_ns(name);
         }
     }
+    // Control links' ends in the test's namespace (`rf<pid in hex>-...`), whose namespace may
+    // linger unnamed for a while after it was removed.
+    let links = ip(&["-o", "link", "show"]).unwrap_or_default();
+    for name in links
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1)?.split('@').next())
+    {
+        let Some(pid) = name
+            .strip_prefix("rf")
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| u32::from_str_radix(p, 16).ok())
+        else {
+            continue;
+        };
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = ip(&["link", "del", name]);
+        }
+    }
 }
 
 /// Labs of this process are built one at a time: the control subnets are chosen by looking at
@@ -180,6 +200,10 @@ impl Lab {
         for (i, name) in names.iter().enumerate() {
             let i = i as u8;
             let ns = format!("{prefix}{name}");
+            // The control link's end in the test's namespace, named uniquely there (at most
+            // 15 characters: "rf" + pid in hex + lab number + site index).
+            let root_if = format!("rf{pid:x}-{n:x}-{i:x}");
+            assert!(root_if.len() <= 15, "interface name {root_if} too long");
             let site = Site {
                 name: name.to_string(),
                 ns: ns.clone(),
@@ -187,6 +211,7 @@ impl Lab {
                 ctl_ip: Ipv4Addr::new(10, 214, block, 4 * i + 2),
                 root_ip: Ipv4Addr::new(10, 214, block, 4 * i + 1),
                 port: format!("p{i}"),
+                root_if: root_if.clone(),
             };
             must(&["netns", "add", &ns]);
             lab.sites.push(site.clone());
@@ -208,10 +233,7 @@ impl Lab {
                 "lab0",
             ]);
             must(&["-n", &ns, "link", "set", "lab0", "up"]);
-            // The control link: a veth from the test's namespace, named uniquely there
-            // (at most 15 characters: "rf" + pid in hex + lab number + site index).
-            let root_if = format!("rf{pid:x}-{n:x}-{i:x}");
-            assert!(root_if.len() <= 15, "interface name {root_if} too long");
+            // The control link: a veth from the test's namespace.
             must(&[
                 "link", "add", &root_if, "type", "veth", "peer", "name", "ctl0", "netns", &ns,
             ]);
@@ -501,10 +523,15 @@ impl Lab {
 impl Drop for Lab {
     fn drop(&mut self) {
         self.done.store(true, Ordering::Relaxed);
-        // Deleting a site's namespace also deletes both ends of its veth pairs (the bridge
-        // port and the control link's end in the test's namespace).
+        // A removed namespace lives on (without a name) while the kernel still holds its
+        // closing connections, up to a minute or two, and with it the ends of its veth pairs:
+        // the control link's end in the test's namespace is deleted at once, so the test's
+        // namespace is clean when the lab drops.
         for ns in self.namespaces() {
             remove_ns(&ns);
+        }
+        for s in &self.sites {
+            let _ = ip(&["link", "del", &s.root_if]);
         }
     }
 }
