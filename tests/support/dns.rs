@@ -1,5 +1,5 @@
-//! A DNS server for tests: authoritative for whatever names a test gives it, on 127.0.0.1 (UDP
-//! and TCP on the same free port), served from its own thread and runtime. A test sets A and
+//! A DNS server for tests: authoritative for whatever names a test gives it, on 127.0.0.1 (or
+//! another local address, [`DnsServer::start_on`]; UDP and TCP on the same free port), served from its own thread and runtime. A test sets A and
 //! SRV records, removes names, makes every answer a SERVFAIL to simulate an outage, and counts
 //! the queries a name received to check how often it is asked. Names are absolute
 //! (`redis.test.`) and compared without case; an unknown name gets NXDOMAIN, a known name asked
@@ -53,9 +53,15 @@ fn key(name: &str) -> String {
 impl DnsServer {
     /// Starts a server on 127.0.0.1 and a free port (UDP and TCP).
     pub fn start() -> Self {
+        Self::start_on(Ipv4Addr::LOCALHOST)
+    }
+
+    /// Starts a server on `ip` (`0.0.0.0`: every local address, for processes in the network
+    /// lab's namespaces, which reach it over their control links) and a free port.
+    pub fn start_on(ip: Ipv4Addr) -> Self {
         let (udp, tcp) = (0..50)
             .find_map(|_| {
-                let udp = UdpSocket::bind("127.0.0.1:0").ok()?;
+                let udp = UdpSocket::bind((ip, 0)).ok()?;
                 let tcp = TcpListener::bind(udp.local_addr().ok()?).ok()?;
                 Some((udp, tcp))
             })

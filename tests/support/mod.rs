@@ -7,10 +7,14 @@ pub mod client;
 pub mod dns;
 pub mod failover;
 pub mod http;
+pub mod lab_layout;
+pub mod netlab;
 pub mod procs;
+pub mod proxy;
 pub mod relay;
 pub mod scrape;
 pub mod sentinel;
+pub mod sentinel_events;
 pub mod tls;
 pub mod writer;
 

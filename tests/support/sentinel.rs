@@ -6,17 +6,19 @@
 //! majority names a new master, subscribe to Sentinel events to time a promotion, and kill,
 //! pause or restart single Sentinels. [`replication`] builds the master and linked replicas.
 //! Every Sentinel is killed when the group drops, also when a test fails (then its log is
-//! printed).
+//! printed). [`Group::start_placed`] runs the Sentinels elsewhere: each in a network namespace
+//! of its own, announcing an address there (the network lab, `support::netlab`).
 
 use std::collections::HashMap;
 use std::io::{BufReader, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::client::{encode, encode_strs, read_frame, Client, Frame};
 use super::procs::{free_port, RedisBuilder, RedisServer};
+pub use super::sentinel_events::{next_event, wait_event, Event};
 
 /// A master and `n_replicas` replicas of it, every replica linked up (plain servers).
 pub fn replication(n_replicas: usize) -> (RedisServer, Vec<RedisServer>) {
@@ -101,86 +103,25 @@ impl Default for GroupOptions {
     }
 }
 
-/// One event published by a Sentinel (`+switch-master`, `+sdown`, ...).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Event {
-    /// The channel, which is the event name.
-    pub channel: String,
-    /// The payload as published.
-    pub payload: String,
-}
-
-impl Event {
-    /// For `+switch-master` (`<name> <old-ip> <old-port> <new-ip> <new-port>`): the master
-    /// name, old and new address as `ip:port`.
-    pub fn switch_master(&self) -> Option<(String, String, String)> {
-        if self.channel != "+switch-master" {
-            return None;
-        }
-        let p: Vec<&str> = self.payload.split(' ').collect();
-        match p.as_slice() {
-            [name, oip, oport, nip, nport] => Some((
-                name.to_string(),
-                format!("{oip}:{oport}"),
-                format!("{nip}:{nport}"),
-            )),
-            _ => None,
-        }
-    }
-}
-
-/// Reads the next event from a client made by [`Group::subscribe`] or
-/// [`Group::subscribe_on`]; `None` when none arrives within `within` (or the link fails).
-pub fn next_event(c: &mut Client, within: Duration) -> Option<Event> {
-    let until = Instant::now() + within;
-    loop {
-        let left = until.checked_duration_since(Instant::now())?;
-        c.set_read_timeout(Some(left.max(Duration::from_millis(1))));
-        let frame = c.try_read().ok()?;
-        let texts: Vec<String> = match &frame {
-            Frame::Array(items) | Frame::Push(items) => items
-                .iter()
-                .map(|f| match f {
-                    Frame::Bulk(_) | Frame::Simple(_) => f.text(),
-                    _ => String::new(),
-                })
-                .collect(),
-            _ => continue,
-        };
-        match texts.first().map(String::as_str) {
-            Some("message") if texts.len() == 3 => {
-                return Some(Event {
-                    channel: texts[1].clone(),
-                    payload: texts[2].clone(),
-                })
-            }
-            Some("pmessage") if texts.len() == 4 => {
-                return Some(Event {
-                    channel: texts[2].clone(),
-                    payload: texts[3].clone(),
-                })
-            }
-            _ => continue,
-        }
-    }
-}
-
-/// Reads events until one on `channel` arrives within `within` (others are skipped).
-pub fn wait_event(c: &mut Client, channel: &str, within: Duration) -> Option<Event> {
-    let until = Instant::now() + within;
-    loop {
-        let left = until.checked_duration_since(Instant::now())?;
-        let ev = next_event(c, left)?;
-        if ev.channel == channel {
-            return Some(ev);
-        }
-    }
+/// Where one Sentinel of [`Group::start_placed`] runs.
+#[derive(Debug, Clone)]
+pub struct Placement {
+    /// The network namespace it runs in (`ip netns exec`).
+    pub netns: String,
+    /// Where the test reaches it (it binds every address of its namespace).
+    pub reach: Ipv4Addr,
+    /// The address it announces to the other Sentinels (`sentinel announce-ip`).
+    pub announce: Ipv4Addr,
+    /// Its port.
+    pub port: u16,
 }
 
 /// One `redis-sentinel` process.
 #[derive(Debug)]
 struct Sentinel {
     port: u16,
+    reach: Ipv4Addr,
+    netns: Option<String>,
     child: Option<Child>,
     paused: AtomicBool,
     dir: tempfile::TempDir,
@@ -196,7 +137,16 @@ impl Sentinel {
     }
 
     fn spawn(&mut self) {
-        let child = Command::new("redis-sentinel")
+        // `ip netns exec` execs the program, so the child's pid is the Sentinel's own.
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "redis-sentinel"]);
+                c
+            }
+            None => Command::new("redis-sentinel"),
+        };
+        let child = cmd
             .arg(self.conf())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -251,24 +201,63 @@ impl Group {
     /// sees the master up, every one of `replicas` as a healthy replica and every other
     /// Sentinel. The replicas should already be linked ([`replication`] does that).
     pub fn start(master: &RedisServer, replicas: &[&RedisServer], opts: GroupOptions) -> Self {
+        let replicas: Vec<SocketAddr> = replicas.iter().map(|r| r.addr()).collect();
+        let places = vec![None; opts.count];
+        Self::start_with(master.addr(), &replicas, places, opts)
+    }
+
+    /// Starts one Sentinel per placement (`opts.count` is ignored) monitoring the master at
+    /// `master` (the address the Sentinels reach it at), and waits like [`start`](Self::start)
+    /// until each sees the master, every one of `replicas` and every other Sentinel.
+    pub fn start_placed(
+        master: SocketAddr,
+        replicas: &[SocketAddr],
+        places: &[Placement],
+        opts: GroupOptions,
+    ) -> Self {
+        let places = places.iter().cloned().map(Some).collect();
+        Self::start_with(master, replicas, places, opts)
+    }
+
+    fn start_with(
+        master: SocketAddr,
+        replicas: &[SocketAddr],
+        places: Vec<Option<Placement>>,
+        mut opts: GroupOptions,
+    ) -> Self {
+        opts.count = places.len();
         let mut sentinels = Vec::new();
-        for _ in 0..opts.count {
-            let port = free_port();
+        for place in places {
+            let port = place.as_ref().map_or_else(free_port, |p| p.port);
             let dir = tempfile::tempdir().expect("tempdir");
+            let bind = if place.is_some() {
+                "0.0.0.0"
+            } else {
+                "127.0.0.1"
+            };
             let mut conf = format!(
-                "port {port}\nbind 127.0.0.1\ndaemonize no\ndir \"{dir}\"\n\
+                "port {port}\nbind {bind}\ndaemonize no\ndir \"{dir}\"\n\
                  logfile \"{dir}/sentinel.log\"\n\
-                 sentinel monitor {name} 127.0.0.1 {mport} {quorum}\n\
+                 sentinel monitor {name} {mip} {mport} {quorum}\n\
                  sentinel down-after-milliseconds {name} {down}\n\
                  sentinel failover-timeout {name} {fot}\n\
                  sentinel parallel-syncs {name} 1\n",
                 dir = dir.path().display(),
                 name = opts.name,
-                mport = master.port,
+                mip = master.ip(),
+                mport = master.port(),
                 quorum = opts.quorum,
                 down = opts.down_after_ms,
                 fot = opts.failover_timeout_ms,
             );
+            if let Some(p) = &place {
+                // Bound to every address, a Sentinel would otherwise announce whichever one
+                // its peers happened to see.
+                conf.push_str(&format!(
+                    "sentinel announce-ip {}\nprotected-mode no\n",
+                    p.announce
+                ));
+            }
             if let Some(pw) = &opts.auth_pass {
                 conf.push_str(&format!("sentinel auth-pass {} {pw}\n", opts.name));
             }
@@ -278,6 +267,8 @@ impl Group {
             std::fs::write(dir.path().join("sentinel.conf"), conf).expect("write sentinel.conf");
             let mut s = Sentinel {
                 port,
+                reach: place.as_ref().map_or(Ipv4Addr::LOCALHOST, |p| p.reach),
+                netns: place.map(|p| p.netns),
                 child: None,
                 paused: AtomicBool::new(false),
                 dir,
@@ -286,11 +277,10 @@ impl Group {
             sentinels.push(s);
         }
         let group = Group { sentinels, opts };
-        let want: Vec<u16> = replicas.iter().map(|r| r.port).collect();
         let until = Instant::now() + Duration::from_secs(30);
         loop {
             let pending: Vec<String> = (0..group.sentinels.len())
-                .filter_map(|i| group.not_ready(i, master.port, &want))
+                .filter_map(|i| group.not_ready(i, master, replicas))
                 .collect();
             if pending.is_empty() {
                 return group;
@@ -307,13 +297,16 @@ impl Group {
     }
 
     /// Why Sentinel `i` cannot take part in a failover yet, or `None` when it can.
-    fn not_ready(&self, i: usize, master_port: u16, replicas: &[u16]) -> Option<String> {
+    fn not_ready(&self, i: usize, master: SocketAddr, replicas: &[SocketAddr]) -> Option<String> {
         let m = match self.master_fields(i) {
             Some(m) => m,
             None => return Some(format!("sentinel {i} does not answer")),
         };
         let get = |k: &str| m.get(k).map(String::as_str).unwrap_or("");
-        if get("port") != master_port.to_string() || get("flags") != "master" {
+        if get("ip") != master.ip().to_string()
+            || get("port") != master.port().to_string()
+            || get("flags") != "master"
+        {
             return Some(format!(
                 "sentinel {i} sees master {}:{} flags {}",
                 get("ip"),
@@ -336,9 +329,10 @@ impl Group {
         let Frame::Array(items) = listed else {
             return Some(format!("sentinel {i}: SENTINEL REPLICAS gave {listed:?}"));
         };
-        for port in replicas {
+        for addr in replicas {
             let healthy = items.iter().map(fields).any(|r| {
-                r.get("port").map(String::as_str) == Some(&port.to_string())
+                r.get("ip").map(String::as_str) == Some(&addr.ip().to_string())
+                    && r.get("port").map(String::as_str) == Some(&addr.port().to_string())
                     && r.get("flags").map(String::as_str) == Some("slave")
                     && r.get("info-refresh")
                         .and_then(|v| v.parse::<u64>().ok())
@@ -346,7 +340,7 @@ impl Group {
             });
             if !healthy {
                 return Some(format!(
-                    "sentinel {i} does not see replica {port} healthy yet"
+                    "sentinel {i} does not see replica {addr} healthy yet"
                 ));
             }
         }
@@ -373,17 +367,17 @@ impl Group {
         self.sentinels.len() / 2 + 1
     }
 
-    /// `127.0.0.1:port` of every Sentinel (killed ones included), in index order.
+    /// `127.0.0.1:port` (or where the test reaches a placed one) of every Sentinel (killed
+    /// ones included), in index order.
     pub fn addrs(&self) -> Vec<String> {
-        self.sentinels
-            .iter()
-            .map(|s| format!("127.0.0.1:{}", s.port))
+        (0..self.sentinels.len())
+            .map(|i| self.addr(i).to_string())
             .collect()
     }
 
-    /// Address of Sentinel `i`.
+    /// Address of Sentinel `i` (where the test reaches it).
     pub fn addr(&self, i: usize) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.sentinels[i].port))
+        SocketAddr::from((self.sentinels[i].reach, self.sentinels[i].port))
     }
 
     /// Runs one command on Sentinel `i` (authenticating when the group has a password),

@@ -1,0 +1,524 @@
+//! Partitions between sites, on the network lab (`support::netlab`: one network namespace per
+//! site, a bridge between them, partitions made with iproute2), as clients of the proxy in
+//! each site see them. Layout (`support::lab_layout`): site a holds the master, a Sentinel and
+//! a proxy; site b a replica, a Sentinel and a proxy; site c the witness Sentinel; site d, when
+//! used, a proxy alone. Writers push numbers through each proxy every 5 ms, over the site's
+//! control link, and keep a ledger of what was acknowledged when; afterwards the ledgers are
+//! compared with what the master holds. Every scenario prints its figures (`[lab ...]` lines)
+//! and has its own deadline (the lab's watchdog), so a hang fails the test instead of the run.
+//!
+//! Where network namespaces cannot be made, each test records itself as NOT RUN
+//! (`target/lab-not-run/<test>`), which `scripts/test` reports.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::failover::{role, wait_for, Monitor, Switches};
+use support::lab_layout::{error_counts, foreign_failures, longest_wait, secs, Layout, HOLD};
+use support::netlab::{Lab, REDIS_PORT};
+use support::writer::{duplicates, stored, Finished, Outcome, Writer};
+
+/// A writer's pause after each acknowledged command.
+const PACE: Duration = Duration::from_millis(5);
+/// Every scenario's bound.
+const LIMIT: Duration = Duration::from_secs(120);
+
+/// Sleeps until `t`, checking the lab's deadline on the way.
+fn sleep_until(lab: &Lab, t: Instant) {
+    while Instant::now() < t {
+        lab.check();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The lab itself: sites reach each other's lab addresses and not each other's control links;
+/// the test reaches every control link; each partition cuts what it should and its undo
+/// restores it.
+#[test]
+fn lab_isolation() {
+    // A namespace left by a run that died (no process has that pid) is swept at the start.
+    let stale = "rfp4999999-0-sw";
+    let made_stale = std::process::Command::new("ip")
+        .args(["netns", "add", stale])
+        .status()
+        .is_ok_and(|s| s.success());
+    let Some(lab) = Lab::try_start(&["a", "b", "c"]) else {
+        support::netlab::not_run("lab_isolation");
+        return;
+    };
+    let listed = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip netns list");
+    assert!(
+        !made_stale || !String::from_utf8_lossy(&listed.stdout).contains(stale),
+        "stale namespace {stale} not swept"
+    );
+    lab.watchdog(LIMIT);
+    let servers: Vec<_> = ["a", "b", "c"]
+        .iter()
+        .map(|s| lab.redis(s, Default::default()))
+        .collect();
+    let lab_addr = |s: &str| std::net::SocketAddr::from((lab.site(s).lab_ip, REDIS_PORT));
+    let ctl_addr = |s: &str| std::net::SocketAddr::from((lab.site(s).ctl_ip, REDIS_PORT));
+    for s in &servers {
+        assert_eq!(s.cmd(&["PING"]), support::Frame::Simple("PONG".into()));
+    }
+    assert!(
+        lab.tcp_reaches("a", lab_addr("b")),
+        "a reaches b on the lab"
+    );
+    assert!(
+        !lab.tcp_reaches("a", ctl_addr("b")),
+        "a reaches b's control link"
+    );
+    let route = lab.exec(
+        "a",
+        &["ip", "route", "get", &lab.site("b").ctl_ip.to_string()],
+    );
+    assert!(
+        !route.status.success(),
+        "site a has a route to b's control link"
+    );
+    let default = lab.exec("a", &["ip", "route", "show", "default"]);
+    assert!(default.stdout.is_empty(), "site a has a default route");
+    let root = std::process::Command::new("ip")
+        .args(["-4", "addr", "show", "to", support::netlab::LAB_NET])
+        .output()
+        .expect("ip addr");
+    assert!(
+        root.stdout.is_empty(),
+        "the test's namespace has a lab address"
+    );
+
+    lab.cut("b");
+    assert!(
+        !lab.tcp_reaches("a", lab_addr("b")),
+        "cut: a still reaches b"
+    );
+    assert!(
+        !lab.tcp_reaches("b", lab_addr("c")),
+        "cut: b still reaches c"
+    );
+    assert_eq!(
+        servers[1].cmd(&["PING"]),
+        support::Frame::Simple("PONG".into())
+    );
+    lab.heal("b");
+    assert!(
+        lab.tcp_reaches("a", lab_addr("b")),
+        "healed: a does not reach b"
+    );
+
+    lab.drop_outgoing("a");
+    assert!(
+        !lab.tcp_reaches("a", lab_addr("b")),
+        "one way: a still reaches b"
+    );
+    assert!(
+        lab.tcp_reaches("a", lab_addr("a")),
+        "one way: a lost its own address"
+    );
+    lab.restore_outgoing("a");
+    assert!(
+        lab.tcp_reaches("a", lab_addr("b")),
+        "restored: a does not reach b"
+    );
+
+    lab.separate("a", "b");
+    assert!(
+        !lab.tcp_reaches("a", lab_addr("b")),
+        "separated: a reaches b"
+    );
+    assert!(
+        !lab.tcp_reaches("b", lab_addr("a")),
+        "separated: b reaches a"
+    );
+    assert!(lab.tcp_reaches("a", lab_addr("c")), "separated: a lost c");
+    lab.join("a", "b");
+    assert!(
+        lab.tcp_reaches("b", lab_addr("a")),
+        "joined: b does not reach a"
+    );
+}
+
+/// Site a (the master's) is lost to the others by `partition` for 15 s, then `undo` heals it.
+/// Shared by the full cut and the one-way loss: both must end with no write acknowledged by
+/// the old master after site b's promotion.
+fn master_site_lost(test: &str, label: &str, partition: fn(&Lab), undo: fn(&Lab)) {
+    let Some(l) = Layout::start(test, &["a", "b"], LIMIT) else {
+        return;
+    };
+    let switches = Switches::watch(&l.group);
+    let monitor = Monitor::start(l.server("a"));
+    let key_a = format!("{test}:a");
+    let key_b = format!("{test}:b");
+    let wa = Writer::start(l.proxy("a"), &key_a, PACE);
+    let wb = Writer::start(l.proxy("b"), &key_b, PACE);
+    wa.advance(100, Duration::from_secs(10));
+    wb.advance(100, Duration::from_secs(10));
+
+    let cut = Instant::now();
+    partition(&l.lab);
+    let (promoted, new_master) = switches
+        .first(Duration::from_secs(30))
+        .expect("a +switch-master within 30 s of the cut");
+    sleep_until(&l.lab, cut + Duration::from_secs(15));
+    undo(&l.lab);
+    let healed = Instant::now();
+    let demoted = wait_for("the old master demoted", Duration::from_secs(30), || {
+        l.lab.check();
+        role(l.server("a")).as_deref() == Some("slave")
+    });
+    // Both writers are acknowledged again after the heal (recorded, not fatal: the figures
+    // are printed first).
+    let a_resumed = wa.try_advance(50, Duration::from_secs(20));
+    let b_resumed = wb.try_advance(50, Duration::from_secs(20));
+    let fa = wa.finish();
+    let fb = wb.finish();
+    l.lab.check();
+
+    let final_addr = l
+        .group
+        .master_addr()
+        .expect("a master named after the heal");
+    let final_master = l.server(&l.site_of(&final_addr));
+    let held_a = stored(final_master, &key_a);
+    let held_b = stored(final_master, &key_b);
+    // What MONITOR saw clients (not a replication link: port 6379) push on the old master.
+    let on_old: std::collections::HashSet<u64> = monitor
+        .client_pushes(&key_a, &[REDIS_PORT])
+        .into_iter()
+        .filter(|(k, _)| *k == key_a)
+        .map(|(_, n)| n)
+        .collect();
+    let sent_after_promotion = |r: &support::writer::Record| r.sent >= promoted;
+    let seen_old_after: Vec<u64> = fa
+        .records
+        .iter()
+        .filter(|r| sent_after_promotion(r) && on_old.contains(&r.n))
+        .map(|r| r.n)
+        .collect();
+    let acked_after: Vec<&support::writer::Record> = fa
+        .records
+        .iter()
+        .filter(|r| r.outcome == Outcome::Acked && r.replied >= promoted)
+        .collect();
+    let old_acked_after: Vec<u64> = acked_after
+        .iter()
+        .filter(|r| !held_a.contains(&r.n) || on_old.contains(&r.n))
+        .map(|r| r.n)
+        .collect();
+    let lost_a = fa.lost(&held_a);
+    let lost_b = fb.lost(&held_b);
+    let last_ack_a = fa
+        .records
+        .iter()
+        .filter(|r| r.outcome == Outcome::Acked && r.replied < healed)
+        .map(|r| r.replied)
+        .max()
+        .unwrap_or(cut);
+    let lost_acks: Vec<Instant> = fa
+        .records
+        .iter()
+        .filter(|r| lost_a.contains(&r.n))
+        .map(|r| r.replied)
+        .collect();
+    eprintln!(
+        "[lab {label}] promotion (+switch-master to {new_master}) {:.2} s after the cut; heal \
+         at {:.2} s; old master demoted {:.2} s after the heal; final master {final_addr}",
+        secs(cut, promoted),
+        secs(cut, healed),
+        secs(healed, demoted),
+    );
+    eprintln!(
+        "[lab {label}] site a: {} acknowledged, {} acknowledged after the promotion by the old \
+         master ({} sent after it seen by MONITOR on the old master); {} acknowledged but \
+         missing on the final master (acknowledged {:.2}..{:.2} s after the cut); write window \
+         (last ack before the heal - cut) {:.2} s",
+        fa.acked().len(),
+        old_acked_after.len(),
+        seen_old_after.len(),
+        lost_a.len(),
+        lost_acks
+            .iter()
+            .map(|t| secs(cut, *t))
+            .fold(f64::NAN, f64::min),
+        lost_acks
+            .iter()
+            .map(|t| secs(cut, *t))
+            .fold(f64::NAN, f64::max),
+        secs(cut, last_ack_a),
+    );
+    eprintln!(
+        "[lab {label}] site b: {} acknowledged, {} lost",
+        fb.acked().len(),
+        lost_b.len()
+    );
+    for (site, w) in [("a", &fa), ("b", &fb)] {
+        eprintln!(
+            "[lab {label}] writer {site}: longest wait {}; errors {:?}",
+            longest_wait(w, cut),
+            error_counts(w)
+        );
+    }
+
+    let mut problems = Vec::new();
+    if new_master != l.lab.redis_addr("b") {
+        problems.push(format!("promoted {new_master}, not site b's replica"));
+    }
+    if !old_acked_after.is_empty() {
+        problems.push(format!(
+            "{} writes of site a acknowledged by the old master after the promotion (first \
+             {:?})",
+            old_acked_after.len(),
+            &old_acked_after[..old_acked_after.len().min(5)]
+        ));
+    }
+    if lost_acks.iter().any(|t| *t >= promoted) {
+        problems.push("site a lost writes acknowledged after the promotion".into());
+    }
+    if !lost_b.is_empty() {
+        problems.push(format!("site b lost acknowledged writes: {lost_b:?}"));
+    }
+    check_common(&mut problems, &[("a", &fa, &held_a), ("b", &fb, &held_b)]);
+    if !a_resumed || !b_resumed {
+        problems.push(format!(
+            "writers not acknowledged again within 20 s of the heal (a: {a_resumed}, b: \
+             {b_resumed})"
+        ));
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Failures other than the proxy's failover errors, and values applied twice in `held` (what
+/// the final master holds of each writer's list).
+fn check_common(problems: &mut Vec<String>, writers: &[(&str, &Finished, &[u64])]) {
+    for (site, w, held) in writers {
+        let foreign = foreign_failures(w);
+        if !foreign.is_empty() {
+            problems.push(format!(
+                "writer {site}: failures other than proxy failover errors: {:?}",
+                &foreign[..foreign.len().min(5)]
+            ));
+        }
+        let dups = duplicates(held);
+        if !dups.is_empty() {
+            problems.push(format!("writer {site}: applied twice: {dups:?}"));
+        }
+    }
+}
+
+/// Site a (master, Sentinel, proxy) cut off from the lab for 15 s, then healed. With no way
+/// to know it was outvoted, proxy a may only write while a lease granted by the Sentinel
+/// majority lasts (shorter than down-after-milliseconds): no write may be acknowledged by the
+/// old master after site b's promotion.
+#[test]
+fn master_site_cut_off() {
+    master_site_lost(
+        "master_site_cut_off",
+        "cut a",
+        |l| l.cut("a"),
+        |l| l.heal("a"),
+    );
+}
+
+/// Site a's outgoing lab traffic dropped for 15 s (what others send arrives, nothing it sends
+/// leaves): the Sentinels elsewhere see the master down and promote site b's replica; the same
+/// guarantees as the full cut.
+#[test]
+fn one_way_loss() {
+    master_site_lost(
+        "one_way_loss",
+        "one-way a",
+        |l| l.drop_outgoing("a"),
+        |l| l.restore_outgoing("a"),
+    );
+}
+
+/// The witness site c cut off for 8 s (past down-after-milliseconds), then healed: nothing
+/// changes for the writers in a and b (no error, nothing lost, no failover).
+#[test]
+fn witness_lost() {
+    let Some(l) = Layout::start("witness_lost", &["a", "b"], LIMIT) else {
+        return;
+    };
+    let switches = Switches::watch(&l.group);
+    let wa = Writer::start(l.proxy("a"), "witness:a", PACE);
+    let wb = Writer::start(l.proxy("b"), "witness:b", PACE);
+    wa.advance(100, Duration::from_secs(10));
+    wb.advance(100, Duration::from_secs(10));
+    let cut = Instant::now();
+    l.lab.cut("c");
+    sleep_until(&l.lab, cut + Duration::from_secs(8));
+    l.lab.heal("c");
+    sleep_until(&l.lab, Instant::now() + Duration::from_secs(2));
+    let fa = wa.finish();
+    let fb = wb.finish();
+    let switched = switches.first(Duration::ZERO);
+    let mut problems = Vec::new();
+    for (site, w) in [("a", &fa), ("b", &fb)] {
+        let lost = w.lost(&stored(l.server("a"), &w.key));
+        eprintln!(
+            "[lab witness lost] writer {site}: {} acknowledged, {} failures, {} lost, longest \
+             wait {} (from the cut)",
+            w.acked().len(),
+            w.failures().len(),
+            lost.len(),
+            longest_wait(w, cut)
+        );
+        if !w.failures().is_empty() {
+            problems.push(format!("writer {site}: {}", w.failure_summary(cut)));
+        }
+        if !lost.is_empty() {
+            problems.push(format!("writer {site}: lost {lost:?}"));
+        }
+    }
+    if let Some((_, addr)) = switched {
+        problems.push(format!("a failover happened (to {addr})"));
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Polls `/readyz` of `proxy` until `want(status)`; when it first did, or `None` by `within`.
+fn wait_readyz(
+    lab: &Lab,
+    proxy: &support::Proxy,
+    want: impl Fn(u16) -> bool,
+    within: Duration,
+) -> Option<Instant> {
+    let until = Instant::now() + within;
+    while Instant::now() < until {
+        lab.check();
+        if want(proxy.admin_get("/readyz").0) {
+            return Some(Instant::now());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
+}
+
+/// A proxy in site d cut from the Sentinels of b and c (not from the master nor Sentinel a)
+/// for 12 s: it cannot confirm the master with a majority, so it goes unready and refuses
+/// writes with its own error after the hold; no failover happens; after the heal it writes
+/// again and nothing acknowledged is lost.
+#[test]
+fn proxy_cut_from_sentinels_not_master() {
+    let Some(l) = Layout::start("proxy_cut_from_sentinels_not_master", &["d"], LIMIT) else {
+        return;
+    };
+    let switches = Switches::watch(&l.group);
+    let w = Writer::start(l.proxy("d"), "nosentinels:d", PACE);
+    w.advance(100, Duration::from_secs(10));
+    let cut = Instant::now();
+    l.lab.separate("d", "b");
+    l.lab.separate("d", "c");
+    let unready = wait_readyz(&l.lab, l.proxy("d"), |s| s != 200, Duration::from_secs(12));
+    sleep_until(&l.lab, cut + Duration::from_secs(12));
+    l.lab.join("d", "b");
+    l.lab.join("d", "c");
+    let healed = Instant::now();
+    let ready = wait_readyz(&l.lab, l.proxy("d"), |s| s == 200, Duration::from_secs(15));
+    let resumed = w.try_advance(50, Duration::from_secs(15));
+    let f = w.finish();
+    let refused_during = f
+        .records
+        .iter()
+        .filter(|r| r.sent >= cut && r.replied < healed && r.outcome != Outcome::Acked)
+        .count();
+    let acked_late = f
+        .records
+        .iter()
+        .filter(|r| {
+            r.outcome == Outcome::Acked
+                && r.replied >= cut + HOLD + Duration::from_secs(3)
+                && r.replied < healed
+        })
+        .count();
+    let held = stored(l.server("a"), &f.key);
+    let lost = f.lost(&held);
+    eprintln!(
+        "[lab proxy cut from Sentinels] unready {:?} s after the cut; ready again {:?} s after \
+         the heal; {} refused during the cut; {} acknowledged later than hold + 3 s into the \
+         cut; {} lost; longest wait {} (from the cut); errors {:?}",
+        unready.map(|t| secs(cut, t)),
+        ready.map(|t| secs(healed, t)),
+        refused_during,
+        acked_late,
+        lost.len(),
+        longest_wait(&f, cut),
+        error_counts(&f)
+    );
+    let mut problems = Vec::new();
+    if unready.is_none() {
+        problems.push("proxy d stayed ready while cut from the Sentinel majority".to_string());
+    }
+    if refused_during == 0 || acked_late > 0 {
+        problems.push(format!(
+            "proxy d kept writing without a Sentinel majority ({acked_late} acknowledged after \
+             the hold)"
+        ));
+    }
+    if ready.is_none() || !resumed {
+        problems.push("proxy d did not serve again after the heal".to_string());
+    }
+    if !lost.is_empty() {
+        problems.push(format!("lost {lost:?}"));
+    }
+    if let Some((_, addr)) = switches.first(Duration::ZERO) {
+        problems.push(format!("a failover happened (to {addr})"));
+    }
+    check_common(&mut problems, &[("d", &f, &held)]);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// A proxy in site d cut from site a only (the master and Sentinel a) for 10 s; the Sentinels
+/// still reach the master, so no failover happens. The proxy holds, then refuses with its own
+/// error within the hold; after the heal it resumes; nothing acknowledged is lost.
+#[test]
+fn proxy_cut_from_master_not_sentinels() {
+    let Some(l) = Layout::start("proxy_cut_from_master_not_sentinels", &["d"], LIMIT) else {
+        return;
+    };
+    let switches = Switches::watch(&l.group);
+    let w = Writer::start(l.proxy("d"), "nomaster:d", PACE);
+    w.advance(100, Duration::from_secs(10));
+    let cut = Instant::now();
+    l.lab.separate("d", "a");
+    sleep_until(&l.lab, cut + Duration::from_secs(10));
+    l.lab.join("d", "a");
+    let healed = Instant::now();
+    let resumed = w.try_advance(50, Duration::from_secs(15));
+    let f = w.finish();
+    let first_ack = f.first_ack_after(healed);
+    let held = stored(l.server("a"), &f.key);
+    let lost = f.lost(&held);
+    eprintln!(
+        "[lab proxy cut from master] first ack {:?} s after the heal; {} failures; {} lost; \
+         longest wait {} (from the cut); errors {:?}",
+        first_ack.map(|t| secs(healed, t)),
+        f.failures().len(),
+        lost.len(),
+        longest_wait(&f, cut),
+        error_counts(&f)
+    );
+    let mut problems = Vec::new();
+    if !resumed {
+        problems.push("proxy d did not write again after the heal".to_string());
+    }
+    if f.max_latency() > HOLD + Duration::from_secs(2) {
+        problems.push(format!(
+            "a command waited {:?} (hold {HOLD:?})",
+            f.max_latency()
+        ));
+    }
+    if !lost.is_empty() {
+        problems.push(format!("lost {lost:?}"));
+    }
+    if let Some((_, addr)) = switches.first(Duration::ZERO) {
+        problems.push(format!("a failover happened (to {addr})"));
+    }
+    check_common(&mut problems, &[("d", &f, &held)]);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
