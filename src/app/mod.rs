@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, Admin};
 use crate::auth::{User, Users};
-use crate::backend::{BackendAuth, Dialer, LeaseBoard, Pool, PoolConfig, Pools};
+use crate::backend::{BackendAuth, Dialer, LeaseBoard, Liveness, Pool, PoolConfig, Pools};
 use crate::config::{Authority, Config, Password};
 use crate::failover::lease::LeaseSettings;
 use crate::failover::operate::Operator;
@@ -133,9 +133,13 @@ pub async fn start(cfg: &Config, metrics: Option<PrometheusHandle>) -> Result<Ru
     let threads = worker_count(cfg.threads);
     let dedicated = Arc::new(Semaphore::new(cfg.backend.max_dedicated));
     let leases = LeaseBoard::new(lease_enforced(&cfg.failover));
+    let liveness = Liveness::new();
     let pools = Pools(
         (0..threads)
-            .map(|_| Pool::with_leases(pool_cfg, Arc::clone(&dedicated), Arc::clone(&leases)))
+            .map(|_| {
+                let boards = (Arc::clone(&leases), Arc::clone(&liveness));
+                Pool::with_boards(pool_cfg, Arc::clone(&dedicated), boards)
+            })
             .collect(),
     );
     let node_tls = Arc::new(node_tls(cfg, None)?);

@@ -45,6 +45,10 @@ pub enum ConnError {
     /// Another node became master: replies from this one are no longer awaited.
     #[error("another node became master")]
     Superseded,
+    /// The node's health probes failed until it was declared down: replies are no longer
+    /// awaited.
+    #[error("the node stopped answering its health probes")]
+    NodeDown,
 }
 
 impl ConnError {
@@ -63,6 +67,7 @@ impl ConnError {
             ConnError::Protocol(_) => "protocol",
             ConnError::Retired => "retired",
             ConnError::Superseded => "superseded",
+            ConnError::NodeDown => "node_down",
         }
     }
 }

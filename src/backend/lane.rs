@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::conn::{Driver, Outgoing, Sender};
 use super::error::ConnError;
 use super::lease::Lease;
+use super::liveness::NodeLiveness;
 use super::pool::{handshake_for, next_conn_id, PoolConfig, PoolKey, CHANNEL_DEPTH};
 
 /// First and largest pause after a failed connect before a key is tried again.
@@ -145,12 +146,13 @@ pub(super) fn spawn_lane(
     cfg: PoolConfig,
     superseded: CancellationToken,
     lease: Option<Arc<Lease>>,
+    alive: Arc<NodeLiveness>,
 ) -> Lane {
     let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
     let (state_tx, state_rx) = watch::channel(LaneState::Connecting);
     let retired = CancellationToken::new();
     let tokens = (retired.clone(), superseded);
-    tokio::spawn(drive_lane(key, cfg, rx, state_tx, tokens, lease));
+    tokio::spawn(drive_lane(key, cfg, rx, state_tx, tokens, (lease, alive)));
     Lane {
         id: next_conn_id(),
         sender: Sender::new(tx),
@@ -167,7 +169,7 @@ async fn drive_lane(
     mut rx: mpsc::Receiver<Outgoing>,
     state: watch::Sender<LaneState>,
     (retired, superseded): (CancellationToken, CancellationToken),
-    lease: Option<Arc<Lease>>,
+    (lease, alive): (Option<Arc<Lease>>, Arc<NodeLiveness>),
 ) {
     let hs = handshake_for(&key);
     let opened = tokio::select! {
@@ -187,7 +189,8 @@ async fn drive_lane(
     let driver = Driver::new(opened.io, &mut rx, cfg.reply_timeout, false)
         .retire_on(retired.clone())
         .abort_on(superseded)
-        .lease_on(lease);
+        .lease_on(lease)
+        .liveness_on(alive);
     let end = match driver.run().await {
         Ok(()) => ConnError::Retired,
         Err(e) => {

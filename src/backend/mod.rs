@@ -8,6 +8,7 @@ pub mod handshake;
 pub mod inbox;
 mod lane;
 pub mod lease;
+pub mod liveness;
 pub mod pool;
 mod supersede;
 
@@ -17,4 +18,5 @@ pub use handshake::{BackendAuth, Dialer, Endpoint};
 pub use inbox::{Dispatch, Fault, FaultKind, Inbox, ReplyTo, Resolution, Sent, Tail, Taken};
 pub use lane::{Lane, LaneState};
 pub use lease::{Lease, LeaseBoard};
+pub use liveness::{Liveness, NodeLiveness};
 pub use pool::{Dedicated, DedicatedError, NodeId, Pool, PoolConfig, PoolKey, Pools};

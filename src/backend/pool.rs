@@ -30,6 +30,7 @@ use super::error::ConnError;
 use super::handshake::{BackendAuth, Dialer, Endpoint, Handshake};
 use super::lane::{spawn_lane, Lane, LaneSet};
 use super::lease::LeaseBoard;
+use super::liveness::Liveness;
 use super::supersede;
 use crate::resp::reply::Proto;
 
@@ -113,6 +114,8 @@ pub struct Pool {
     nodes: supersede::Registry,
     /// The write lease new connections write under.
     leases: Arc<LeaseBoard>,
+    /// Nodes' liveness, as their probes see it.
+    liveness: Arc<Liveness>,
 }
 
 /// Why no lane can be had for a key right now.
@@ -155,14 +158,15 @@ impl Pool {
     /// An empty pool. `dedicated` caps dedicated connections, shared by every pool of the
     /// process.
     pub fn new(cfg: PoolConfig, dedicated: Arc<Semaphore>) -> Arc<Self> {
-        Self::with_leases(cfg, dedicated, LeaseBoard::new(false))
+        Self::with_boards(cfg, dedicated, (LeaseBoard::new(false), Liveness::new()))
     }
 
-    /// An empty pool whose connections write only under the leases `leases` publishes.
-    pub fn with_leases(
+    /// An empty pool whose connections write only under the leases `leases` publishes, and
+    /// wait for replies as long as `liveness` says their node is alive.
+    pub fn with_boards(
         cfg: PoolConfig,
         dedicated: Arc<Semaphore>,
-        leases: Arc<LeaseBoard>,
+        (leases, liveness): (Arc<LeaseBoard>, Arc<Liveness>),
     ) -> Arc<Self> {
         Arc::new(Self {
             cfg: ArcSwap::from_pointee(cfg),
@@ -171,12 +175,18 @@ impl Pool {
             dedicated,
             nodes: supersede::Registry::default(),
             leases,
+            liveness,
         })
     }
 
     /// Where new connections find the write lease they write under.
     pub fn leases(&self) -> &Arc<LeaseBoard> {
         &self.leases
+    }
+
+    /// Where new connections find their node's liveness.
+    pub fn liveness(&self) -> &Arc<Liveness> {
+        &self.liveness
     }
 
     /// Settings for new connections.
@@ -231,6 +241,7 @@ impl Pool {
             self.cfg(),
             self.nodes.lane_token(&key.node),
             self.leases.for_node(&key.node),
+            self.liveness.node(key.node.endpoint.addr),
         )
     }
 
@@ -258,11 +269,13 @@ impl Pool {
         let node = Arc::clone(&key.node);
         let abort = nodes.add_dedicated(&node, id, opened.client_id, Arc::clone(&key.auth));
         let lease = self.leases.for_node(&node);
+        let alive = self.liveness.node(node.endpoint.addr);
         tokio::spawn(async move {
             crate::metrics::backend_connection("dedicated", 1.0);
             let driver = Driver::new(opened.io, &mut rx, reply_timeout, true)
                 .abort_on(abort)
-                .lease_on(lease);
+                .lease_on(lease)
+                .liveness_on(alive);
             if let Err(e) = driver.run().await {
                 tracing::debug!(error = %e, "dedicated backend connection ended");
             }

@@ -133,6 +133,8 @@ pub struct Failover {
     lease: Option<(Arc<Lease>, String)>,
     /// Where backend connections find that lease.
     leases: Arc<LeaseBoard>,
+    /// Where backend connections find their node's liveness.
+    liveness: Arc<crate::backend::Liveness>,
     /// How often the Sentinels are asked while a lease must be renewed.
     sentinel_pace: Option<Arc<std::sync::atomic::AtomicU64>>,
     /// The Sentinels' timing last said at start-up or when it changed (for one log line).
@@ -150,6 +152,7 @@ impl Failover {
         stop: &CancellationToken,
     ) -> (Self, Signals) {
         let sentinel_pace = reach.sentinel.as_ref().map(|s| Arc::clone(&s.lease_pace));
+        let liveness = Arc::clone(pool.0[0].liveness());
         let (dns_tx, dns) = mpsc::channel(64);
         let (health_tx, health) = mpsc::channel(256);
         let (sentinel_tx, sentinel) = mpsc::channel(64);
@@ -181,6 +184,7 @@ impl Failover {
             lost_at: None,
             lease: None,
             leases,
+            liveness,
             sentinel_pace,
             told_timing: None,
         };
@@ -221,6 +225,8 @@ impl Failover {
     }
 
     fn on_health(&mut self, r: crate::topology::health::Report) {
+        self.liveness
+            .report(r.endpoint.addr, r.seen.is_some(), r.healthy, r.flipped);
         if r.flipped {
             tracing::info!(node = %r.endpoint, healthy = r.healthy, error = r.error.as_deref().unwrap_or(""), "node health changed");
         }

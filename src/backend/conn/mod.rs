@@ -133,6 +133,10 @@ pub(crate) struct Driver<'a> {
     /// The write lease of the master this connection writes to (`None`: none needed). Checked
     /// right before bytes reach the socket; a lapsed lease retires the connection.
     lease: Option<Arc<super::Lease>>,
+    /// The node's liveness as its probes see it: past the reply deadline, replies are still
+    /// awaited while the probes get answers; once the node is declared down, not at all.
+    alive: Option<Arc<super::NodeLiveness>>,
+    down: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
     /// Whether the driver already yielded once to gather more batches before this write.
     coalesced: bool,
     /// `written` when the write queue last became empty.
@@ -181,6 +185,8 @@ impl<'a> Driver<'a> {
             abort: None,
             retiring: false,
             lease: None,
+            alive: None,
+            down: None,
             coalesced: false,
             flushed_at: 0,
             frames: Vec::new(),
@@ -201,6 +207,13 @@ impl<'a> Driver<'a> {
     /// connection retires (batches not yet written fail as not sent).
     pub(crate) fn lease_on(mut self, lease: Option<Arc<super::Lease>>) -> Self {
         self.lease = lease;
+        self
+    }
+
+    /// Follows the node's liveness (see [`super::liveness`]).
+    pub(crate) fn liveness_on(mut self, alive: Arc<super::NodeLiveness>) -> Self {
+        self.down = Some(Box::pin(alive.down_token().cancelled_owned()));
+        self.alive = Some(alive);
         self
     }
 
@@ -242,6 +255,11 @@ impl<'a> Driver<'a> {
         if let Some(abort) = self.abort.as_mut() {
             if abort.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(Err(ConnError::Superseded));
+            }
+        }
+        if let Some(down) = self.down.as_mut() {
+            if down.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Err(ConnError::NodeDown));
             }
         }
         self.poll_retire(cx);
@@ -427,6 +445,13 @@ impl<'a> Driver<'a> {
         }
     }
 
+    /// Whether the node's probes got an answer within the reply deadline.
+    fn probes_answer(&self) -> bool {
+        self.alive
+            .as_ref()
+            .is_some_and(|a| a.answered_within(self.reply_timeout))
+    }
+
     fn arm_timer(&mut self) {
         self.timer
             .as_mut()
@@ -443,6 +468,12 @@ impl<'a> Driver<'a> {
             return Poll::Pending;
         }
         match self.timer.as_mut().poll(cx) {
+            Poll::Ready(()) if self.probes_answer() => {
+                // Slow, not dead: wait another round, as long as the probes keep answering.
+                self.arm_timer();
+                let _ = self.timer.as_mut().poll(cx);
+                Poll::Pending
+            }
             Poll::Ready(()) => Poll::Ready(Err(ConnError::ReplyTimeout(self.reply_timeout))),
             Poll::Pending => Poll::Pending,
         }
