@@ -279,6 +279,14 @@ fn master_site_lost(test: &str, label: &str, partition: fn(&Lab), undo: fn(&Lab)
     if lost_acks.iter().any(|t| *t >= promoted) {
         problems.push("site a lost writes acknowledged after the promotion".into());
     }
+    // The lease (down-after-milliseconds less a tenth) counts from the last Sentinel poll
+    // sent before the cut; the cut instant is taken just before the link goes down.
+    let window = LEASE + Duration::from_millis(100);
+    if lost_acks.iter().any(|t| *t > cut + window) {
+        problems.push(format!(
+            "site a lost writes acknowledged later than the lease ({window:?}) after the cut"
+        ));
+    }
     if !lost_b.is_empty() {
         problems.push(format!("site b lost acknowledged writes: {lost_b:?}"));
     }
@@ -291,6 +299,10 @@ fn master_site_lost(test: &str, label: &str, partition: fn(&Lab), undo: fn(&Lab)
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// The write lease the proxies hold under the lab's Sentinels (`down-after-milliseconds` 2000
+/// less its margin).
+const LEASE: Duration = Duration::from_millis(1800);
 
 /// Failures other than the proxy's failover errors, and values applied twice in `held` (what
 /// the final master holds of each writer's list).
