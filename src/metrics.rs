@@ -36,6 +36,8 @@ pub const SENTINELS_ANSWERING: &str = "redis_failover_proxy_sentinels_answering"
 /// Gauge: 1 while the master in use holds its write lease, 0 while it is lapsed (absent
 /// where the authority needs none).
 pub const WRITE_LEASE_HELD: &str = "redis_failover_proxy_write_lease_held";
+/// Counter: reads served by the last verified master while its write lease was lapsed.
+pub const STALE_READS: &str = "redis_failover_proxy_stale_reads_total";
 /// Counter: times the write lease lapsed (the master could not be confirmed in time).
 pub const WRITE_LEASE_LAPSES: &str = "redis_failover_proxy_write_lease_lapses_total";
 
@@ -149,6 +151,10 @@ fn describe() {
         "1 while the master in use holds its write lease, 0 while it is lapsed."
     );
     describe_counter!(
+        STALE_READS,
+        "Reads served by the last verified master while its write lease was lapsed (stale_reads = \"serve\")."
+    );
+    describe_counter!(
         WRITE_LEASE_LAPSES,
         "Times the write lease lapsed: the master could not be confirmed by a majority in time."
     );
@@ -235,4 +241,9 @@ pub fn tls_handshake_failure(reason: &'static str) {
 /// Counts a re-read of changed certificate files.
 pub fn tls_reload(ok: bool) {
     counter!(TLS_RELOADS, "result" => if ok { "ok" } else { "error" }).increment(1);
+}
+
+/// Counts one read served while the write lease was lapsed.
+pub fn stale_read() {
+    metrics::counter!(STALE_READS).increment(1);
 }

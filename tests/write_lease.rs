@@ -15,8 +15,9 @@ fn json(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
 }
 
-/// A Sentinel proxy with the admin endpoint and no configured hold timeout.
-fn sentinel_admin_proxy(cluster: &Cluster) -> Proxy {
+/// A Sentinel proxy with the admin endpoint, no configured hold timeout, and `extra` lines in
+/// `[failover]`.
+fn sentinel_admin_proxy(cluster: &Cluster, extra: &str) -> Proxy {
     let nodes: Vec<String> = cluster.servers().iter().map(|s| s.addr_str()).collect();
     Proxy::builder()
         .config(&format!(
@@ -24,6 +25,7 @@ fn sentinel_admin_proxy(cluster: &Cluster) -> Proxy {
 [failover]
 authority = "sentinel"
 master_name = "{name}"
+{extra}
 
 [health]
 interval = "200ms"
@@ -53,7 +55,7 @@ sentinels = [{sentinels}]
 #[test]
 fn sentinel_lease_shows_in_topology_and_readiness() {
     let mut cluster = Cluster::start();
-    let proxy = sentinel_admin_proxy(&cluster);
+    let proxy = sentinel_admin_proxy(&cluster, "");
     let (status, body) = proxy.admin_get("/topology");
     assert_eq!(status, 200, "{body}");
     let topo = json(&body);
@@ -238,4 +240,30 @@ quorum = 1
         c.cmd(&["SET", "witness:k", "3"]) == Frame::ok()
     });
     replicas[0].resume();
+}
+
+/// `stale_reads = "serve"`: while the lease is lapsed, reads are served by the last verified
+/// master (and counted), writes are still held and refused.
+#[test]
+fn stale_reads_are_served_when_chosen() {
+    let mut cluster = Cluster::start();
+    let proxy = sentinel_admin_proxy(
+        &cluster,
+        "stale_reads = \"serve\"\nhold_timeout = \"300ms\"",
+    );
+    let mut c = proxy.client();
+    assert_eq!(c.cmd(&["SET", "stale:k", "v1"]), Frame::ok());
+    cluster.group.kill(0);
+    cluster.group.kill(1);
+    wait_for("lease lapsed in /topology", Duration::from_secs(5), || {
+        json(&proxy.admin_get("/topology").1)["master"]["lease"] == "lapsed"
+    });
+    assert_eq!(c.cmd(&["GET", "stale:k"]), Frame::bulk("v1"));
+    match c.cmd(&["SET", "stale:k", "v2"]) {
+        Frame::Error(e) => assert!(e.contains("could not be confirmed"), "{e}"),
+        other => panic!("written without a lease: {other:?}"),
+    }
+    assert_eq!(c.cmd(&["GET", "stale:k"]), Frame::bulk("v1"));
+    assert_eq!(cluster.master.cmd(&["GET", "stale:k"]), Frame::bulk("v1"));
+    assert!(proxy.metric("redis_failover_proxy_stale_reads_total", &[]) >= 2.0);
 }

@@ -468,6 +468,7 @@ fn dynamic(cfg: &Config, backend: &Arc<BackendAuth>) -> Result<Dynamic, StartErr
         allow: cfg.allow_commands.iter().cloned().collect(),
         hold_timeout: hold_timeout(&cfg.failover),
         max_held_clients: cfg.failover.max_held_clients,
+        stale_reads: cfg.failover.stale_reads,
         frame_timeout: cfg.limits.frame_timeout,
         idle_timeout: cfg.limits.idle_timeout,
     })

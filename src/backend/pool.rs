@@ -64,6 +64,9 @@ pub struct PoolKey {
     pub proto: Proto,
     /// Backend credentials.
     pub auth: Arc<BackendAuth>,
+    /// Reads served while the master's write lease is lapsed (`stale_reads = "serve"`): these
+    /// connections carry no lease, and only reads are ever routed to them.
+    pub stale: bool,
 }
 
 impl Hash for PoolKey {
@@ -72,6 +75,7 @@ impl Hash for PoolKey {
         self.db.hash(state);
         self.proto.hash(state);
         self.auth.user.hash(state);
+        self.stale.hash(state);
     }
 }
 
@@ -240,7 +244,12 @@ impl Pool {
             key.clone(),
             self.cfg(),
             self.nodes.lane_token(&key.node),
-            self.leases.for_node(&key.node),
+            // Stale-read lanes write nothing (only reads are routed to them): no lease.
+            if key.stale {
+                None
+            } else {
+                self.leases.for_node(&key.node)
+            },
             self.liveness.node(key.node.endpoint.addr),
         )
     }

@@ -117,8 +117,20 @@ pub(super) fn read_failover(mut r: Reader<'_>, p: &mut Problems) -> Failover {
         );
     }
     let hold_timeout = r.opt_duration("hold_timeout", p);
+    let stale_reads = match r.get::<String>("stale_reads", p).as_deref() {
+        None | Some("refuse") => false,
+        Some("serve") => true,
+        Some(other) => {
+            p.add(
+                &r.path_of("stale_reads"),
+                format!("{other:?} is not \"refuse\" or \"serve\""),
+            );
+            false
+        }
+    };
     let f = Failover {
         authority,
+        stale_reads,
         hold_timeout: hold_timeout.unwrap_or(d.hold_timeout),
         hold_timeout_given: hold_timeout.is_some(),
         lease: r.opt_duration("lease", p),

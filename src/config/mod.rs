@@ -225,6 +225,9 @@ pub struct Failover {
     /// `nodes` authority: voting members of the orchestrator that hold no data (`host:port`),
     /// only checked for reachability; they count towards the lease's majority.
     pub witnesses: Vec<String>,
+    /// Reads while the write lease is lapsed: served by the last verified master (`true`) or
+    /// held and refused like writes (`false`, the default).
+    pub stale_reads: bool,
 }
 
 impl Default for Failover {
@@ -241,6 +244,7 @@ impl Default for Failover {
             lease: None,
             promotion_delay: None,
             witnesses: Vec::new(),
+            stale_reads: false,
         }
     }
 }

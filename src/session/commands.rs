@@ -228,7 +228,11 @@ impl Session {
     }
 
     pub(super) async fn forward(&mut self, req: Request, kind: Kind, silent: bool) {
-        let route = self.route_data().await;
+        let route = if kind == Kind::Read {
+            self.route_read().await
+        } else {
+            self.route_data().await
+        };
         if self.routed(route, &req, silent).await {
             self.batch_command(&req, kind, silent).await;
         }

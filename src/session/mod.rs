@@ -106,6 +106,8 @@ pub struct Dynamic {
     pub hold_timeout: Option<Duration>,
     /// Clients that may wait at once.
     pub max_held_clients: usize,
+    /// Reads while the write lease is lapsed go to the last verified master.
+    pub stale_reads: bool,
     /// A started command must be complete within this long.
     pub frame_timeout: Duration,
     /// Idle clients are closed after this long (zero: never).

@@ -287,8 +287,25 @@ fn target_in(topo: &Topology, state: &ClientState) -> Result<Target, Unroutable>
             db: state.db,
             proto: state.proto,
             auth: Arc::clone(&user.backend),
+            stale: false,
         },
         epoch: topo.epoch,
+    })
+}
+
+/// The lane key for a read served while the write lease of the last verified master is
+/// lapsed (`stale_reads = "serve"`); `None` when no such master is known.
+fn stale_key_in(topo: &Topology, state: &ClientState) -> Option<PoolKey> {
+    let master = topo.master.as_ref()?;
+    if master.lease.valid() || master.lease.is_unbounded() {
+        return None;
+    }
+    Some(PoolKey {
+        node: Arc::clone(&master.node),
+        db: state.db,
+        proto: state.proto,
+        auth: Arc::clone(&state.user.as_ref()?.backend),
+        stale: true,
     })
 }
 
@@ -377,6 +394,38 @@ impl Session {
         }
     }
 
+    /// The route for a read: like [`route_data`](Self::route_data), but while the master's
+    /// write lease is lapsed and the operator chose `stale_reads = "serve"`, to the last
+    /// verified master on a lane of its own (counted in `stale_reads_total`).
+    pub(super) async fn route_read(&mut self) -> Route {
+        let stale = !self.conn.is_pinned() && self.ctx.dynamic.load().stale_reads;
+        let key = if stale {
+            stale_key_in(&self.ctx.topology.load(), &self.state)
+        } else {
+            None
+        };
+        let Some(key) = key else {
+            return self.route_data().await;
+        };
+        crate::metrics::stale_read();
+        if let Conn::Shared { lane, key: k } = &self.conn {
+            if *k == key && !lane.is_closed() {
+                return self.may_send(lane.id());
+            }
+        }
+        if self.switch_blocked().await {
+            return Route::Stall;
+        }
+        match self.ctx.pool.lane(&key) {
+            Ok(lane) => {
+                self.release_conn();
+                self.conn = Conn::Shared { lane, key };
+                Route::Go
+            }
+            Err(_) => self.route_data().await,
+        }
+    }
+
     /// The route when the current connection still serves this client's commands: a pinned
     /// one, or the same lane with nothing changed since it was chosen (the common case, which
     /// needs no waiting). `None` when a connection must be chosen.
@@ -384,7 +433,9 @@ impl Session {
         match &self.conn {
             Conn::Pinned { conn, .. } => Some(self.may_send(conn.id())),
             Conn::Shared { lane, key } => {
+                // A stale-read lane is only ever chosen for one read at a time.
                 let same = self.route_epoch == self.ctx.topology.epoch()
+                    && !key.stale
                     && key.db == self.state.db
                     && key.proto == self.state.proto
                     && self

@@ -42,6 +42,7 @@ impl Context {
             allow: HashSet::new(),
             hold_timeout: Some(Duration::ZERO),
             max_held_clients: usize::MAX,
+            stale_reads: false,
             frame_timeout: Duration::from_secs(30),
             idle_timeout: Duration::ZERO,
         };
