@@ -134,17 +134,19 @@ impl Driver<'_> {
 }
 
 /// Errors Redis raises before running a command (the command had no effect, whatever it
-/// was), which the session may answer by sending it again elsewhere. `-UNBLOCKED` only as the
-/// answer to the proxy's own `CLIENT UNBLOCK ... ERROR` (sent when it moves a blocked client
-/// to a new master): Redis's other `-UNBLOCKED` errors (a stream deleted, flushed or replaced
-/// under a blocked `XREADGROUP`) are the command's own outcome and go to the client as they
-/// are.
-const REFUSALS: [&[u8]; 6] = [
+/// was), which the session may answer by sending it again elsewhere. `-UNBLOCKED` only when a
+/// failover released the client: the answer to the proxy's own `CLIENT UNBLOCK ... ERROR`
+/// (sent when it moves a blocked client to a new master), or Redis releasing blocked clients
+/// of a master turned replica. Redis's other `-UNBLOCKED` errors (a stream deleted, flushed or
+/// replaced under a blocked `XREADGROUP`) are the command's own outcome and go to the client
+/// as they are.
+const REFUSALS: [&[u8]; 7] = [
     b"-READONLY ",
     b"-MASTERDOWN ",
     b"-NOREPLICAS ",
     b"-LOADING ",
     b"-UNBLOCKED client unblocked via CLIENT UNBLOCK",
+    b"-UNBLOCKED force unblock from blocking operation, instance state changed",
     b"-NOSCRIPT ",
 ];
 
