@@ -396,3 +396,25 @@ fn select_inside_multi_aborts_exec() {
     assert_eq!(c.cmd(&["GET", "where"]), Frame::bulk("db0"));
     assert_eq!(redis.cmd(&["EXISTS", "s"]), Frame::Int(0));
 }
+
+/// A client's `SCRIPT FLUSH` empties the master's script cache: an `EVALSHA` of a flushed
+/// script then gets `NOSCRIPT`, as with Redis (the proxy reloads scripts only for a new
+/// master after a failover), and `SCRIPT LOAD` makes it runnable again.
+#[test]
+fn evalsha_after_script_flush_gets_noscript() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(&[&redis]);
+    let mut c = proxy.client();
+    let sha = match c.cmd(&["SCRIPT", "LOAD", "return 7"]) {
+        Frame::Bulk(b) => String::from_utf8(b).expect("sha"),
+        other => panic!("SCRIPT LOAD answered {other:?}"),
+    };
+    assert_eq!(c.cmd(&["EVALSHA", &sha, "0"]), Frame::Int(7));
+    assert_eq!(c.cmd(&["SCRIPT", "FLUSH"]), Frame::ok());
+    match c.cmd(&["EVALSHA", &sha, "0"]) {
+        Frame::Error(e) => assert!(e.starts_with("NOSCRIPT"), "{e}"),
+        other => panic!("a flushed script ran: {other:?}"),
+    }
+    assert_eq!(c.cmd(&["EVAL", "return 7", "0"]), Frame::Int(7));
+    assert_eq!(c.cmd(&["EVALSHA", &sha, "0"]), Frame::Int(7));
+}

@@ -189,11 +189,18 @@ impl Session {
             if let Some(body) = req.arg1() {
                 self.ctx.scripts.remember(body);
             }
-        } else if name.eq_ignore_ascii_case(b"SCRIPT")
-            && req.arg1().is_some_and(|a| a.eq_ignore_ascii_case(b"LOAD"))
-        {
-            if let Some(body) = req.args().get(2) {
-                self.ctx.scripts.remember(body);
+        } else if name.eq_ignore_ascii_case(b"SCRIPT") {
+            match req.arg1() {
+                Some(a) if a.eq_ignore_ascii_case(b"LOAD") => {
+                    if let Some(body) = req.args().get(2) {
+                        self.ctx.scripts.remember(body);
+                    }
+                }
+                // The master forgets every script: so does the proxy, so that an EVALSHA of a
+                // flushed script gets NOSCRIPT as with Redis instead of being reloaded (that
+                // is for a new master after a failover).
+                Some(a) if a.eq_ignore_ascii_case(b"FLUSH") => self.ctx.scripts.forget_all(),
+                _ => {}
             }
         }
     }

@@ -33,6 +33,14 @@ impl Scripts {
         }
     }
 
+    /// Forgets every body (the client flushed the master's script cache).
+    pub fn forget_all(&self) {
+        self.bodies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
     /// The body for `sha` (any case), if seen.
     pub fn body(&self, sha: &[u8]) -> Option<Bytes> {
         let key = String::from_utf8_lossy(sha).to_ascii_lowercase();
