@@ -196,6 +196,12 @@ pub enum ClientError {
     UnknownCommand { name: String, args: Vec<String> },
     /// Syntax error in a command the proxy answers.
     Syntax,
+    /// CLIENT KILL addr:port naming no client.
+    NoSuchClient,
+    /// CLIENT KILL ID with an id that cannot be one.
+    BadClientId,
+    /// CLIENT KILL TYPE with an unknown type.
+    UnknownClientType { kind: String },
     /// A subcommand the proxy does not know.
     UnknownSubcommand { command: String, sub: String },
     /// Integer argument expected.
@@ -280,6 +286,9 @@ impl ClientError {
             Arity { command } => format!("ERR wrong number of arguments for '{command}' command"),
             UnknownCommand { name, args } => format!("ERR unknown command '{}', with args beginning with: {}", clip(name, 128), quoted_args(args)),
             Syntax => "ERR syntax error".into(),
+            NoSuchClient => "ERR No such client".into(),
+            BadClientId => "ERR client-id should be greater than 0".into(),
+            UnknownClientType { kind } => format!("ERR Unknown client type '{kind}'"),
             UnknownSubcommand { command, sub } => format!("ERR unknown subcommand '{sub}'. Try {command} HELP."),
             NotInteger => "ERR value is not an integer or out of range".into(),
             DbIndexOutOfRange => "ERR DB index is out of range".into(),
@@ -327,6 +336,9 @@ impl ClientError {
             TooManyPinned | MaxClients => "limit",
             Arity { .. }
             | Syntax
+            | NoSuchClient
+            | BadClientId
+            | UnknownClientType { .. }
             | UnknownSubcommand { .. }
             | NotInteger
             | DbIndexOutOfRange

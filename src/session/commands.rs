@@ -131,6 +131,9 @@ impl Session {
             Kind::Monitor => self.monitor(req, silent).await,
             Kind::Tracking => self.tracking(req, silent).await,
             Kind::Local(l) => self.local(l, req, silent).await,
+            Kind::Guarded if self.allowed(&req) && is_client_kill(&req) => {
+                self.client_kill(&req, silent).await
+            }
             Kind::Guarded if self.allowed(&req) => self.blocking(req, Kind::Write, silent).await,
             Kind::Guarded => {
                 let command = self.guard_name(&req);
@@ -496,4 +499,10 @@ fn allowed_subscribed(kind: Kind) -> bool {
             | Kind::Unsubscribe(_)
             | Kind::Local(Local::Ping | Local::Quit | Local::Reset)
     )
+}
+
+/// `CLIENT KILL`: answered by the proxy for its own clients (see `kill_clients`).
+fn is_client_kill(req: &Request) -> bool {
+    req.name().eq_ignore_ascii_case(b"CLIENT")
+        && req.arg1().is_some_and(|a| a.eq_ignore_ascii_case(b"KILL"))
 }

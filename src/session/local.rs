@@ -267,11 +267,13 @@ impl Session {
         }
     }
 
-    /// CLIENT LIST [TYPE normal|pubsub] [ID id ...].
+    /// CLIENT LIST [TYPE normal|pubsub|master|replica|slave] [ID id ...] (the proxy has no
+    /// master or replica clients: those types list nobody).
     async fn client_list(&mut self, req: &Request, silent: bool) {
         let args = req.args();
         let mut ids: Option<Vec<u64>> = None;
         let mut pubsub: Option<bool> = None;
+        let mut nobody = false;
         let mut i = 2;
         while i < args.len() {
             if args[i].eq_ignore_ascii_case(b"ID") {
@@ -289,7 +291,16 @@ impl Session {
                 pubsub = match args[i + 1].to_ascii_lowercase().as_slice() {
                     b"normal" => Some(false),
                     b"pubsub" => Some(true),
-                    _ => return self.reply_error(ClientError::Syntax, silent).await,
+                    b"master" | b"replica" | b"slave" => {
+                        nobody = true;
+                        None
+                    }
+                    other => {
+                        let kind = String::from_utf8_lossy(other).into_owned();
+                        return self
+                            .reply_error(ClientError::UnknownClientType { kind }, silent)
+                            .await;
+                    }
                 };
                 i += 2;
                 continue;
@@ -307,8 +318,10 @@ impl Session {
                     .and_then(|r| r.split(' ').next())
                     .and_then(|n| n.parse::<u64>().ok());
                 let is_pubsub = l.contains(" flags=P ");
-                ids.as_ref()
-                    .is_none_or(|set| id.is_some_and(|id| set.contains(&id)))
+                !nobody
+                    && ids
+                        .as_ref()
+                        .is_none_or(|set| id.is_some_and(|id| set.contains(&id)))
                     && pubsub.is_none_or(|p| p == is_pubsub)
             })
             .map(|l| format!("{l}\n"))

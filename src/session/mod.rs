@@ -15,6 +15,7 @@ mod commands;
 mod deadline;
 mod hold;
 mod input;
+mod kill_clients;
 mod local;
 mod pin;
 mod recover;
@@ -359,6 +360,7 @@ impl Session {
                     Err(_) => return End::Io,
                 },
                 _ = self.inbox.changed() => {}
+                _ = self.info.killed() => return End::Closed,
                 r = self.topology.changed(), if watch_topology => {
                     if r.is_err() {
                         return End::Closed;

@@ -78,6 +78,8 @@ pub struct Entry {
     since: Instant,
     last: Mutex<Instant>,
     view: Mutex<View>,
+    /// Cancelled by another client's `CLIENT KILL`: the session closes at once.
+    killed: tokio_util::sync::CancellationToken,
 }
 
 impl Entry {
@@ -88,6 +90,21 @@ impl Entry {
     /// Updates the visible state.
     pub fn update(&self, f: impl FnOnce(&mut View)) {
         f(&mut self.lock());
+    }
+
+    /// Closes this client (another client's `CLIENT KILL`).
+    pub fn kill(&self) {
+        self.killed.cancel();
+    }
+
+    /// Resolves when another client killed this one.
+    pub fn killed(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
+        self.killed.cancelled()
+    }
+
+    /// Seconds since the client connected.
+    pub fn age(&self) -> u64 {
+        self.since.elapsed().as_secs()
     }
 
     /// Records activity (for `idle=`).
@@ -176,6 +193,7 @@ impl Registry {
             fd,
             since: now,
             last: Mutex::new(now),
+            killed: tokio_util::sync::CancellationToken::new(),
             view: Mutex::new(View {
                 multi: -1,
                 resp: 2,
@@ -205,6 +223,13 @@ impl Registry {
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Every client, ordered by id.
+    pub fn entries(&self) -> Vec<Arc<Entry>> {
+        let mut entries: Vec<Arc<Entry>> = self.lock().values().cloned().collect();
+        entries.sort_by_key(|e| e.id);
+        entries
     }
 
     /// `CLIENT LIST` text (one line per client, ordered by id).
