@@ -7,6 +7,7 @@ pub mod error;
 pub mod handshake;
 pub mod inbox;
 mod lane;
+pub mod once;
 pub mod pool;
 mod supersede;
 

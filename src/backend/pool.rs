@@ -166,6 +166,11 @@ impl Pool {
         **self.cfg.load()
     }
 
+    /// Deadlines for opening connections (also for connections opened outside the pool).
+    pub fn dialer(&self) -> Dialer {
+        self.cfg().dialer
+    }
+
     /// Replaces the settings for connections opened from now on (a reload).
     pub fn set_config(&self, cfg: PoolConfig) {
         self.cfg.store(Arc::new(cfg));

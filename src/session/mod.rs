@@ -15,6 +15,7 @@ mod commands;
 mod deadline;
 mod hold;
 mod input;
+mod kill;
 mod local;
 mod pin;
 mod recover;
