@@ -91,6 +91,11 @@ fn busy_then_kill(
     assert_eq!(other.cmd(&["SELECT", "1"]), Frame::ok());
     assert_eq!(other.cmd(&["SET", "b", "2"]), Frame::ok());
 
+    // Database 2 and its connections are opened before the script starts: a busy node
+    // refuses SELECT and the handshake of new connections too.
+    let mut late = client(proxy);
+    assert_eq!(late.cmd(&["SELECT", "2"]), Frame::ok());
+
     script.send(busy);
     wait_busy(redis);
 
@@ -103,6 +108,8 @@ fn busy_then_kill(
     assert_master_kept(proxy, admin, redis);
     let r = other.cmd(&["SET", "b", "3"]);
     assert!(r.is_error("BUSY "), "SET while busy: {r:?}");
+    let r = late.cmd(&["GET", "c"]);
+    assert!(r.is_error("BUSY "), "GET on another database: {r:?}");
 
     let mut killer = client(proxy);
     let started = Instant::now();
@@ -174,5 +181,45 @@ fn busy_function_is_killed_through_the_proxy() {
         admin,
         &["FCALL", "spin", "0"],
         &["FUNCTION", "KILL"],
+    );
+}
+
+/// A command queued behind the script on the same shared connection (one lane) waits for
+/// it, even past the reply deadline (1 s here): the node answers its probes `-BUSY`, so it is
+/// alive, and ending the connection would only turn both replies into errors.
+/// 1. A script runs on the only lane; a GET from another client waits behind it for 3 s.
+/// 2. SCRIPT KILL through the proxy: the script's client gets Redis's error, the GET its
+///    value.
+#[test]
+fn command_behind_a_busy_script_waits_for_it() {
+    let redis = RedisServer::start();
+    assert_eq!(
+        redis.cmd(&["CONFIG", "SET", "busy-reply-threshold", "100"]),
+        Frame::ok()
+    );
+    let proxy = Proxy::builder()
+        .config(&format!(
+            "threads = 1\n[backend]\npool_size = 1\nreply_timeout = \"1s\"\n{CONFIG}"
+        ))
+        .nodes(&[&redis])
+        .start();
+    let mut script = client(&proxy);
+    assert_eq!(script.cmd(&["SET", "a", "1"]), Frame::ok());
+    let mut behind = client(&proxy);
+    assert_eq!(behind.cmd(&["SET", "b", "2"]), Frame::ok());
+    script.send(&["EVAL", "while true do end", "0"]);
+    wait_busy(&redis);
+    behind.send(&["GET", "b"]);
+    std::thread::sleep(Duration::from_secs(3));
+    let mut killer = client(&proxy);
+    assert_eq!(killer.cmd(&["SCRIPT", "KILL"]), Frame::ok());
+    let r = script.read();
+    assert!(r.is_error("ERR Script killed by user"), "script: {r:?}");
+    assert_eq!(behind.read(), Frame::bulk("2"));
+    assert_eq!(behind.cmd(&["SET", "b", "3"]), Frame::ok());
+    assert!(
+        proxy.log_lines(&["backend connection lost"]).is_empty(),
+        "{}",
+        proxy.log()
     );
 }

@@ -241,7 +241,9 @@ impl Pool {
         let abort = nodes.add_dedicated(&node, id, opened.client_id, Arc::clone(&key.auth));
         tokio::spawn(async move {
             crate::metrics::backend_connection("dedicated", 1.0);
-            let driver = Driver::new(opened.io, &mut rx, reply_timeout, true).abort_on(abort);
+            let driver = Driver::new(opened.io, &mut rx, reply_timeout, true)
+                .abort_on(abort)
+                .busy_on(super::busy::flag(node.endpoint.addr));
             if let Err(e) = driver.run().await {
                 tracing::debug!(error = %e, "dedicated backend connection ended");
             }

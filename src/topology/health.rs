@@ -119,6 +119,7 @@ impl Monitor {
                 // it down would refuse every command, those that could stop the script
                 // included. It passes, and reports no observation: the last one stands.
                 let now_busy = matches!(result, Err(ProbeError::Busy(_)));
+                crate::backend::busy::mark(prober.endpoint().addr, now_busy);
                 if now_busy != busy {
                     busy = now_busy;
                     let node = prober.endpoint();
