@@ -223,3 +223,47 @@ fn command_behind_a_busy_script_waits_for_it() {
         proxy.log()
     );
 }
+
+/// The shared connection is lost while the node is busy, before a probe saw it busy (the
+/// deadline, 1 s, is shorter than the probe interval): the GET queued behind the script is
+/// re-sent, every new connection's handshake is refused `-BUSY`, and the GET must get an error
+/// once the hold times out (2 s) instead of waiting forever.
+#[test]
+fn command_on_a_connection_lost_while_busy_gets_an_error() {
+    let redis = RedisServer::start();
+    assert_eq!(
+        redis.cmd(&["CONFIG", "SET", "busy-reply-threshold", "100"]),
+        Frame::ok()
+    );
+    let proxy = Proxy::builder()
+        .config(
+            "threads = 1\n[backend]\npool_size = 1\nreply_timeout = \"1s\"\n\
+             [health]\ninterval = \"3s\"\n",
+        )
+        .nodes(&[&redis])
+        .start();
+    let mut script = client(&proxy);
+    assert_eq!(script.cmd(&["SET", "a", "1"]), Frame::ok());
+    let mut behind = client(&proxy);
+    assert_eq!(behind.cmd(&["SET", "b", "2"]), Frame::ok());
+    script.send(&["EVAL", "while true do end", "0"]);
+    wait_busy(&redis);
+    let sent = Instant::now();
+    behind.send(&["GET", "b"]);
+    let r = behind.read();
+    assert!(r.is_error("MASTERDOWN"), "GET: {r:?}");
+    assert!(
+        sent.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        sent.elapsed()
+    );
+    let r = script.read();
+    assert!(
+        r.is_error("ERR the connection to the master was lost"),
+        "{r:?}"
+    );
+    assert_eq!(redis.cmd(&["SCRIPT", "KILL"]), Frame::ok());
+    wait_for("served again", Duration::from_secs(10), || {
+        behind.cmd(&["GET", "b"]) == Frame::bulk("2")
+    });
+}

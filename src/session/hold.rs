@@ -61,6 +61,11 @@ impl Hold {
         }
         if self.since.is_some_and(|since| since + timeout <= now) {
             self.expired = true;
+            // The pause is part of the hold and ends with it: an expired hold has no deadline
+            // left to wake the session, so a pause outliving it would wait forever.
+            if let Some((id, _)) = self.pause {
+                self.pause = Some((id, None));
+            }
         }
     }
 
