@@ -60,6 +60,12 @@ fn wait_busy(redis: &RedisServer) {
 
 /// While busy, for well over `fall` probe rounds: the master stays healthy and verified.
 fn assert_master_kept(proxy: &Proxy, admin: SocketAddr, redis: &RedisServer) {
+    let busy = "node busy running a script; kept healthy with its last known state";
+    assert!(
+        proxy.wait_log(busy, Duration::from_secs(5)),
+        "{}",
+        proxy.log()
+    );
     let until = Instant::now() + Duration::from_millis(1500);
     while Instant::now() < until {
         let topo = topology(admin, Some(TOKEN));
@@ -68,6 +74,7 @@ fn assert_master_kept(proxy: &Proxy, admin: SocketAddr, redis: &RedisServer) {
         let node = &topo["nodes"][0];
         assert_eq!(node["healthy"], true, "{topo}");
         assert_eq!(node["role"], "master", "{topo}");
+
         std::thread::sleep(Duration::from_millis(100));
     }
 }
