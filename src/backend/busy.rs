@@ -10,16 +10,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-/// When a node was last seen busy, in milliseconds since [`origin`] (0: not busy).
+/// Until when a node counts as busy, in milliseconds since [`origin`] (0: not busy). Each probe
+/// answered `-BUSY` extends it a little past the next probe, so a probe that stops reporting
+/// does not keep connections waiting forever.
 #[derive(Debug, Clone, Default)]
 pub struct BusyFlag(Arc<AtomicU64>);
 
 impl BusyFlag {
-    /// Whether the node was seen busy within `within` (a probe that stopped reporting does
-    /// not keep connections waiting forever).
-    pub fn seen_within(&self, within: Duration) -> bool {
-        let at = self.0.load(Ordering::Relaxed);
-        at != 0 && now_ms().saturating_sub(at) <= within.as_millis() as u64
+    /// Whether the node's latest probes found it busy.
+    pub fn is_busy(&self) -> bool {
+        now_ms() < self.0.load(Ordering::Relaxed)
     }
 }
 
@@ -29,8 +29,7 @@ fn origin() -> Instant {
 }
 
 fn now_ms() -> u64 {
-    // +1: an instant right at the origin must not read as "not busy".
-    origin().elapsed().as_millis() as u64 + 1
+    origin().elapsed().as_millis() as u64
 }
 
 fn flags() -> &'static Mutex<HashMap<SocketAddr, BusyFlag>> {
@@ -44,10 +43,14 @@ pub fn flag(addr: SocketAddr) -> BusyFlag {
     all.entry(addr).or_default().clone()
 }
 
-/// Records one probe of the node at `addr`: busy or not.
-pub fn mark(addr: SocketAddr, busy: bool) {
-    let at = if busy { now_ms() } else { 0 };
-    flag(addr).0.store(at, Ordering::Relaxed);
+/// Records one probe of the node at `addr`: busy (for the next `valid_for`) or not.
+pub fn mark(addr: SocketAddr, busy: bool, valid_for: Duration) {
+    let until = if busy {
+        now_ms() + valid_for.as_millis() as u64
+    } else {
+        0
+    };
+    flag(addr).0.store(until, Ordering::Relaxed);
 }
 
 #[cfg(test)]
@@ -55,13 +58,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn busy_is_seen_only_recently() {
+    fn busy_lasts_until_the_next_probe_is_due() {
         let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
         let f = flag(addr);
-        assert!(!f.seen_within(Duration::from_secs(10)));
-        mark(addr, true);
-        assert!(f.seen_within(Duration::from_secs(10)));
-        mark(addr, false);
-        assert!(!f.seen_within(Duration::from_secs(10)));
+        assert!(!f.is_busy());
+        mark(addr, true, Duration::from_secs(10));
+        assert!(f.is_busy());
+        mark(addr, false, Duration::from_secs(10));
+        assert!(!f.is_busy());
+        mark(addr, true, Duration::ZERO);
+        assert!(!f.is_busy(), "a report past its validity no longer counts");
     }
 }

@@ -119,7 +119,9 @@ impl Monitor {
                 // it down would refuse every command, those that could stop the script
                 // included. It passes, and reports no observation: the last one stands.
                 let now_busy = matches!(result, Err(ProbeError::Busy(_)));
-                crate::backend::busy::mark(prober.endpoint().addr, now_busy);
+                // Valid until the round after next is overdue: one late round is not the end.
+                let valid_for = cfg.interval * 2 + cfg.timeout;
+                crate::backend::busy::mark(prober.endpoint().addr, now_busy, valid_for);
                 if now_busy != busy {
                     busy = now_busy;
                     let node = prober.endpoint();

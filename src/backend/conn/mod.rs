@@ -421,9 +421,7 @@ impl<'a> Driver<'a> {
     }
 
     fn node_busy(&self) -> bool {
-        self.busy
-            .as_ref()
-            .is_some_and(|b| b.seen_within(self.reply_timeout))
+        self.busy.as_ref().is_some_and(|b| b.is_busy())
     }
 
     fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<Result<Step, ConnError>> {
