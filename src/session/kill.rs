@@ -6,6 +6,7 @@
 
 use super::Session;
 use crate::backend::once::{send_once, OnceError};
+use crate::backend::PoolKey;
 use crate::resp::reply::ClientError;
 use crate::resp::Request;
 
@@ -28,4 +29,10 @@ impl Session {
             }
         }
     }
+}
+
+/// Whether `key`'s node is busy running a script (it refuses new connections then, and
+/// waiting for one would only end in a "connection failed" error at the hold timeout).
+pub(super) fn busy(key: &PoolKey) -> bool {
+    crate::backend::busy::flag(key.node.endpoint.addr).is_busy()
 }

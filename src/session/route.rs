@@ -24,12 +24,6 @@ use crate::resp::Request;
 use crate::topology::RouteState;
 use std::sync::Arc;
 
-/// Whether `key`'s node is busy running a script (it refuses new connections then, and
-/// waiting for one would only end in a "connection failed" error at the hold timeout).
-pub(super) fn busy(key: &PoolKey) -> bool {
-    crate::backend::busy::flag(key.node.endpoint.addr).is_busy()
-}
-
 /// Why a dedicated connection is pinned (several reasons may hold at once).
 #[derive(Debug, Default, Clone, Copy)]
 pub(super) struct Pins {
@@ -356,7 +350,7 @@ impl Session {
                 self.route_epoch = self.ctx.topology.epoch();
                 Route::Go
             }
-            Err(_) if busy(&key) => Route::Refuse(ClientError::Busy),
+            Err(_) if super::kill::busy(&key) => Route::Refuse(ClientError::Busy),
             Err(_) => self.unroutable(Unroutable::Hold("the master cannot be reached".into())),
         }
     }
