@@ -220,3 +220,26 @@ impl Session {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A pause set to end after the hold timeout: the hold's expiry ends it too, since an
+    /// expired hold has no deadline left to wake the session for it.
+    #[test]
+    fn expiry_ends_the_pause() {
+        let timeout = Duration::from_secs(2);
+        let now = Instant::now();
+        let mut hold = Hold {
+            since: Some(now - Duration::from_secs(3)),
+            pause: Some((7, Some(now + Duration::from_secs(60)))),
+            ..Hold::default()
+        };
+        hold.on_deadline(timeout);
+        assert!(hold.expired);
+        assert_eq!(hold.pause, Some((7, None)));
+        assert_eq!(hold.deadline(timeout), None);
+    }
+}
