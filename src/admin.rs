@@ -14,6 +14,8 @@
 //!
 //! With a bearer token configured, `/topology` and the POST routes require it; the probes and
 //! `/metrics` stay open for the kubelet and Prometheus (keep the port on a private network).
+//! Without a token, the POST routes fail closed: they answer only on a loopback address, where
+//! no one but the host's own processes can reach them; elsewhere they answer 403.
 
 use std::sync::Arc;
 
@@ -46,7 +48,13 @@ pub struct Admin {
     pub operator: Operator,
     /// Bearer token for the protected routes.
     pub token: Option<Secret>,
+    /// Whether the endpoint listens on a loopback address (operations need no token there).
+    pub loopback: bool,
 }
+
+/// Why the POST routes are refused without a token on a non-loopback address, and how to
+/// enable them (also logged at start-up).
+pub const OPERATIONS_NEED_TOKEN: &str = "operations are disabled: the admin endpoint listens on a non-loopback address and no token is configured; set one with [admin_auth] token = \"...\" (or token = { file = \"/path\" } or token = { env = \"VAR\" }) and send it as Authorization: Bearer <token>";
 
 /// Serves until `stop`.
 pub async fn serve(listener: TcpListener, admin: Admin, stop: CancellationToken) {
@@ -119,6 +127,17 @@ fn unauthorized() -> Response {
     (StatusCode::UNAUTHORIZED, "missing or wrong bearer token\n").into_response()
 }
 
+/// The answer refusing an operation, if it must be refused: a wrong or missing token, or no
+/// token configured on an address others can reach (an open switchover or forced failover
+/// would be anyone's to trigger).
+fn refuse_operation(a: &Admin, headers: &HeaderMap) -> Option<Response> {
+    if a.token.is_none() && !a.loopback {
+        let body = format!("{OPERATIONS_NEED_TOKEN}\n");
+        return Some((StatusCode::FORBIDDEN, body).into_response());
+    }
+    (!authorized(a, headers)).then(unauthorized)
+}
+
 async fn topology(State(a): Shared, headers: HeaderMap) -> Response {
     if !authorized(&a, &headers) {
         return unauthorized();
@@ -147,8 +166,8 @@ async fn switchover(
     headers: HeaderMap,
     Query(p): Query<SwitchParams>,
 ) -> Response {
-    if !authorized(&a, &headers) {
-        return unauthorized();
+    if let Some(refused) = refuse_operation(&a, &headers) {
+        return refused;
     }
     tracing::info!(
         to = p.to.as_deref().unwrap_or("any replica"),
@@ -169,8 +188,8 @@ async fn failover(
     headers: HeaderMap,
     Query(p): Query<FailoverParams>,
 ) -> Response {
-    if !authorized(&a, &headers) {
-        return unauthorized();
+    if let Some(refused) = refuse_operation(&a, &headers) {
+        return refused;
     }
     let Some(to) = p.to else {
         return (StatusCode::BAD_REQUEST, "to=HOST:PORT is required\n").into_response();

@@ -672,3 +672,58 @@ fn readiness_follows_the_sentinel_authority() {
     });
     assert_eq!(http::get(admin, "/livez", None).status, 200);
 }
+
+/// Without a token, the POST routes answer only on a loopback address.
+/// 1. Admin on `0.0.0.0:<port>` (not loopback; reached through 127.0.0.1), no token: one
+///    start-up warning; `POST /switchover` and `POST /failover?force=true` answer 403 naming
+///    `[admin_auth] token`; the GET routes answer as before (`/topology` open, no token).
+/// 2. Same address with the token: POST without it 401, with it the request is handled
+///    (`/failover` without `to` is a 400 from the route itself).
+/// 3. Admin on 127.0.0.1 without a token: the POST is handled (400).
+#[test]
+fn operations_without_token_answer_only_on_loopback() {
+    let redis = RedisServer::start();
+    let port = support::free_port();
+    let admin = SocketAddr::from(([127, 0, 0, 1], port));
+    let all = format!("0.0.0.0:{port}");
+    let open = Proxy::builder()
+        .nodes(&[&redis])
+        .args(&["--admin", &all])
+        .start();
+    wait_for("admin endpoint", Duration::from_secs(10), || {
+        std::net::TcpStream::connect(admin).is_ok()
+    });
+    let warnings = open.log_lines(&["WARN", "[admin_auth] token", "non-loopback"]);
+    assert_eq!(warnings.len(), 1, "{}", open.log());
+    for path in ["/switchover", "/failover?force=true&to=127.0.0.1:1"] {
+        let r = http::request(admin, "POST", path, None);
+        assert_eq!(r.status, 403, "POST {path}: {r:?}");
+        assert!(r.body.contains("[admin_auth] token = "), "{r:?}");
+    }
+    for path in ["/livez", "/readyz", "/topology", "/metrics"] {
+        assert_eq!(http::get(admin, path, None).status, 200, "GET {path}");
+    }
+    drop(open);
+
+    let port = support::free_port();
+    let admin = SocketAddr::from(([127, 0, 0, 1], port));
+    let guarded = proxy(&[&redis], &format!("0.0.0.0:{port}"), "");
+    wait_topology(admin, "admin endpoint", |t| t["state"] == "verified");
+    assert!(guarded.log_lines(&["non-loopback"]).is_empty());
+    let r = http::request(admin, "POST", "/failover?force=true", None);
+    assert_eq!(r.status, 401, "{r:?}");
+    let r = http::request(admin, "POST", "/failover?force=true", Some(TOKEN));
+    assert_eq!(r.status, 400, "{r:?}");
+    drop(guarded);
+
+    let (loopback_text, loopback) = http::free_addr();
+    let _local = Proxy::builder()
+        .nodes(&[&redis])
+        .args(&["--admin", &loopback_text])
+        .start();
+    wait_for("admin endpoint", Duration::from_secs(10), || {
+        std::net::TcpStream::connect(loopback).is_ok()
+    });
+    let r = http::request(loopback, "POST", "/failover?force=true", None);
+    assert_eq!(r.status, 400, "{r:?}");
+}

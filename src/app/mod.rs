@@ -371,12 +371,17 @@ async fn start_admin(
             .clone()
             .map(|pw| (cfg.failover.sentinel_user.clone(), pw)),
     };
+    let loopback = addr.ip().is_loopback();
+    if cfg.admin_token.is_none() && !loopback {
+        tracing::warn!(admin = %addr, "{}", admin::OPERATIONS_NEED_TOKEN);
+    }
     let admin = Admin {
         topology: Arc::clone(topology),
         metrics,
         drain: unready,
         operator,
         token: cfg.admin_token.clone(),
+        loopback,
     };
     tokio::spawn(admin::serve(listener, admin, stop.clone()));
     Ok(Some(bound))

@@ -2,6 +2,7 @@
 //! ([`conn`]), sharing and dedicating them by key ([`pool`]), and handing replies back to the
 //! client sessions in request order ([`inbox`]).
 
+pub mod busy;
 pub mod conn;
 pub mod error;
 pub mod handshake;
@@ -9,6 +10,7 @@ pub mod inbox;
 mod lane;
 pub mod lease;
 pub mod liveness;
+pub mod once;
 pub mod pool;
 mod supersede;
 

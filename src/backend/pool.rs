@@ -198,6 +198,11 @@ impl Pool {
         **self.cfg.load()
     }
 
+    /// Deadlines for opening connections (also for connections opened outside the pool).
+    pub fn dialer(&self) -> Dialer {
+        self.cfg().dialer
+    }
+
     /// Replaces the settings for connections opened from now on (a reload).
     pub fn set_config(&self, cfg: PoolConfig) {
         self.cfg.store(Arc::new(cfg));
@@ -284,7 +289,8 @@ impl Pool {
             let driver = Driver::new(opened.io, &mut rx, reply_timeout, true)
                 .abort_on(abort)
                 .lease_on(lease)
-                .liveness_on(alive);
+                .liveness_on(alive)
+                .busy_on(super::busy::flag(node.endpoint.addr));
             if let Err(e) = driver.run().await {
                 tracing::debug!(error = %e, "dedicated backend connection ended");
             }

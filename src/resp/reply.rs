@@ -250,6 +250,9 @@ pub enum ClientError {
     NoMaster { why: String },
     /// The connection to the master failed before the command was sent.
     NotSent,
+    /// No connection to the master could carry the command: it is busy running a script, and
+    /// refuses new connections' handshakes as it refuses everything.
+    Busy,
     /// The connection to the master failed after the command was sent.
     OutcomeUnknown,
     /// The master changed between this client's writes and its WAIT.
@@ -313,6 +316,7 @@ impl ClientError {
             MaxClients => "ERR max number of clients reached".into(),
             NoMaster { why } => format!("MASTERDOWN {why}; the command was not executed (proxy)"),
             NotSent => "MASTERDOWN the connection to the master failed; the command was not executed (proxy)".into(),
+            Busy => "BUSY the master is busy running a script or function; SCRIPT KILL or FUNCTION KILL stops it; the command was not executed (proxy)".into(),
             OutcomeUnknown => "ERR the connection to the master was lost after the command was sent; it may have been applied (proxy)".into(),
             WaitMasterChanged => "ERR the master changed since this connection's last write; WAIT cannot count its replicas (proxy)".into(),
             MonitorMode => "ERR only QUIT and RESET are accepted in MONITOR mode through the proxy (proxy)".into(),
@@ -331,7 +335,7 @@ impl ClientError {
             NoPerm { .. } => "noperm",
             Refused { .. } | Unsupported { .. } => "refused",
             NoMaster { .. } => "no_master",
-            NotSent => "not_sent",
+            NotSent | Busy => "not_sent",
             OutcomeUnknown => "outcome_unknown",
             TooManyPinned | MaxClients => "limit",
             Arity { .. }

@@ -115,6 +115,7 @@ impl Session {
             Kind::Read | Kind::Write => self.forward(req, cls.kind, silent).await,
             Kind::Blocking => self.blocking(req, Kind::Blocking, silent).await,
             Kind::Wait => self.wait(req, silent).await,
+            Kind::Kill => self.kill(req, silent).await,
             Kind::Subscribe(ch) => self.subscribe(req, ch).await,
             Kind::Unsubscribe(ch) => self.unsubscribe(req, ch).await,
             Kind::Multi => self.multi(silent).await,
@@ -153,7 +154,12 @@ impl Session {
     fn needs_arity_check(&self, kind: Kind) -> bool {
         !matches!(
             kind,
-            Kind::Read | Kind::Write | Kind::Blocking | Kind::Guarded | Kind::Unsupported
+            Kind::Read
+                | Kind::Write
+                | Kind::Blocking
+                | Kind::Kill
+                | Kind::Guarded
+                | Kind::Unsupported
         )
     }
 

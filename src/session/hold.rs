@@ -61,6 +61,11 @@ impl Hold {
         }
         if self.since.is_some_and(|since| since + timeout <= now) {
             self.expired = true;
+            // The pause is part of the hold and ends with it: an expired hold has no deadline
+            // left to wake the session, so a pause outliving it would wait forever.
+            if let Some((id, _)) = self.pause {
+                self.pause = Some((id, None));
+            }
         }
     }
 
@@ -213,5 +218,28 @@ impl Session {
         } else {
             self.discard_conn();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A pause set to end after the hold timeout: the hold's expiry ends it too, since an
+    /// expired hold has no deadline left to wake the session for it.
+    #[test]
+    fn expiry_ends_the_pause() {
+        let timeout = Duration::from_secs(2);
+        let now = Instant::now();
+        let mut hold = Hold {
+            since: Some(now - Duration::from_secs(3)),
+            pause: Some((7, Some(now + Duration::from_secs(60)))),
+            ..Hold::default()
+        };
+        hold.on_deadline(timeout);
+        assert!(hold.expired);
+        assert_eq!(hold.pause, Some((7, None)));
+        assert_eq!(hold.deadline(timeout), None);
     }
 }

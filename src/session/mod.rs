@@ -16,6 +16,7 @@ mod deadline;
 mod hold;
 mod input;
 mod kill_clients;
+mod kill;
 mod local;
 mod pin;
 mod recover;

@@ -45,6 +45,14 @@ impl Session {
             self.answer(&f, &plans);
             return true;
         }
+        if needs_master && f.kind != FaultKind::Refused && !pinned && self.master_busy() {
+            // No connection can be had until the script ends: answer now, saying why.
+            if self.ctx.topology.load().routable_master().is_some() {
+                self.end_hold();
+            }
+            self.apply(&f, plans, Some(ClientError::Busy)).await;
+            return true;
+        }
         if needs_master && !self.master_ready(&f) {
             return false;
         }
@@ -86,6 +94,15 @@ impl Session {
         }
         self.apply(&f, plans, fail).await;
         true
+    }
+
+    /// Whether the master commands go to is busy running a script.
+    fn master_busy(&self) -> bool {
+        match &self.conn {
+            Conn::Shared { key, .. } => super::kill::busy(key),
+            Conn::Pinned { conn, .. } | Conn::Borrowed { conn } => super::kill::busy(conn.key()),
+            Conn::None => false,
+        }
     }
 
     /// Why a paused dispatch waits (the error text if the hold runs out).

@@ -390,6 +390,7 @@ impl Session {
                 self.route_epoch = epoch;
                 Route::Go
             }
+            Err(_) if super::kill::busy(&key) => Route::Refuse(ClientError::Busy),
             Err(_) => self.unroutable(Unroutable::Hold("the master cannot be reached".into())),
         }
     }

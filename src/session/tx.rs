@@ -108,6 +108,7 @@ impl Session {
             Kind::Read
                 | Kind::Write
                 | Kind::Blocking
+                | Kind::Kill
                 | Kind::Wait
                 | Kind::Unwatch
                 | Kind::Local(Local::Ping | Local::Echo)

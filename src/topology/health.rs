@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
-use super::probe::{Observation, Prober};
+use super::probe::{Observation, ProbeError, Prober};
 use crate::backend::Endpoint;
 
 /// Probe timing and hysteresis.
@@ -36,9 +36,9 @@ pub struct Report {
     pub healthy: bool,
     /// Whether `healthy` changed with this round.
     pub flipped: bool,
-    /// This round's observation (`None` when the probe failed).
+    /// This round's observation (`None` when the probe failed, or the node was busy).
     pub seen: Option<Observation>,
-    /// This round's error.
+    /// This round's error (for a busy node: its `-BUSY` reply, while it counts as healthy).
     pub error: Option<String>,
     /// When this round's probe was sent (a reachability confirmation is worth from then).
     pub sent: std::time::Instant,
@@ -113,10 +113,29 @@ impl Monitor {
         let (wake, cancel) = (Arc::clone(&recheck), stop.clone());
         tokio::spawn(async move {
             let mut hyst = Hysteresis::new(cfg.rise, cfg.fall);
+            let mut busy = false;
             loop {
                 let sent = std::time::Instant::now();
                 let result = prober.probe().await;
-                let ok = result.is_ok();
+                // A node running a long script answers `-BUSY` to everything but SCRIPT KILL,
+                // FUNCTION KILL and SHUTDOWN NOSAVE: it is alive and still what it was. Counting
+                // it down would refuse every command, those that could stop the script
+                // included. It passes, and reports no observation: the last one stands.
+                let now_busy = matches!(result, Err(ProbeError::Busy(_)));
+                // Valid until the round after next is overdue: one late round is not the end.
+                let valid_for = cfg.interval * 2 + cfg.timeout;
+                crate::backend::busy::mark(prober.endpoint().addr, now_busy, valid_for);
+                if now_busy != busy {
+                    busy = now_busy;
+                    let node = prober.endpoint();
+                    match &result {
+                        Err(e) if busy => {
+                            tracing::warn!(node = %node, reply = %e, "node busy running a script; kept healthy with its last known state")
+                        }
+                        _ => tracing::info!(node = %node, "node no longer answers busy"),
+                    }
+                }
+                let ok = result.is_ok() || busy;
                 let flipped = hyst.observe(ok);
                 let (seen, error) = match result {
                     Ok(o) => (Some(o), None),

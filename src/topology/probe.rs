@@ -102,6 +102,12 @@ impl Observation {
     }
 }
 
+/// Whether an error reply is Redis's `-BUSY` (a script or function running past the busy
+/// threshold; not `BUSYKEY`, nor `BUSYGROUP`).
+pub fn is_busy(error: &str) -> bool {
+    error.starts_with("BUSY ")
+}
+
 /// Parses `module:name=search,ver=20608,...`.
 fn parse_module(line: &str) -> Option<(String, i64)> {
     let rest = line.strip_prefix("module:")?;
@@ -129,6 +135,10 @@ pub enum ProbeError {
     /// The node answered with an error.
     #[error("{0}")]
     Refused(String),
+    /// The node answered `-BUSY`: a script or function runs past the busy threshold. The node
+    /// is alive and keeps its role, but answers nothing else until the script ends.
+    #[error("{0}")]
+    Busy(String),
     /// The answer made no sense.
     #[error("unexpected answer: {0}")]
     Malformed(String),
@@ -172,13 +182,14 @@ impl Prober {
         &self.endpoint
     }
 
-    /// One round. Any failure drops the connection so the next round starts afresh.
+    /// One round. Any failure but a busy node drops the connection so the next round starts
+    /// afresh (a busy node's connection is in sync: both replies were read).
     pub async fn probe(&mut self) -> Result<Observation, ProbeError> {
         let result = match timeout(self.deadline, self.round()).await {
             Ok(r) => r,
             Err(_) => Err(ProbeError::Timeout(self.deadline)),
         };
-        if result.is_err() {
+        if matches!(result, Err(ref e) if !matches!(e, ProbeError::Busy(_))) {
             self.conn = None;
         }
         result
@@ -200,12 +211,14 @@ impl Prober {
         );
         io.write_all(&out).await.map_err(ConnError::from)?;
         let pong = read_reply(io, rbuf, Proto::Resp3).await?;
-        if let Some(e) = pong.as_error() {
+        let info = read_reply(io, rbuf, Proto::Resp3).await?;
+        // A script may end between the two commands: INFO then tells the node's state.
+        if let Some(e) = pong.as_error().filter(|e| !is_busy(e)) {
             return Err(ProbeError::Refused(e.to_string()));
         }
-        let info = read_reply(io, rbuf, Proto::Resp3).await?;
         let text = match (&info, info.as_text()) {
             (_, Some(t)) => t,
+            (Reply::Error(e), _) if is_busy(e) => return Err(ProbeError::Busy(e.clone())),
             (Reply::Error(e), _) => return Err(ProbeError::Refused(e.clone())),
             _ => return Err(ProbeError::Malformed(format!("{info:?}"))),
         };
@@ -226,8 +239,12 @@ impl Prober {
             return Err(ProbeError::Refused(e.to_string()));
         }
         // Older servers (and ACL users without +command) answer an error: the proxy then
-        // simply does not know which commands the node lacks.
+        // simply does not know which commands the node lacks. A busy node keeps the list it
+        // gave before (HELLO works while busy, COMMAND does not).
         let list = read_reply(&mut io, &mut rbuf, Proto::Resp3).await?;
+        if list.as_error().is_some_and(is_busy) {
+            return Ok((io, rbuf));
+        }
         self.commands = list.as_array().map(|names| {
             Arc::new(
                 names

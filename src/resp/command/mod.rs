@@ -42,6 +42,10 @@ pub enum Kind {
     Blocking,
     /// WAIT and WAITAOF: count acknowledgements of this client's own writes.
     Wait,
+    /// SCRIPT KILL and FUNCTION KILL: stop a script that keeps the node busy. Every shared
+    /// connection may be waiting behind that script's reply, so they go on a connection of
+    /// their own, at once.
+    Kill,
     /// SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE.
     Subscribe(Channels),
     /// UNSUBSCRIBE, PUNSUBSCRIBE, SUNSUBSCRIBE.
@@ -75,7 +79,7 @@ impl Kind {
     pub fn class_index(self) -> usize {
         match self {
             Kind::Read => 0,
-            Kind::Write => 1,
+            Kind::Write | Kind::Kill => 1,
             Kind::Blocking => 2,
             Kind::Wait => 3,
             Kind::Subscribe(_) | Kind::Unsubscribe(_) => 4,
@@ -295,6 +299,7 @@ fn special_kind(name: &[u8], sub: Option<&[u8]>) -> Option<Kind> {
         b"PUNSUBSCRIBE" => Kind::Unsubscribe(Channels::Pattern),
         b"SUNSUBSCRIBE" => Kind::Unsubscribe(Channels::Shard),
         b"WAIT" | b"WAITAOF" => Kind::Wait,
+        b"SCRIPT" | b"FUNCTION" if sub_is(sub, &["KILL"]) => Kind::Kill,
         b"CLIENT" => client_kind(sub),
         b"ACL" => acl_kind(sub),
         b"CONFIG" => config_kind(sub),
@@ -454,6 +459,9 @@ mod tests {
         assert_eq!(kind(&["ACL", "WHOAMI"]), Kind::Local(Local::AclWhoami));
         assert_eq!(kind(&["ACL", "SETUSER", "x"]), Kind::Guarded);
         assert_eq!(kind(&["PSYNC", "?", "-1"]), Kind::Unsupported);
+        assert_eq!(kind(&["script", "kill"]), Kind::Kill);
+        assert_eq!(kind(&["FUNCTION", "KILL"]), Kind::Kill);
+        assert_eq!(kind(&["SCRIPT", "LOAD", "return 1"]), Kind::Write);
         let spec = lookup(b"object", Some(b"encoding")).unwrap();
         assert_eq!(spec.sub, b"ENCODING");
         assert!(spec.has(F_READONLY));
