@@ -154,8 +154,10 @@ fn command_matches(rule: &str, req: &Request) -> bool {
 
 fn read_only(req: &Request, cls: &Classified) -> bool {
     let Some(spec) = cls.spec else {
-        // Unknown to the table (a module's command): it might write.
-        return false;
+        // Unknown to the table (a module's command, a newer server's): only what the master
+        // itself flags read-only.
+        return crate::resp::command::learned::lookup(req.name(), None)
+            .is_some_and(|f| f.readonly && !f.write && !f.admin);
     };
     if spec.flags & F_WRITE != 0 || spec.categories & (C_WRITE | C_ADMIN | C_DANGEROUS) != 0 {
         return false;

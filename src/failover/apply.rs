@@ -91,6 +91,9 @@ impl Failover {
             reason,
         };
         self.account(&current, &next);
+        if let Some(m) = next.verified_master() {
+            crate::resp::command::learned::install(m.learned.clone());
+        }
         self.handle.publish(next);
     }
 
@@ -203,6 +206,7 @@ impl Failover {
             version: seen.version.clone(),
             modules: seen.modules.clone(),
             commands: seen.commands.clone(),
+            learned: seen.learned.clone(),
             lease,
         }))
     }

@@ -17,6 +17,7 @@ fn obs(role: Role, replid: &str, replid2: &str) -> Observation {
         replicas: 0,
         modules: Vec::new(),
         commands: None,
+        learned: None,
     }
 }
 

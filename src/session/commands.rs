@@ -142,7 +142,18 @@ impl Session {
                     .await
             }
             Kind::Unsupported => {
-                let command = String::from_utf8_lossy(req.name()).to_ascii_uppercase();
+                let name = String::from_utf8_lossy(req.name()).to_ascii_uppercase();
+                // A container's subcommand the proxy does not run is named with it.
+                let container = crate::resp::command::is_container(req.name());
+                let command = match (container, req.arg1()) {
+                    (true, Some(sub)) => {
+                        format!(
+                            "{name}|{}",
+                            String::from_utf8_lossy(sub).to_ascii_uppercase()
+                        )
+                    }
+                    _ => name,
+                };
                 self.reply_error(ClientError::Unsupported { command }, silent)
                     .await
             }

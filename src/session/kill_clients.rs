@@ -148,7 +148,9 @@ mod tests {
         let f = parse(&[b"ID", b"7", b"SKIPME", b"no", b"TYPE", b"pubsub"]).unwrap();
         assert_eq!((f.id, f.skip_me, f.pubsub), (Some(7), false, Some(true)));
         assert_eq!(parse(&[b"ID", b"0"]), Err(ClientError::BadClientId));
-        assert_eq!(parse(&[b"ID"]), Err(ClientError::Syntax));
+        // One argument is the old form, as in Redis: an address naming nobody.
+        assert_eq!(parse(&[b"ID"]), Err(ClientError::NoSuchClient));
+        assert_eq!(parse(&[b"ID", b"1", b"USER"]), Err(ClientError::Syntax));
         assert!(matches!(
             parse(&[b"TYPE", b"weird"]),
             Err(ClientError::UnknownClientType { .. })

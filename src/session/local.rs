@@ -54,6 +54,9 @@ impl Session {
             }
             Local::ClientSetInfo => self.client_setinfo(&req, silent).await,
             Local::ClientReply => self.client_reply(&req).await,
+            // Capabilities concern redirections (Valkey's `redirect`), which the proxy never
+            // sends: accepting them changes nothing, as with a server that has none to use.
+            Local::ClientCapa => self.reply(OK, silent).await,
             Local::AclWhoami => {
                 let name = self.state.user_name().to_string();
                 self.reply_value(Value::bulk(name), silent).await;

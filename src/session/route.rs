@@ -591,6 +591,7 @@ mod tests {
                 version: "7.0.15".into(),
                 modules: Vec::new(),
                 commands: None,
+                learned: None,
             })),
             ..Topology::initial()
         }

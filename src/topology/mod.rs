@@ -60,6 +60,8 @@ pub struct Master {
     pub commands: Option<Arc<std::collections::HashSet<String>>>,
     /// The write lease commands go under (see [`crate::backend::lease`]).
     pub lease: Arc<Lease>,
+    /// What it said of the commands the compiled table lacks.
+    pub learned: Option<Arc<crate::resp::command::learned::Learned>>,
 }
 
 impl Master {

@@ -13,6 +13,7 @@ use tokio::time::timeout;
 use crate::backend::conn::BoxIo;
 use crate::backend::handshake::{hello_command, info_field, read_reply};
 use crate::backend::{BackendAuth, ConnError, Dialer, Endpoint};
+use crate::resp::command::learned::Learned;
 use crate::resp::decode::Reply;
 use crate::resp::reply::Proto;
 use crate::resp::Request;
@@ -60,6 +61,9 @@ pub struct Observation {
     pub modules: Vec<(String, i64)>,
     /// Command names the node knows (`COMMAND LIST`, lower case), when it answers that.
     pub commands: Option<Arc<HashSet<String>>>,
+    /// The flags of the commands the compiled table lacks, and of every container's
+    /// subcommands (`COMMAND INFO`), when it answers that.
+    pub learned: Option<Arc<Learned>>,
 }
 
 impl Observation {
@@ -98,6 +102,7 @@ impl Observation {
             replicas: num("connected_slaves").unwrap_or(0) as u32,
             modules: info.lines().filter_map(parse_module).collect(),
             commands: None,
+            learned: None,
         })
     }
 }
@@ -153,6 +158,8 @@ pub struct Prober {
     conn: Option<(BoxIo, BytesMut)>,
     /// The node's command list, read once per connection.
     commands: Option<Arc<HashSet<String>>>,
+    /// What the node said of commands the table lacks, read once per connection.
+    learned: Option<Arc<Learned>>,
 }
 
 impl std::fmt::Debug for Prober {
@@ -174,6 +181,7 @@ impl Prober {
             deadline,
             conn: None,
             commands: None,
+            learned: None,
         }
     }
 
@@ -224,6 +232,7 @@ impl Prober {
         };
         let mut obs = Observation::from_info(&text).map_err(ProbeError::Malformed)?;
         obs.commands = self.commands.clone();
+        obs.learned = self.learned.clone();
         Ok(obs)
     }
 
@@ -253,8 +262,39 @@ impl Prober {
                     .collect(),
             )
         });
+        // In RESP2: RESP3 answers COMMAND INFO with sets of maps, which the decoder refuses.
+        let mut out = BytesMut::new();
+        out.extend_from_slice(hello_command(Proto::Resp2, &self.auth).bytes());
+        out.extend_from_slice(learn_request(self.commands.as_deref()).bytes());
+        out.extend_from_slice(hello_command(Proto::Resp3, &self.auth).bytes());
+        io.write_all(&out).await.map_err(ConnError::from)?;
+        read_reply(&mut io, &mut rbuf, Proto::Resp2).await?;
+        let entries = read_reply(&mut io, &mut rbuf, Proto::Resp2).await?;
+        read_reply(&mut io, &mut rbuf, Proto::Resp3).await?;
+        self.learned = entries.as_array().map(|e| Arc::new(Learned::from_info(e)));
         Ok((io, rbuf))
     }
+}
+
+/// `COMMAND INFO` for every name the node knows and the compiled table lacks, and for every
+/// container of the table (for the subcommands the table lacks).
+fn learn_request(known: Option<&HashSet<String>>) -> Request {
+    let mut args: Vec<String> = vec!["COMMAND".into(), "INFO".into()];
+    args.extend(
+        crate::resp::command::containers()
+            .into_iter()
+            .map(|c| String::from_utf8_lossy(c).to_ascii_lowercase()),
+    );
+    if let Some(names) = known {
+        let mut unknown: Vec<&String> = names
+            .iter()
+            .filter(|n| !crate::resp::command::in_table(n.as_bytes()))
+            .collect();
+        unknown.sort();
+        args.extend(unknown.into_iter().cloned());
+    }
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    Request::from_args(&refs)
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! commands, commands newer than the table) are forwarded as writes: they reach Redis, which
 //! answers them, and they are never re-sent, because nothing is known about their effects.
 
+pub mod learned;
 mod spec;
 mod table;
 
@@ -120,6 +121,8 @@ pub enum Local {
     ClientGetName,
     ClientSetInfo,
     ClientReply,
+    /// CLIENT CAPA: accepted and without effect (the proxy never sends a client elsewhere).
+    ClientCapa,
     AclWhoami,
 }
 
@@ -253,13 +256,40 @@ fn find(name: &[u8], sub: Option<&[u8]>) -> Option<(usize, bool)> {
     }
 }
 
+/// Whether the compiled table knows the command `name` (any case).
+pub fn in_table(name: &[u8]) -> bool {
+    find(name, None).is_some()
+}
+
+/// Whether `name` (any case) has subcommands in the compiled table.
+pub fn is_container(name: &[u8]) -> bool {
+    let mut nb = [0u8; MAX_NAME];
+    upper(name, &mut nb)
+        .and_then(|n| index().tops.get(n))
+        .is_some_and(|t| !t.subs.is_empty())
+}
+
+/// The commands of the compiled table that have subcommands (upper case).
+pub fn containers() -> Vec<&'static [u8]> {
+    let mut names: Vec<&'static [u8]> = index()
+        .tops
+        .iter()
+        .filter(|(_, t)| !t.subs.is_empty())
+        .map(|(n, _)| *n)
+        .collect();
+    names.sort_unstable();
+    names
+}
+
 /// Classifies a request.
 pub fn classify(req: &Request) -> Classified {
     let Some((row, exact)) = find(req.name(), req.arg1()) else {
-        // Not in the table: a command newer than the table, or a module's.
+        // Not in the table: a command newer than the table, or a module's. The master's own
+        // flags decide; before any master told them, it is forwarded as a write.
         let mut nb = [0u8; MAX_NAME];
         let kind = upper(req.name(), &mut nb)
             .and_then(|n| special_kind(n, req.arg1()))
+            .or_else(|| learned::lookup(req.name(), None).map(learned::Flags::kind))
             .unwrap_or(Kind::Write);
         return Classified { kind, spec: None };
     };
@@ -267,7 +297,9 @@ pub fn classify(req: &Request) -> Classified {
     let mut kind = index().kinds[row];
     if !exact {
         // A container with a subcommand the table lacks (CLIENT SETINFO on an older table).
-        kind = special_kind(COMMANDS[row].name, req.arg1()).unwrap_or(kind);
+        kind = special_kind(COMMANDS[row].name, req.arg1())
+            .or_else(|| unknown_sub_kind(COMMANDS[row].name, req.arg1()))
+            .unwrap_or(kind);
     }
     // XREAD and XREADGROUP block or not depending on their arguments.
     if kind == Kind::Blocking && matches!(COMMANDS[row].name, b"XREAD" | b"XREADGROUP") {
@@ -310,6 +342,23 @@ fn special_kind(name: &[u8], sub: Option<&[u8]>) -> Option<Kind> {
     })
 }
 
+/// A subcommand the table lacks, of a container it knows: by the master's flags for it. The
+/// server's own error answers one the master does not know either (nothing runs); while no
+/// master has told its subcommands, it is refused rather than guessed. Unknown `CLIENT`
+/// subcommands change the state of the connection they run on, which other clients share:
+/// never forwarded.
+fn unknown_sub_kind(container: &[u8], sub: Option<&[u8]>) -> Option<Kind> {
+    let sub = sub?;
+    if container == b"CLIENT" {
+        return Some(Kind::Unsupported);
+    }
+    match learned::lookup(container, Some(sub)) {
+        Some(flags) => Some(flags.kind()),
+        None if learned::lookup(container, None).is_some() => Some(Kind::Read),
+        None => Some(Kind::Unsupported),
+    }
+}
+
 fn data_kind(spec: Option<&CommandSpec>) -> Kind {
     match spec {
         Some(s) if s.has(F_BLOCKING) => Kind::Blocking,
@@ -342,8 +391,11 @@ fn client_kind(sub: Option<&[u8]>) -> Kind {
         {
             Kind::Guarded
         }
-        // HELP and unknown subcommands: Redis answers them (with help or an error).
-        _ => Kind::Read,
+        s if sub_is(s, &["CAPA"]) => local(Local::ClientCapa),
+        s if sub_is(s, &["HELP"]) => Kind::Read,
+        // Any other subcommand would change the state of a connection other clients share.
+        None => Kind::Read,
+        Some(_) => Kind::Unsupported,
     }
 }
 

