@@ -8,7 +8,7 @@
 //! and has its own deadline (the lab's watchdog), so a hang fails the test instead of the run.
 //!
 //! Where network namespaces cannot be made, each test records itself as NOT RUN
-//! (`target/lab-not-run/<test>`), which `scripts/test` reports.
+//! (`target/not-run/<test>`), which `scripts/test` reports.
 
 mod support;
 

@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::client::{Client, Frame};
-use super::procs::{Proxy, RedisServer};
+use super::procs::{Proxy, RedisBuilder, RedisServer};
 use super::sentinel::{next_event, Event, Group, GroupOptions};
 
 /// A master, two linked replicas and three Sentinels watching them.
@@ -28,12 +28,14 @@ pub struct Cluster {
 impl Cluster {
     /// Starts it and waits until the Sentinels can fail over.
     pub fn start() -> Self {
-        let (master, replicas) = super::sentinel::replication(2);
-        let group = Group::start(
-            &master,
-            &[&replicas[0], &replicas[1]],
-            GroupOptions::default(),
-        );
+        Self::start_with(RedisServer::builder(), GroupOptions::default())
+    }
+
+    /// Like [`start`](Self::start), the servers started from `builder` (another server binary,
+    /// say) and the Sentinels with `opts`.
+    pub fn start_with(builder: RedisBuilder, opts: GroupOptions) -> Self {
+        let (master, replicas) = super::sentinel::replication_with(builder, 2, None);
+        let group = Group::start(&master, &[&replicas[0], &replicas[1]], opts);
         Self {
             master,
             replicas,

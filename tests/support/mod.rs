@@ -15,6 +15,7 @@ pub mod relay;
 pub mod scrape;
 pub mod sentinel;
 pub mod sentinel_events;
+pub mod servers;
 pub mod tls;
 pub mod writer;
 
@@ -30,4 +31,14 @@ pub fn init_logs() {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
+}
+
+/// Records that test `test` did not run and why (no network namespaces, a server binary not
+/// installed): a marker file `target/not-run/<test>` holding `reason`, which `scripts/test`
+/// reports after the run, and a line now. A test that cannot run must not pass silently.
+pub fn not_run(test: &str, reason: &str) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/not-run");
+    let _ = std::fs::create_dir_all(&dir);
+    let _ = std::fs::write(dir.join(test), format!("{reason}\n"));
+    eprintln!("NOT RUN ({reason}): {test}");
 }

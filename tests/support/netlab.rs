@@ -547,10 +547,7 @@ pub fn sentinel_name(site: &str) -> String {
 }
 
 /// Records that lab test `test` did not run (no network namespaces here): a marker file
-/// `target/lab-not-run/<test>` that `scripts/test` reports after the run, and a line now.
+/// `target/not-run/<test>` that `scripts/test` reports after the run, and a line now.
 pub fn not_run(test: &str) {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/lab-not-run");
-    let _ = std::fs::create_dir_all(&dir);
-    let _ = std::fs::write(dir.join(test), "no network namespaces\n");
-    eprintln!("lab test NOT RUN (no network namespaces): {test}");
+    super::not_run(test, "no network namespaces");
 }

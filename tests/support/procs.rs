@@ -84,6 +84,7 @@ pub(super) fn bind_ip(netns: Option<&InNetns>) -> &'static str {
 #[derive(Debug, Default, Clone)]
 pub struct RedisBuilder {
     args: Vec<String>,
+    binary: Option<String>,
     port: Option<u16>,
     netns: Option<InNetns>,
 }
@@ -93,6 +94,13 @@ impl RedisBuilder {
     pub fn arg(mut self, name: &str, value: &str) -> Self {
         self.args.push(format!("--{name}"));
         self.args.extend(value.split(' ').map(str::to_string));
+        self
+    }
+
+    /// Runs this server binary instead of `redis-server` from the PATH (a newer Redis or a
+    /// `valkey-server`, which take the same command-line options).
+    pub fn binary(mut self, path: &str) -> Self {
+        self.binary = Some(path.to_string());
         self
     }
 
@@ -126,7 +134,11 @@ impl RedisBuilder {
     pub fn start(self) -> RedisServer {
         let port = self.port.unwrap_or_else(free_port);
         let dir = tempfile::tempdir().expect("tempdir");
-        let child = command("redis-server", self.netns.as_ref())
+        let program = self
+            .binary
+            .clone()
+            .unwrap_or_else(|| "redis-server".to_string());
+        let child = command(&program, self.netns.as_ref())
             .arg("--port")
             .arg(port.to_string())
             .arg("--bind")
@@ -147,7 +159,9 @@ impl RedisBuilder {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("redis-server must be installed (scripts/install-deps)");
+            .unwrap_or_else(|e| {
+                panic!("{program} must be installed (scripts/install-deps, scripts/test): {e}")
+            });
         let server = RedisServer {
             port,
             host: reach_ip(self.netns.as_ref()),
@@ -157,7 +171,7 @@ impl RedisBuilder {
         };
         assert!(
             wait_port(server.addr(), Duration::from_secs(10)),
-            "redis-server on {port} did not start: {}",
+            "{program} on {port} did not start: {}",
             server.log()
         );
         server

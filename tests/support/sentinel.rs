@@ -8,6 +8,8 @@
 //! Every Sentinel is killed when the group drops, also when a test fails (then its log is
 //! printed). [`Group::start_placed`] runs the Sentinels elsewhere: each in a network namespace
 //! of its own, announcing an address there (the network lab, `support::netlab`).
+//! [`GroupOptions::binary`] runs them from another server binary, e.g. Valkey's
+//! `valkey-server FILE --sentinel`.
 
 use std::collections::HashMap;
 use std::io::{BufReader, Write};
@@ -87,6 +89,9 @@ pub struct GroupOptions {
     /// Password the Sentinels require from clients and from each other (`requirepass`,
     /// `sentinel sentinel-pass`).
     pub requirepass: Option<String>,
+    /// The server binary that runs each Sentinel as `BINARY FILE --sentinel` (for example
+    /// `valkey-server`); `None`: `redis-sentinel FILE` from the PATH.
+    pub binary: Option<String>,
 }
 
 impl Default for GroupOptions {
@@ -99,6 +104,7 @@ impl Default for GroupOptions {
             failover_timeout_ms: 5000,
             auth_pass: None,
             requirepass: None,
+            binary: None,
         }
     }
 }
@@ -122,6 +128,7 @@ struct Sentinel {
     port: u16,
     reach: Ipv4Addr,
     netns: Option<String>,
+    binary: Option<String>,
     child: Option<Child>,
     paused: AtomicBool,
     dir: tempfile::TempDir,
@@ -137,21 +144,27 @@ impl Sentinel {
     }
 
     fn spawn(&mut self) {
+        let program = self.binary.as_deref().unwrap_or("redis-sentinel");
         // `ip netns exec` execs the program, so the child's pid is the Sentinel's own.
         let mut cmd = match &self.netns {
             Some(ns) => {
                 let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns, "redis-sentinel"]);
+                c.args(["netns", "exec", ns, program]);
                 c
             }
-            None => Command::new("redis-sentinel"),
+            None => Command::new(program),
         };
+        cmd.arg(self.conf());
+        if self.binary.is_some() {
+            // A server binary is a Sentinel only when told so (`redis-sentinel` is the same
+            // binary under a name that implies it).
+            cmd.arg("--sentinel");
+        }
         let child = cmd
-            .arg(self.conf())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("redis-sentinel must be installed (scripts/install-deps)");
+            .unwrap_or_else(|e| panic!("{program} must be installed (scripts/install-deps): {e}"));
         self.child = Some(child);
         self.paused.store(false, Ordering::SeqCst);
     }
@@ -269,6 +282,7 @@ impl Group {
                 port,
                 reach: place.as_ref().map_or(Ipv4Addr::LOCALHOST, |p| p.reach),
                 netns: place.map(|p| p.netns),
+                binary: opts.binary.clone(),
                 child: None,
                 paused: AtomicBool::new(false),
                 dir,
