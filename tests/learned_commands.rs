@@ -8,68 +8,8 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-use support::{free_port, Client, Frame, Proxy, RedisServer};
-
-/// A Redis 8 server with the FalkorDB module, killed on drop.
-struct Redis8 {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Redis8 {
-    fn start() -> Option<Self> {
-        let server = std::env::var("RFP_REDIS8_SERVER").ok()?;
-        let module = std::env::var("RFP_FALKORDB_MODULE").ok()?;
-        let port = free_port();
-        let dir = tempfile::tempdir().expect("tempdir");
-        let child = Command::new(server)
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--loadmodule", &module])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start redis 8");
-        let until = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(mut c) = Client::try_connect(([127, 0, 0, 1], port).into()) {
-                if c.cmd(&["PING"]) == Frame::Simple("PONG".into()) {
-                    break;
-                }
-            }
-            assert!(Instant::now() < until, "redis 8 did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Some(Self {
-            child,
-            port,
-            _dir: dir,
-        })
-    }
-
-    fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Redis8 {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn not_run(test: &str) {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/lab-not-run");
-    let _ = std::fs::create_dir_all(&dir);
-    let _ = std::fs::write(dir.join(test), "Redis 8 with FalkorDB not installed\n");
-    eprintln!("test NOT RUN (Redis 8 with FalkorDB not installed): {test}");
-}
+use support::servers::{falkordb_module, Server};
+use support::{Client, Frame, Proxy, RedisServer};
 
 /// 1. Redis 8 with FalkorDB behind the proxy; users `default` (all) and `ro` (read-only).
 /// 2. `ro` may run `GRAPH.RO_QUERY` and `VCARD` (flagged `readonly` by the server) and is
@@ -78,9 +18,14 @@ fn not_run(test: &str) {
 ///    blocking commands (each runs on a dedicated connection), and answers them as Redis does.
 #[test]
 fn module_commands_follow_the_server_flags() {
-    let Some(redis) = Redis8::start() else {
-        return not_run("module_commands_follow_the_server_flags");
+    const TEST: &str = "module_commands_follow_the_server_flags";
+    let Some(builder) = Server::Redis8.builder(TEST) else {
+        return;
     };
+    if falkordb_module().is_none() {
+        return support::not_run(TEST, "RFP_FALKORDB_MODULE unset: run scripts/test");
+    }
+    let redis = builder.start();
     let proxy = Proxy::builder()
         .config(&format!(
             r#"
@@ -92,7 +37,7 @@ commands = "read-only"
 [[sites]]
 nodes = ["{}"]
 "#,
-            redis.addr()
+            redis.addr_str()
         ))
         .admin()
         .start();
@@ -100,7 +45,7 @@ nodes = ["{}"]
     let create = ["GRAPH.QUERY", "g", "CREATE (:n {v: 1})"];
     assert!(matches!(all.cmd(&create), Frame::Array(_)));
     let read = ["GRAPH.RO_QUERY", "g", "MATCH (x:n) RETURN x.v"];
-    let direct = Client::connect(([127, 0, 0, 1], redis.port).into()).cmd(&read);
+    let direct = Client::connect(redis.addr()).cmd(&read);
     let mut ro = proxy.client();
     assert_eq!(ro.cmd(&["AUTH", "ro", "ro-pass"]), Frame::ok());
     // The query statistics (timings) differ between runs: compare the result rows.

@@ -187,26 +187,25 @@ fn redis8_falkordb_module_commands_pass_through() {
 
 /// Valkey answers HELLO with `server` "valkey" and its own version (9.1.x), but reports
 /// `redis_version:7.2.4` in `INFO server` for compatibility (`valkey_version` holds the real
-/// one). The proxy takes the version from `redis_version` and so tells clients that a Valkey
-/// 9.1 backend is 7.2.4, which hides commands newer than 7.2 from clients that look at the
-/// version. Left failing until the proxy reads `valkey_version`.
+/// one). The proxy's HELLO answer names the server and version as the server itself does.
 #[test]
-#[ignore = "proxy reports Valkey's compatibility redis_version (7.2.4), not valkey_version"]
 fn valkey9_hello_reports_the_valkey_version() {
     let Some((server, proxy)) = rig(Server::Valkey9, "valkey9_hello_reports_the_valkey_version")
     else {
         return;
     };
-    let version = |reply: Frame| match reply {
+    let field = |reply: &Frame, name: &str| match reply {
         Frame::Map(pairs) => pairs
-            .into_iter()
-            .find(|(k, _)| k.text() == "version")
+            .iter()
+            .find(|(k, _)| k.text() == name)
             .map(|(_, v)| v.text()),
         other => panic!("not a map: {other:?}"),
     };
-    let straight = version(server.client().cmd(&["HELLO", "3"]));
-    let proxied = version(proxy.client().cmd(&["HELLO", "3"]));
-    assert_eq!(proxied, straight);
+    let straight = server.client().cmd(&["HELLO", "3"]);
+    let proxied = proxy.client().cmd(&["HELLO", "3"]);
+    for name in ["server", "version"] {
+        assert_eq!(field(&proxied, name), field(&straight, name), "{name}");
+    }
 }
 
 /// A master and two replicas of `kind` with three of its own Sentinels; the proxy follows

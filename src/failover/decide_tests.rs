@@ -6,6 +6,7 @@ use crate::topology::Role;
 fn obs(role: Role, replid: &str, replid2: &str) -> Observation {
     Observation {
         run_id: format!("run-{replid}"),
+        server: "redis",
         version: "7.0.15".into(),
         role,
         replid: replid.into(),

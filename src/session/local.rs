@@ -217,8 +217,16 @@ impl Session {
                     .collect()
             })
             .unwrap_or_default();
+        let server = master
+            .and_then(|m| {
+                topo.nodes
+                    .iter()
+                    .find(|n| n.endpoint.addr == m.node.endpoint.addr)
+                    .and_then(|n| n.seen.as_ref())
+            })
+            .map_or("redis", |o| o.server);
         Value::Map(vec![
-            (Value::bulk("server"), Value::bulk("redis")),
+            (Value::bulk("server"), Value::bulk(server)),
             (Value::bulk("version"), Value::bulk(version)),
             (Value::bulk("proto"), Value::Int(self.state.proto.number())),
             (Value::bulk("id"), Value::Int(self.id() as i64)),

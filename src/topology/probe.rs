@@ -39,8 +39,11 @@ pub enum Role {
 pub struct Observation {
     /// Process identity (changes on restart).
     pub run_id: String,
-    /// `redis_version`.
+    /// The server's own version: `valkey_version` on Valkey (whose `redis_version` is a fixed
+    /// compatibility value), `redis_version` elsewhere.
     pub version: String,
+    /// `valkey` or `redis`, as the server names itself in `HELLO`.
+    pub server: &'static str,
     /// Role.
     pub role: Role,
     /// `master_replid`: identity of the history it serves.
@@ -91,7 +94,14 @@ impl Observation {
         };
         Ok(Self {
             run_id: field("run_id").ok_or("INFO without run_id")?,
-            version: field("redis_version").unwrap_or_default(),
+            version: field("valkey_version")
+                .or_else(|| field("redis_version"))
+                .unwrap_or_default(),
+            server: if field("valkey_version").is_some() {
+                "valkey"
+            } else {
+                "redis"
+            },
             role,
             replid: field("master_replid").unwrap_or_default(),
             replid2: field("master_replid2").unwrap_or_default(),
