@@ -98,6 +98,12 @@ impl Layout {
             return None;
         };
         lab.watchdog(limit);
+        Some(Self::build(lab, proxy_sites))
+    }
+
+    /// Builds the layout on `lab` (made with sites a, b, c and d, and either fresh or given
+    /// back by [`into_lab`](Self::into_lab)), with proxies in `proxy_sites`.
+    pub fn build(lab: Lab, proxy_sites: &[&str]) -> Layout {
         let dns = DnsServer::start_on(Ipv4Addr::UNSPECIFIED);
         lab.publish(&dns);
         let master = lab.redis("a", Default::default());
@@ -118,13 +124,31 @@ impl Layout {
             .iter()
             .map(|s| (s.to_string(), lab.proxy(s, &proxy_toml(&lab, &dns, s))))
             .collect();
-        Some(Layout {
+        Layout {
             proxies,
             group,
             servers: vec![("a".into(), master), ("b".into(), replica)],
             dns,
             lab,
-        })
+        }
+    }
+
+    /// Stops everything but the lab and gives the lab back, healed by the caller, for a
+    /// second scenario from the same start (a fresh master in site a, fresh Sentinels).
+    pub fn into_lab(self) -> Lab {
+        let Layout {
+            proxies,
+            group,
+            servers,
+            dns,
+            lab,
+        } = self;
+        // The same order as the fields drop in: clients of a server go before it.
+        drop(proxies);
+        drop(group);
+        drop(servers);
+        drop(dns);
+        lab
     }
 
     /// The proxy in site `site`.

@@ -4,8 +4,11 @@
 //! was. Afterwards [`Finished`] compares what the writer was told with what a server holds:
 //! acknowledged values missing from the list are lost writes, values present twice were
 //! applied twice. A reply that does not arrive within the read timeout (a hang) ends the
-//! writer and is reported as [`Outcome::Broken`], so a test never waits forever.
+//! writer and is reported as [`Outcome::Broken`], so a test never waits forever. A writer
+//! started with [`Writer::start_reconnecting`] opens a new connection instead and goes on (for
+//! endpoints such as HAProxy that close clients' connections when a server goes down).
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -23,7 +26,8 @@ pub enum Outcome {
     Error(String),
     /// Any other reply (never expected).
     Unexpected(String),
-    /// No reply: the connection failed or the read timed out (the writer stops).
+    /// No reply: the connection failed or the read timed out (the writer stops, unless it
+    /// reconnects).
     Broken(String),
 }
 
@@ -57,6 +61,9 @@ pub struct Writer {
     client_id: i64,
     stop: Arc<AtomicBool>,
     acked: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+    /// When the command awaiting its reply was sent (none between commands).
+    waiting: Arc<Mutex<Option<Instant>>>,
     records: Arc<Mutex<Vec<Record>>>,
     handle: Option<JoinHandle<Option<Client>>>,
 }
@@ -65,7 +72,17 @@ impl Writer {
     /// Connects to `proxy` and starts pushing numbers onto `key`, pausing `pace` after each
     /// acknowledged command (and 20 ms after an error, as a client backing off would).
     pub fn start(proxy: &Proxy, key: &str, pace: Duration) -> Self {
-        let mut c = proxy.client();
+        Self::spawn(proxy.client(), None, key, pace)
+    }
+
+    /// Like [`start`](Self::start) through whatever listens at `addr`; when the connection
+    /// breaks, the break is recorded and a new connection is opened (every 100 ms until one
+    /// is), so a proxy that drops its clients on a server change is measured to the end.
+    pub fn start_reconnecting(addr: SocketAddr, key: &str, pace: Duration) -> Self {
+        Self::spawn(Client::connect(addr), Some(addr), key, pace)
+    }
+
+    fn spawn(mut c: Client, reconnect: Option<SocketAddr>, key: &str, pace: Duration) -> Self {
         let client_id = match c.cmd(&["CLIENT", "ID"]) {
             Frame::Int(id) => id,
             other => panic!("CLIENT ID through the proxy: {other:?}"),
@@ -73,10 +90,14 @@ impl Writer {
         c.set_read_timeout(Some(READ_GUARD));
         let stop = Arc::new(AtomicBool::new(false));
         let acked = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(AtomicU64::new(0));
+        let waiting = Arc::new(Mutex::new(None));
         let records = Arc::new(Mutex::new(Vec::new()));
-        let (s, a, r, k) = (
+        let (s, a, f, w, r, k) = (
             Arc::clone(&stop),
             Arc::clone(&acked),
+            Arc::clone(&failed),
+            Arc::clone(&waiting),
             Arc::clone(&records),
             key.to_string(),
         );
@@ -87,9 +108,12 @@ impl Writer {
                 while !s.load(Ordering::Relaxed) {
                     n += 1;
                     let sent = Instant::now();
-                    c.send(&["RPUSH", &k, &n.to_string()]);
-                    let reply = c.try_read();
+                    *w.lock().unwrap() = Some(sent);
+                    let reply = c
+                        .try_send_raw(&super::client::encode_strs(&["RPUSH", &k, &n.to_string()]))
+                        .and_then(|()| c.try_read());
                     let replied = Instant::now();
+                    *w.lock().unwrap() = None;
                     let outcome = match reply {
                         Ok(Frame::Int(_)) => Outcome::Acked,
                         Ok(Frame::Error(e)) => Outcome::Error(e),
@@ -101,7 +125,10 @@ impl Writer {
                             a.fetch_add(1, Ordering::Relaxed);
                             pace
                         }
-                        _ => Duration::from_millis(20),
+                        _ => {
+                            f.fetch_add(1, Ordering::Relaxed);
+                            Duration::from_millis(20)
+                        }
                     };
                     let broken = matches!(outcome, Outcome::Broken(_));
                     r.lock().unwrap().push(Record {
@@ -111,7 +138,21 @@ impl Writer {
                         outcome,
                     });
                     if broken {
-                        return None;
+                        let addr = reconnect?;
+                        // The same back-off as after an error reply: an endpoint that accepts
+                        // and closes at once (HAProxy with no server up) is not hammered.
+                        std::thread::sleep(Duration::from_millis(20));
+                        c = loop {
+                            if s.load(Ordering::Relaxed) {
+                                return None;
+                            }
+                            if let Ok(c) = Client::try_connect(addr) {
+                                c.set_read_timeout(Some(READ_GUARD));
+                                break c;
+                            }
+                            std::thread::sleep(Duration::from_millis(100));
+                        };
+                        continue;
                     }
                     std::thread::sleep(pause);
                 }
@@ -123,6 +164,8 @@ impl Writer {
             client_id,
             stop,
             acked,
+            failed,
+            waiting,
             records,
             handle: Some(handle),
         }
@@ -136,6 +179,17 @@ impl Writer {
     /// Acknowledged commands so far.
     pub fn acked(&self) -> u64 {
         self.acked.load(Ordering::Relaxed)
+    }
+
+    /// Commands that got anything but an acknowledgement so far.
+    pub fn failed(&self) -> u64 {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    /// How long the command in flight has been waiting for its reply (`None` between
+    /// commands).
+    pub fn in_flight(&self) -> Option<Duration> {
+        self.waiting.lock().unwrap().map(|t| t.elapsed())
     }
 
     /// Waits until `more` further commands are acknowledged; panics after `within`.
