@@ -182,6 +182,25 @@ fn getredir_answers_the_id_the_client_gave() {
     );
 }
 
+/// CLIENT TRACKING ON REDIRECT <the client's own id> is accepted, as Redis accepts it (the id
+/// the proxy reported for this very client), and GETREDIR answers that id.
+#[test]
+fn tracking_redirect_to_own_id_is_accepted() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(&[&redis]);
+    let mut c = writer(&proxy);
+    let Frame::Int(id) = c.cmd(&["CLIENT", "ID"]) else {
+        panic!("CLIENT ID is not an integer");
+    };
+    let own = id.to_string();
+    assert_eq!(
+        c.cmd(&["CLIENT", "TRACKING", "ON", "REDIRECT", &own]),
+        Frame::ok()
+    );
+    assert_eq!(c.cmd(&["CLIENT", "GETREDIR"]), Frame::Int(id));
+    assert_eq!(c.cmd(&["GET", "k"]), Frame::Null);
+}
+
 /// RESP3 broadcasting and opt-in modes: T1 tracks with BCAST PREFIX user: and, without
 /// reading anything, receives an invalidation when W sets user:1 (and none for other:1: T1's
 /// PING is answered directly). T2 tracks with OPTIN: a GET after CLIENT CACHING yes is tracked

@@ -30,6 +30,10 @@ impl Failover {
             .collect();
         let current = self.handle.load();
         let choice = match &self.settings.authority {
+            // Before every node has had its first probe, a second claimant may be unseen yet.
+            Authority::Nodes if self.first_probes_pending() => {
+                Choice::Wait("waiting for the first probe of every node".into())
+            }
             Authority::Nodes => decide::by_role(&facts),
             Authority::Sentinel { .. } => self.by_sentinels(&facts, &addrs, &current.master),
             Authority::ActiveActive => self.by_preference(&facts, &sites),
@@ -177,6 +181,15 @@ impl Failover {
             .and_then(|n| n.seen_at)
             .is_some_and(|at| at > hold.since);
         !probed_since
+    }
+
+    /// Whether a configured node has not had its first probe verdict yet.
+    fn first_probes_pending(&self) -> bool {
+        let learned = self.reg.sites.len() - 1;
+        self.reg
+            .nodes
+            .values()
+            .any(|n| n.site != learned && n.last.is_none())
     }
 
     fn failover_in_progress(&self) -> bool {

@@ -123,12 +123,17 @@ impl Session {
             .get(pos + 1)
             .and_then(|a| crate::resp::scan::parse_int(a))
             .ok_or(ClientError::NotInteger)?;
-        let target = self
-            .ctx
-            .registry
-            .get(id as u64)
-            .and_then(|e| e.view().pinned)
-            .ok_or(ClientError::NoSuchRedirect)?;
+        // The client's own id: its connection was pinned just now, before its view in the
+        // registry could show it.
+        let target = if id == self.id() as i64 {
+            self.conn.pinned_identity()
+        } else {
+            self.ctx
+                .registry
+                .get(id as u64)
+                .and_then(|e| e.view().pinned)
+        }
+        .ok_or(ClientError::NoSuchRedirect)?;
         let ours = self.conn.pinned_identity().map(|(n, _)| n);
         if ours.as_ref() != Some(&target.0) {
             return Err(ClientError::NoSuchRedirect);
