@@ -183,3 +183,22 @@ fn per_user_backend_credentials_apply_redis_acls() {
         "log shows a password:\n{log}"
     );
 }
+
+/// A proxy user whose backend credentials the master refuses (a wrong password) gets the
+/// master's own `WRONGPASS`, at once and marked as the proxy's, not "the master cannot be
+/// reached" after a hold; the other users are unaffected.
+#[test]
+fn refused_backend_credentials_reach_the_client() {
+    let redis = RedisServer::builder().password("admin-pw-7c").start();
+    let config = "[backend]\npassword = \"admin-pw-7c\"\n\
+                  [[auth.users]]\nname = \"bad\"\npassword = \"bad-pw\"\n\
+                  backend_user = \"default\"\nbackend_password = \"not-the-password\"\n";
+    let proxy = Proxy::builder().config(config).nodes(&[&redis]).start();
+    let mut c = proxy.client();
+    assert_eq!(c.cmd(&["AUTH", "bad", "bad-pw"]), Frame::ok());
+    let r = c.cmd(&["GET", "k"]);
+    assert!(r.is_error("WRONGPASS"), "{r:?}");
+    assert!(format!("{r:?}").contains("(proxy"), "{r:?}");
+    let mut other = proxy.client();
+    assert_eq!(other.cmd(&["SET", "k", "v"]), Frame::ok());
+}

@@ -253,6 +253,9 @@ pub enum ClientError {
     /// No connection to the master could carry the command: it is busy running a script, and
     /// refuses new connections' handshakes as it refuses everything.
     Busy,
+    /// The master refused the proxy's connection handshake for this client's backend user
+    /// (`reply` is its error line: a wrong password, missing ACL rights).
+    BackendRefused { reply: String },
     /// The connection to the master failed after the command was sent.
     OutcomeUnknown,
     /// The master changed between this client's writes and its WAIT.
@@ -316,6 +319,7 @@ impl ClientError {
             MaxClients => "ERR max number of clients reached".into(),
             NoMaster { why } => format!("MASTERDOWN {why}; the command was not executed (proxy)"),
             NotSent => "MASTERDOWN the connection to the master failed; the command was not executed (proxy)".into(),
+            BackendRefused { reply } => format!("{} (proxy: the master refused the connection)", reply.trim_start_matches('-')),
             Busy => "BUSY the master is busy running a script or function; SCRIPT KILL or FUNCTION KILL stops it; the command was not executed (proxy)".into(),
             OutcomeUnknown => "ERR the connection to the master was lost after the command was sent; it may have been applied (proxy)".into(),
             WaitMasterChanged => "ERR the master changed since this connection's last write; WAIT cannot count its replicas (proxy)".into(),
@@ -335,7 +339,7 @@ impl ClientError {
             NoPerm { .. } => "noperm",
             Refused { .. } | Unsupported { .. } => "refused",
             NoMaster { .. } => "no_master",
-            NotSent | Busy => "not_sent",
+            NotSent | Busy | BackendRefused { .. } => "not_sent",
             OutcomeUnknown => "outcome_unknown",
             TooManyPinned | MaxClients => "limit",
             Arity { .. }

@@ -16,6 +16,8 @@ use smallvec::SmallVec;
 use super::hold::Wait;
 use super::state::ClientState;
 use super::Session;
+use crate::backend::pool::Unavailable;
+use crate::backend::ConnError;
 use crate::backend::{
     Dedicated, Dispatch, Inbox, Lane, NodeId, Outgoing, PoolKey, ReplyMode, Sent,
 };
@@ -309,6 +311,22 @@ fn stale_key_in(topo: &Topology, state: &ClientState) -> Option<PoolKey> {
     })
 }
 
+/// The client's error when the master refused the connection handshake in a way that will
+/// stay (credentials, rights, a database that does not exist), rather than pass (`LOADING`,
+/// a master stepping down): the master's own words.
+pub(super) fn refused_for_good(e: &ConnError) -> Option<ClientError> {
+    let ConnError::Rejected { reply, .. } = e else {
+        return None;
+    };
+    let text = reply.trim_start_matches('-');
+    ["WRONGPASS", "NOAUTH", "NOPERM", "ERR DB index"]
+        .iter()
+        .any(|p| text.starts_with(p))
+        .then(|| ClientError::BackendRefused {
+            reply: reply.clone(),
+        })
+}
+
 /// Why no master can take a command now.
 #[derive(Debug)]
 pub(super) enum Unroutable {
@@ -373,26 +391,43 @@ impl Session {
             Err(u) => return self.unroutable(u),
         };
         self.master_back();
+        match self.use_lane(&key).await {
+            Ok(route) => {
+                if matches!(&self.conn, Conn::Shared { key: k, .. } if *k == key) {
+                    self.route_epoch = epoch;
+                }
+                route
+            }
+            Err(_) if super::kill::busy(&key) => Route::Refuse(ClientError::Busy),
+            // The master refused the handshake (a wrong backend password, an ACL user without
+            // rights): waiting will not change that; the client gets the master's own words.
+            Err(Unavailable(e)) => match refused_for_good(&e) {
+                Some(refused) => Route::Refuse(refused),
+                None => self.unroutable(Unroutable::Hold("the master cannot be reached".into())),
+            },
+        }
+    }
+
+    /// Makes a shared lane for `key` the current connection: the current one if it is that
+    /// lane, else a new one once everything earlier of this client is answered (`Stall`
+    /// until then).
+    async fn use_lane(&mut self, key: &PoolKey) -> Result<Route, Unavailable> {
         if let Conn::Shared { lane, key: k } = &self.conn {
-            if *k == key && !lane.is_closed() {
-                self.route_epoch = epoch;
-                return self.may_send(lane.id());
+            if k == key && !lane.is_closed() {
+                return Ok(self.may_send(lane.id()));
             }
         }
         // Switching connections: everything earlier must be answered first.
         if self.switch_blocked().await {
-            return Route::Stall;
+            return Ok(Route::Stall);
         }
-        match self.ctx.pool.lane(&key) {
-            Ok(lane) => {
-                self.release_conn();
-                self.conn = Conn::Shared { lane, key };
-                self.route_epoch = epoch;
-                Route::Go
-            }
-            Err(_) if super::kill::busy(&key) => Route::Refuse(ClientError::Busy),
-            Err(_) => self.unroutable(Unroutable::Hold("the master cannot be reached".into())),
-        }
+        let lane = self.ctx.pool.lane(key)?;
+        self.release_conn();
+        self.conn = Conn::Shared {
+            lane,
+            key: key.clone(),
+        };
+        Ok(Route::Go)
     }
 
     /// The route for a read: like [`route_data`](Self::route_data), but while the master's
@@ -409,20 +444,8 @@ impl Session {
             return self.route_data().await;
         };
         crate::metrics::stale_read();
-        if let Conn::Shared { lane, key: k } = &self.conn {
-            if *k == key && !lane.is_closed() {
-                return self.may_send(lane.id());
-            }
-        }
-        if self.switch_blocked().await {
-            return Route::Stall;
-        }
-        match self.ctx.pool.lane(&key) {
-            Ok(lane) => {
-                self.release_conn();
-                self.conn = Conn::Shared { lane, key };
-                Route::Go
-            }
+        match self.use_lane(&key).await {
+            Ok(route) => route,
             Err(_) => self.route_data().await,
         }
     }
