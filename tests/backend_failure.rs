@@ -396,3 +396,27 @@ fn clients_leaving_with_pending_replies_do_not_disturb_others() {
         "Redis has {connected} connections:\n{info}"
     );
 }
+
+/// A refusal the master keeps giving while it stays master (here `DEBUG ERROR READONLY ...`,
+/// which answers that error every time it runs) is retried a few times, then reaches the
+/// client in the master's own words, marked as the proxy's and as not executed, instead of a
+/// connection error; the client's next command works.
+#[test]
+fn repeated_refusal_reaches_the_client_in_the_masters_words() {
+    let redis = RedisServer::builder()
+        .arg("enable-debug-command", "yes")
+        .start();
+    let proxy = Proxy::builder()
+        .nodes(&[&redis])
+        .args(&["--allow-commands", "DEBUG"])
+        .start();
+    let mut c = proxy.client();
+    let r = c.cmd(&["DEBUG", "ERROR", "READONLY injected refusal"]);
+    let text = format!("{r:?}");
+    assert!(r.is_error("READONLY"), "{text}");
+    assert!(
+        text.contains("injected refusal") && text.contains("not executed"),
+        "{text}"
+    );
+    assert_eq!(c.cmd(&["SET", "after", "1"]), Frame::ok());
+}

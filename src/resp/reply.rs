@@ -253,6 +253,9 @@ pub enum ClientError {
     /// No connection to the master could carry the command: it is busy running a script, and
     /// refuses new connections' handshakes as it refuses everything.
     Busy,
+    /// The master refused the command before running it, every time it was sent (`reply` is
+    /// its last refusal).
+    RefusedAgain { reply: String, times: u8 },
     /// The master refused the proxy's connection handshake for this client's backend user
     /// (`reply` is its error line: a wrong password, missing ACL rights).
     BackendRefused { reply: String },
@@ -320,6 +323,7 @@ impl ClientError {
             NoMaster { why } => format!("MASTERDOWN {why}; the command was not executed (proxy)"),
             NotSent => "MASTERDOWN the connection to the master failed; the command was not executed (proxy)".into(),
             BackendRefused { reply } => format!("{} (proxy: the master refused the connection)", reply.trim_start_matches('-')),
+            RefusedAgain { reply, times } => format!("{} (proxy: refused {times} times by the master, which stays in place; the command was not executed)", reply.trim_start_matches('-')),
             Busy => "BUSY the master is busy running a script or function; SCRIPT KILL or FUNCTION KILL stops it; the command was not executed (proxy)".into(),
             OutcomeUnknown => "ERR the connection to the master was lost after the command was sent; it may have been applied (proxy)".into(),
             WaitMasterChanged => "ERR the master changed since this connection's last write; WAIT cannot count its replicas (proxy)".into(),
@@ -339,7 +343,7 @@ impl ClientError {
             NoPerm { .. } => "noperm",
             Refused { .. } | Unsupported { .. } => "refused",
             NoMaster { .. } => "no_master",
-            NotSent | Busy | BackendRefused { .. } => "not_sent",
+            NotSent | Busy | BackendRefused { .. } | RefusedAgain { .. } => "not_sent",
             OutcomeUnknown => "outcome_unknown",
             TooManyPinned | MaxClients => "limit",
             Arity { .. }

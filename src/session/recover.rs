@@ -187,7 +187,20 @@ impl Session {
             });
         }
         if f.attempt >= MAX_RESEND && !self.master_moved(&topo) {
-            return Some(ClientError::NotSent);
+            // Refused again and again by a master that stays in place (`LOADING`, `READONLY`
+            // injected, a master that keeps refusing): the client hears the master's words.
+            let refusal = f
+                .tail
+                .iter()
+                .find(|t| t.refused)
+                .map(|t| String::from_utf8_lossy(&t.bytes).trim_end().to_string());
+            return Some(match refusal {
+                Some(reply) => ClientError::RefusedAgain {
+                    reply,
+                    times: f.attempt + 1,
+                },
+                None => ClientError::NotSent,
+            });
         }
         if pinned {
             self.end_hold();
