@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use support::{Proxy, RedisServer};
+use support::{Frame, Proxy, RedisServer};
 
 fn harness(args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_redis-failover-load"));
@@ -105,7 +105,13 @@ fn a_restart_without_persistence_loses_acknowledged_writes() {
     .stderr(Stdio::piped())
     .spawn()
     .unwrap();
-    std::thread::sleep(Duration::from_millis(1200));
+    // Restart once the harness has written for a while (under load, the harness may take a
+    // moment to start).
+    let until = std::time::Instant::now() + Duration::from_secs(20);
+    while !matches!(redis.cmd(&["DBSIZE"]), Frame::Int(n) if n > 1000) {
+        assert!(std::time::Instant::now() < until, "the harness never wrote");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     redis.restart();
     let out = child.wait_with_output().unwrap();
     let r = report(&json, &out);

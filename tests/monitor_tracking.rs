@@ -95,6 +95,25 @@ fn resp3_tracking_receives_invalidate_push() {
     assert_eq!(t.cmd(&["PING"]), r"+PONG\r\n");
 }
 
+/// A tracking client may change protocol, as with Redis: T tracks in RESP2 (redirected to
+/// itself), switches to RESP3 with HELLO 3 (a map, not an error), reads tk, and W's change of
+/// tk reaches T as a RESP3 invalidation push on the same connection.
+#[test]
+fn hello_while_tracking_switches_protocol() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(&[&redis]);
+    let mut w = writer(&proxy);
+    assert_eq!(w.cmd(&["SET", "tk", "v1"]), Frame::ok());
+    let mut t = Exact::connect(proxy.addr());
+    t.set_read_timeout(Duration::from_secs(10));
+    assert_eq!(t.cmd(&["CLIENT", "TRACKING", "ON"]), r"+OK\r\n");
+    assert!(matches!(t.cmd_frame(&["HELLO", "3"]), Frame::Map(_)));
+    assert_eq!(t.cmd(&["GET", "tk"]), r"$2\r\nv1\r\n");
+    assert_eq!(w.cmd(&["SET", "tk", "v2"]), Frame::ok());
+    let invalidate = r">2\r\n$10\r\ninvalidate\r\n*1\r\n$2\r\ntk\r\n";
+    assert_eq!(show(&t.read_bytes()), invalidate);
+}
+
 /// RESP2 with REDIRECT: A asks CLIENT ID, then subscribes to __redis__:invalidate; B sends
 /// CLIENT TRACKING ON REDIRECT <A's id> (+OK) and reads rk; W sets rk; A receives
 /// ["message", "__redis__:invalidate", ["rk"]]. B's own connection receives nothing: its PING

@@ -175,10 +175,14 @@ impl Session {
                 return self.reply_error(ClientError::BadClientName, silent).await;
             }
         }
-        if proto != self.state.proto && self.conn.is_pinned() {
+        let switch_pinned = proto != self.state.proto && self.conn.is_pinned();
+        if switch_pinned && !self.conn.pins().is_some_and(only_tracking) {
             return self
                 .reply_error(ClientError::ProtoChangePinned, silent)
                 .await;
+        }
+        if switch_pinned && !self.switch_pinned_proto(proto).await {
+            return;
         }
         if let Some(user) = user {
             self.state.user = Some(user);
@@ -190,6 +194,26 @@ impl Session {
         self.publish_view();
         let reply = self.hello_reply();
         self.reply_value(reply, silent).await;
+    }
+
+    /// A tracking client changes protocol, as Redis allows: the dedicated connection its
+    /// tracking lives on changes with it (`HELLO` sent there, its reply hidden), and is not
+    /// reused afterwards. Returns false when the connection cannot be had (the route's answer
+    /// was given).
+    async fn switch_pinned_proto(&mut self, proto: Proto) -> bool {
+        let route = self.route_data().await;
+        let req = Request::from_args(&["HELLO", &proto.number().to_string()]);
+        if !self.routed(route, &req, false).await {
+            return false;
+        }
+        if let super::route::Conn::Pinned { dirty, .. } = &mut self.conn {
+            *dirty = true;
+        }
+        let mut single = Single::command(&req, Kind::Tracking, 1, true);
+        single.skip = 1;
+        single.cmds[0].replies = 0;
+        self.send_single(single, false).await;
+        true
     }
 
     /// The HELLO map: the proxy presents itself as the master it fronts.
@@ -400,4 +424,9 @@ impl Session {
 /// Client names: printable ASCII without spaces (as Redis requires).
 fn valid_name(name: &[u8]) -> bool {
     name.iter().all(|&c| (b'!'..=b'~').contains(&c))
+}
+
+/// Whether tracking is the only server-side state pinned (a protocol change can follow it).
+fn only_tracking(p: &super::route::Pins) -> bool {
+    p.tracking && !p.watch && !p.pubsub && !p.monitor
 }
