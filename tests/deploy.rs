@@ -34,7 +34,7 @@ use serde_json::Value;
 // Tests: rendering and schemas
 
 /// Steps: list deploy/kubernetes/overlays/ and expect exactly the five deployments of
-/// DESIGN.md section 1; render the base and every overlay with `kubectl kustomize`; validate
+/// the README's list of deployments; render the base and every overlay with `kubectl kustomize`; validate
 /// every rendered document and deploy/prometheus/alerts.yaml against the Kubernetes 1.30 and
 /// 1.37 schemas (strict); expect no error, the same kinds in every overlay (plus a
 /// Certificate in the TLS one), and schema-less documents only of the three custom kinds.

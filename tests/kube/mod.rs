@@ -15,7 +15,7 @@ use std::time::Duration;
 use redis_failover_proxy::config::parse_duration_str;
 use serde_json::Value;
 
-/// The overlays, one per deployment of DESIGN.md section 1, each with the example whose
+/// The overlays, one per deployment of the README's list of deployments, each with the example whose
 /// `[failover]` and `[[sites]]` its proxy.toml must repeat (None: no example).
 pub const OVERLAYS: &[(&str, Option<&str>)] = &[
     ("active-active", Some("config/active-active.toml")),
