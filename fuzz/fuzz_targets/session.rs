@@ -120,6 +120,7 @@ impl Setting {
                 allow: old.allow.clone(),
                 hold_timeout: old.hold_timeout,
                 max_held_clients: old.max_held_clients,
+                stale_reads: old.stale_reads,
                 frame_timeout: old.frame_timeout,
                 idle_timeout: old.idle_timeout,
             }));
