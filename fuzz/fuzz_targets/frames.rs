@@ -31,8 +31,9 @@ const SMALL: FrameLimits = FrameLimits {
     max_args: 12,
 };
 
-/// Same as the scanner's own nesting cap.
-const MAX_REPLY_DEPTH: usize = 1024;
+/// Shortest header that opens a nesting level (`*1\r\n`): a reply cannot be nested deeper
+/// than its length allows (the scanner bounds the distinct levels it keeps, not the depth).
+const LEVEL_BYTES: usize = 4;
 
 #[derive(Debug, Clone, Copy)]
 struct Mode {
@@ -215,7 +216,7 @@ fn scan_replies(input: &[u8], piece: usize, stream: bool) -> Scanned {
                     if let Some((s, e)) = info.first {
                         assert!(s <= e && e <= full, "first element outside the reply");
                     }
-                    assert!(info.depth <= MAX_REPLY_DEPTH);
+                    assert!(info.depth * LEVEL_BYTES <= full, "deeper than its bytes allow");
                     buf.drain(..info.len);
                     replies.push(ReplyInfo {
                         len: full,
