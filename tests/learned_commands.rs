@@ -8,8 +8,10 @@
 
 mod support;
 
+use std::time::Duration;
+
 use support::servers::{falkordb_module, Server};
-use support::{Client, Frame, Proxy, RedisServer};
+use support::{Client, Frame, Proxy, RedisServer, Relay};
 
 /// 1. Redis 8 with FalkorDB behind the proxy; users `default` (all) and `ro` (read-only).
 /// 2. `ro` may run `GRAPH.RO_QUERY` and `VCARD` (flagged `readonly` by the server) and is
@@ -88,5 +90,47 @@ fn unknown_client_subcommands_are_refused() {
     match c.cmd(&["OBJECT", "NOSUCHTHING", "k"]) {
         Frame::Error(e) => assert!(e.to_lowercase().contains("unknown subcommand"), "{e}"),
         other => panic!("OBJECT NOSUCHTHING answered {other:?}"),
+    }
+}
+
+/// A command the table lacks but the master flags `readonly` (`VCARD`, from Redis 8's vector
+/// sets) is re-sent after its connection is lost with the command written and unanswered, as
+/// any read is; a write lost the same way gets "it may have been applied".
+/// 1. Redis 8 behind a relay; the proxy reaches it only through the relay.
+/// 2. The relay stalls (bytes wait): a client sends `VCARD`, another `SET`; both are written.
+/// 3. The relay resets every connection, then passes again.
+/// 4. `VCARD` is answered (re-sent on a new connection); `SET` gets the proxy's error.
+#[test]
+fn learned_read_only_command_is_resent_after_a_lost_connection() {
+    const TEST: &str = "learned_read_only_command_is_resent_after_a_lost_connection";
+    let Some(builder) = Server::Redis8.builder(TEST) else {
+        return;
+    };
+    let redis = builder.start();
+    let relay = Relay::start(redis.addr());
+    let proxy = Proxy::builder()
+        .config(&format!(
+            "[failover]\nhold_timeout = \"8s\"\n[[sites]]\nnodes = [\"{}\"]\n",
+            relay.addr_str()
+        ))
+        .start();
+    let mut reader = proxy.client();
+    let mut writer = proxy.client();
+    assert_eq!(reader.cmd(&["VCARD", "nokey"]), Frame::Int(0));
+    relay.stall();
+    reader.send(&["VCARD", "nokey"]);
+    writer.send(&["SET", "k", "v"]);
+    std::thread::sleep(Duration::from_millis(300));
+    relay.reset();
+    std::thread::sleep(Duration::from_millis(300));
+    relay.pass();
+    assert_eq!(
+        reader.read(),
+        Frame::Int(0),
+        "the read-only command was not re-sent"
+    );
+    match writer.read() {
+        Frame::Error(e) => assert!(e.contains("may have been applied"), "{e}"),
+        other => panic!("a lost write answered {other:?}"),
     }
 }
