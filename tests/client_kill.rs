@@ -101,3 +101,40 @@ fn client_kill_acts_on_proxy_clients() {
     assert!(killer.closed(Duration::from_secs(5)));
     assert_eq!(proxy.client().cmd(&["GET", "kill:k"]), Frame::bulk("1"));
 }
+
+/// `CLIENT UNBLOCK <proxy id>` (where allowed) releases that proxy client's blocking command:
+/// with TIMEOUT it gets the command's timeout answer (null), with ERROR Redis's `-UNBLOCKED`
+/// error, as with Redis itself; an id that blocks on nothing answers 0.
+#[test]
+fn client_unblock_releases_a_proxy_client() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::builder()
+        .nodes(&[&redis])
+        .args(&["--allow-commands", "CLIENT|UNBLOCK"])
+        .start();
+    let mut blocked = proxy.client();
+    let id = id_of(&mut blocked).to_string();
+    let mut other = proxy.client();
+    let unblock_until_done = |other: &mut Client, mode: &str| {
+        let until = std::time::Instant::now() + Duration::from_secs(5);
+        while other.cmd(&["CLIENT", "UNBLOCK", &id, mode]) != Frame::Int(1) {
+            assert!(std::time::Instant::now() < until, "never unblocked");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    blocked.send(&["BLPOP", "unblock:l", "0"]);
+    unblock_until_done(&mut other, "TIMEOUT");
+    assert_eq!(blocked.read(), Frame::Null);
+    blocked.send(&["BLPOP", "unblock:l", "0"]);
+    unblock_until_done(&mut other, "ERROR");
+    match blocked.read() {
+        Frame::Error(e) => assert!(e.starts_with("UNBLOCKED"), "{e}"),
+        other => panic!("BLPOP unblocked with ERROR answered {other:?}"),
+    }
+    assert_eq!(blocked.cmd(&["PING"]), Frame::Simple("PONG".into()));
+    assert_eq!(other.cmd(&["CLIENT", "UNBLOCK", "999999"]), Frame::Int(0));
+    assert!(matches!(
+        other.cmd(&["CLIENT", "UNBLOCK", &id, "SOON"]),
+        Frame::Error(e) if e.contains("TIMEOUT or ERROR")
+    ));
+}

@@ -281,7 +281,8 @@ impl Pool {
         let id = next_conn_id();
         let nodes = self.nodes.clone();
         let node = Arc::clone(&key.node);
-        let abort = nodes.add_dedicated(&node, id, opened.client_id, Arc::clone(&key.auth));
+        let (abort, superseded) =
+            nodes.add_dedicated(&node, id, opened.client_id, Arc::clone(&key.auth));
         let lease = self.leases.for_node(&node);
         let alive = self.liveness.node(node.endpoint.addr);
         tokio::spawn(async move {
@@ -290,7 +291,8 @@ impl Pool {
                 .abort_on(abort)
                 .lease_on(lease)
                 .liveness_on(alive)
-                .busy_on(super::busy::flag(node.endpoint.addr));
+                .busy_on(super::busy::flag(node.endpoint.addr))
+                .superseded_on(superseded);
             if let Err(e) = driver.run().await {
                 tracing::debug!(error = %e, "dedicated backend connection ended");
             }

@@ -34,6 +34,10 @@ pub(super) struct NodeConns {
     pub(super) dedicated: CancellationToken,
     /// Live dedicated connections: connection id → (Redis client id, credentials).
     pub(super) clients: HashMap<u64, (i64, Arc<BackendAuth>)>,
+    /// Set once the node is superseded: from then on, `-UNBLOCKED ... via CLIENT UNBLOCK` on
+    /// its dedicated connections is the proxy's own release (re-issue the command), not a
+    /// client's `CLIENT UNBLOCK` (the command's answer).
+    pub(super) superseded: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Every node's connections, shared with the connection tasks (which deregister on exit).
@@ -61,11 +65,11 @@ impl Registry {
         id: u64,
         client_id: i64,
         auth: Arc<BackendAuth>,
-    ) -> CancellationToken {
+    ) -> (CancellationToken, Arc<std::sync::atomic::AtomicBool>) {
         let mut map = self.lock();
         let entry = map.entry(Arc::clone(node)).or_default();
         entry.clients.insert(id, (client_id, auth));
-        entry.dedicated.clone()
+        (entry.dedicated.clone(), Arc::clone(&entry.superseded))
     }
 
     /// Forgets a dedicated connection that ended.
@@ -87,6 +91,9 @@ impl Registry {
                 .collect()
         };
         for (node, conns) in gone {
+            conns
+                .superseded
+                .store(true, std::sync::atomic::Ordering::Release);
             // A reply already on its way still wins over an error: give it a moment.
             let lanes = conns.lanes.clone();
             tokio::spawn(async move {

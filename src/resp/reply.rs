@@ -200,6 +200,8 @@ pub enum ClientError {
     NoSuchClient,
     /// CLIENT KILL ID with an id that cannot be one.
     BadClientId,
+    /// CLIENT UNBLOCK with a reason other than TIMEOUT or ERROR.
+    UnblockReason,
     /// CLIENT KILL TYPE with an unknown type.
     UnknownClientType { kind: String },
     /// A subcommand the proxy does not know.
@@ -296,6 +298,7 @@ impl ClientError {
             UnknownCommand { name, args } => format!("ERR unknown command '{}', with args beginning with: {}", clip(name, 128), quoted_args(args)),
             Syntax => "ERR syntax error".into(),
             NoSuchClient => "ERR No such client".into(),
+            UnblockReason => "ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR".into(),
             BadClientId => "ERR client-id should be greater than 0".into(),
             UnknownClientType { kind } => format!("ERR Unknown client type '{kind}'"),
             UnknownSubcommand { command, sub } => format!("ERR unknown subcommand '{sub}'. Try {command} HELP."),
@@ -349,6 +352,7 @@ impl ClientError {
             Arity { .. }
             | Syntax
             | NoSuchClient
+            | UnblockReason
             | BadClientId
             | UnknownClientType { .. }
             | UnknownSubcommand { .. }

@@ -132,8 +132,11 @@ impl Session {
             Kind::Monitor => self.monitor(req, silent).await,
             Kind::Tracking => self.tracking(req, silent).await,
             Kind::Local(l) => self.local(l, req, silent).await,
-            Kind::Guarded if self.allowed(&req) && is_client_kill(&req) => {
+            Kind::Guarded if self.allowed(&req) && is_client_sub(&req, b"KILL") => {
                 self.client_kill(&req, silent).await
+            }
+            Kind::Guarded if self.allowed(&req) && is_client_sub(&req, b"UNBLOCK") => {
+                self.client_unblock(&req, silent).await
             }
             Kind::Guarded if self.allowed(&req) => self.blocking(req, Kind::Write, silent).await,
             Kind::Guarded => {
@@ -279,6 +282,8 @@ impl Session {
         match self.take_dedicated().await {
             Ok(conn) => {
                 self.conn = Conn::Borrowed { conn };
+                // CLIENT UNBLOCK from another client finds the server connection it blocks on.
+                self.publish_view();
                 true
             }
             Err(route) => self.routed(route, req, silent).await,
@@ -518,8 +523,9 @@ fn allowed_subscribed(kind: Kind) -> bool {
     )
 }
 
-/// `CLIENT KILL`: answered by the proxy for its own clients (see `kill_clients`).
-fn is_client_kill(req: &Request) -> bool {
+/// `CLIENT KILL` and `CLIENT UNBLOCK`: acting on the proxy's own clients (see
+/// `kill_clients`).
+fn is_client_sub(req: &Request, sub: &[u8]) -> bool {
     req.name().eq_ignore_ascii_case(b"CLIENT")
-        && req.arg1().is_some_and(|a| a.eq_ignore_ascii_case(b"KILL"))
+        && req.arg1().is_some_and(|a| a.eq_ignore_ascii_case(sub))
 }

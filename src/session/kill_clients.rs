@@ -1,7 +1,9 @@
-//! `CLIENT KILL`, acting on the proxy's own clients: the ids, addresses and users a client
-//! sees in `CLIENT LIST` and `CLIENT ID` are the proxy's, so the filters name those, never the
-//! server's connections (which carry many clients at once). Guarded like in Redis's ACL
-//! `@admin` category: it runs only where the operator allowed it (`allow_commands`).
+//! `CLIENT KILL` and `CLIENT UNBLOCK`, acting on the proxy's own clients: the ids, addresses
+//! and users a client sees in `CLIENT LIST` and `CLIENT ID` are the proxy's, so the filters
+//! name those, never the server's connections (which carry many clients at once); an unblock
+//! goes to the server for the server connection the named client is blocked on. Guarded like
+//! in Redis's ACL `@admin` category: they run only where the operator allowed them
+//! (`allow_commands`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -133,6 +135,45 @@ impl Session {
         }
         self.reply_value(Value::Int(chosen.len() as i64), silent)
             .await;
+    }
+}
+
+impl Session {
+    /// CLIENT UNBLOCK <proxy client id> [TIMEOUT|ERROR]: the server releases the connection
+    /// that client is blocked on; 0 when it holds none.
+    pub(super) async fn client_unblock(&mut self, req: &Request, silent: bool) {
+        let args = req.args();
+        let Some(id) = args.get(2).and_then(|a| parse_int(a)) else {
+            return self.reply_error(ClientError::NotInteger, silent).await;
+        };
+        let mode = match args.get(3).map(|m| m.to_ascii_uppercase()) {
+            None => "TIMEOUT",
+            Some(m) if m == b"TIMEOUT" => "TIMEOUT",
+            Some(m) if m == b"ERROR" => "ERROR",
+            Some(_) => return self.reply_error(ClientError::UnblockReason, silent).await,
+        };
+        if args.len() > 4 {
+            return self.reply_error(ClientError::Syntax, silent).await;
+        }
+        let target = u64::try_from(id)
+            .ok()
+            .and_then(|id| self.ctx.registry.get(id))
+            .and_then(|e| e.view().dedicated);
+        let (Some((node, server_id)), Some(user)) = (target, self.state.user.as_ref()) else {
+            return self.reply_value(Value::Int(0), silent).await;
+        };
+        let key = crate::backend::PoolKey {
+            node,
+            db: 0,
+            proto: self.state.proto,
+            auth: Arc::clone(&user.backend),
+            stale: false,
+        };
+        let unblock = Request::from_args(&["CLIENT", "UNBLOCK", &server_id.to_string(), mode]);
+        match crate::backend::once::send_once(self.ctx.pool.dialer(), &key, &unblock).await {
+            Ok(reply) => self.reply(&reply, silent).await,
+            Err(_) => self.reply_error(ClientError::NotSent, silent).await,
+        }
     }
 }
 

@@ -63,7 +63,12 @@ impl Session {
             Conn::Pinned { conn, pins, dirty } if !pins.any() && !dirty => {
                 self.ctx.pool.give_back(conn)
             }
-            Conn::Borrowed { conn } => self.ctx.pool.give_back(conn),
+            Conn::Borrowed { conn } => {
+                // Before it goes back: another client's CLIENT UNBLOCK must not reach the next
+                // borrower.
+                self.publish_view();
+                self.ctx.pool.give_back(conn);
+            }
             // A pinned connection with state (or changed) is closed by dropping it.
             _ => {}
         }

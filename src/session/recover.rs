@@ -232,6 +232,7 @@ impl Session {
                 Ok(conn) => {
                     self.end_hold();
                     self.conn = Conn::Borrowed { conn };
+                    self.publish_view();
                     None
                 }
                 Err(_) => Some(ClientError::NotSent),

@@ -39,6 +39,8 @@ pub struct View {
     pub cmd: String,
     /// The dedicated connection, when pinned: its node and the server's id for it.
     pub pinned: Option<(Arc<NodeId>, i64)>,
+    /// The dedicated connection in use, pinned or borrowed for a blocking command.
+    pub dedicated: Option<(Arc<NodeId>, i64)>,
     /// Tracking redirect (CLIENT GETREDIR).
     pub redir: i64,
     /// Buffers, as Redis reports them.

@@ -88,6 +88,17 @@ impl Conn {
         matches!(self, Conn::Pinned { .. })
     }
 
+    /// The node and server id of the dedicated connection in use, pinned or borrowed (for
+    /// CLIENT UNBLOCK).
+    pub(super) fn server_identity(&self) -> Option<(Arc<NodeId>, i64)> {
+        match self {
+            Conn::Pinned { conn, .. } | Conn::Borrowed { conn } => {
+                Some((Arc::clone(&conn.key().node), conn.client_id))
+            }
+            _ => None,
+        }
+    }
+
     /// The node and server id of a pinned connection (for TRACKING REDIRECT).
     pub(super) fn pinned_identity(&self) -> Option<(Arc<NodeId>, i64)> {
         match self {

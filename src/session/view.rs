@@ -16,6 +16,7 @@ impl Session {
         };
         let multi = self.tx.as_ref().map_or(-1, |t| i64::from(t.queued));
         let pinned = self.conn.pinned_identity();
+        let dedicated = self.conn.server_identity();
         let redir = match &self.tracking {
             Some(t) => t.redirect.map_or(0, |r| r as i64),
             None => -1,
@@ -49,6 +50,7 @@ impl Session {
             v.ssub = ssub;
             v.multi = multi;
             v.pinned = pinned;
+            v.dedicated = dedicated;
             v.redir = redir;
             v.mem = mem;
             if let Some(cmd) = cmd {

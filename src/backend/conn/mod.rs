@@ -137,6 +137,8 @@ pub(crate) struct Driver<'a> {
     /// awaited while the probes get answers; once the node is declared down, not at all.
     alive: Option<Arc<super::NodeLiveness>>,
     down: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
+    /// Set when the node was superseded (dedicated connections): see [`read::is_refusal`].
+    superseded: Option<Arc<std::sync::atomic::AtomicBool>>,
     /// Whether the driver already yielded once to gather more batches before this write.
     coalesced: bool,
     /// `written` when the write queue last became empty.
@@ -189,6 +191,7 @@ impl<'a> Driver<'a> {
             lease: None,
             alive: None,
             down: None,
+            superseded: None,
             coalesced: false,
             flushed_at: 0,
             frames: Vec::new(),
@@ -217,6 +220,13 @@ impl<'a> Driver<'a> {
     /// connection retires (batches not yet written fail as not sent).
     pub(crate) fn lease_on(mut self, lease: Option<Arc<super::Lease>>) -> Self {
         self.lease = lease;
+        self
+    }
+
+    /// Takes `-UNBLOCKED ... via CLIENT UNBLOCK` for the proxy's own release once `flag` says
+    /// the node was superseded (a dedicated connection).
+    pub(crate) fn superseded_on(mut self, flag: Arc<std::sync::atomic::AtomicBool>) -> Self {
+        self.superseded = Some(flag);
         self
     }
 

@@ -43,7 +43,11 @@ impl Driver<'_> {
                 self.deliver_oob(range);
                 continue;
             }
-            let refused = info.kind == b'-' && is_refusal(&self.rbuf[range.clone()]);
+            let released = self
+                .superseded
+                .as_ref()
+                .is_some_and(|f| f.load(std::sync::atomic::Ordering::Acquire));
+            let refused = info.kind == b'-' && is_refusal(&self.rbuf[range.clone()], released);
             if refused {
                 self.deliver_run();
             }
@@ -135,23 +139,25 @@ impl Driver<'_> {
 
 /// Errors Redis raises before running a command (the command had no effect, whatever it
 /// was), which the session may answer by sending it again elsewhere. `-UNBLOCKED` only when a
-/// failover released the client: the answer to the proxy's own `CLIENT UNBLOCK ... ERROR`
-/// (sent when it moves a blocked client to a new master), or Redis releasing blocked clients
-/// of a master turned replica. Redis's other `-UNBLOCKED` errors (a stream deleted, flushed or
-/// replaced under a blocked `XREADGROUP`) are the command's own outcome and go to the client
-/// as they are.
-const REFUSALS: [&[u8]; 7] = [
+/// failover released the client: Redis releasing blocked clients of a master turned replica,
+/// or, on a connection to a superseded node (`released`), the answer to the proxy's own
+/// `CLIENT UNBLOCK ... ERROR` (sent when it moves a blocked client to a new master). A
+/// client's own `CLIENT UNBLOCK` and Redis's other `-UNBLOCKED` errors (a stream deleted under
+/// a blocked `XREADGROUP`) are the command's outcome and go to the client as they are.
+const REFUSALS: [&[u8]; 6] = [
     b"-READONLY ",
     b"-MASTERDOWN ",
     b"-NOREPLICAS ",
     b"-LOADING ",
-    b"-UNBLOCKED client unblocked via CLIENT UNBLOCK",
     b"-UNBLOCKED force unblock from blocking operation, instance state changed",
     b"-NOSCRIPT ",
 ];
 
-fn is_refusal(frame: &[u8]) -> bool {
-    REFUSALS.iter().any(|r| frame.starts_with(r))
+/// The proxy's own release of a client blocked on a superseded node.
+const RELEASED: &[u8] = b"-UNBLOCKED client unblocked via CLIENT UNBLOCK";
+
+pub(super) fn is_refusal(frame: &[u8], released: bool) -> bool {
+    REFUSALS.iter().any(|r| frame.starts_with(r)) || (released && frame.starts_with(RELEASED))
 }
 
 /// Pub/sub confirmations: replies owed to (P|S)(UN)SUBSCRIBE commands.
