@@ -110,13 +110,15 @@ fn learned_read_only_command_is_resent_after_a_lost_connection() {
     let relay = Relay::start(redis.addr());
     let proxy = Proxy::builder()
         .config(&format!(
-            "[failover]\nhold_timeout = \"8s\"\n[[sites]]\nnodes = [\"{}\"]\n",
+            "[backend]\npool_size = 1\n[failover]\nhold_timeout = \"8s\"\n[[sites]]\nnodes = [\"{}\"]\n",
             relay.addr_str()
         ))
         .start();
     let mut reader = proxy.client();
     let mut writer = proxy.client();
+    // Both on the one lane, connected, before the relay stalls: the commands are written.
     assert_eq!(reader.cmd(&["VCARD", "nokey"]), Frame::Int(0));
+    assert_eq!(writer.cmd(&["SET", "k", "v0"]), Frame::ok());
     relay.stall();
     reader.send(&["VCARD", "nokey"]);
     writer.send(&["SET", "k", "v"]);
