@@ -187,7 +187,6 @@ async fn drive_lane(
     let _ = state.send(LaneState::Ready);
     crate::metrics::backend_connection("lane", 1.0);
     let driver = Driver::new(opened.io, &mut rx, cfg.reply_timeout, false)
-        .busy_on(super::busy::flag(key.node.endpoint.addr))
         .retire_on(retired.clone())
         .abort_on(superseded)
         .lease_on(lease)

@@ -25,8 +25,15 @@ fn base() -> Instant {
     *BASE.get_or_init(Instant::now)
 }
 
-fn to_nanos(at: Instant) -> u64 {
+/// `at` as nanoseconds since the process-wide base instant (shared by the lease and the
+/// liveness board: one atomic per deadline).
+pub(crate) fn to_nanos(at: Instant) -> u64 {
     u64::try_from(at.saturating_duration_since(base()).as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Now, as [`to_nanos`] counts.
+pub(crate) fn now_nanos() -> u64 {
+    to_nanos(Instant::now())
 }
 
 /// A deadline that means "no lease needed" (active-active, or an authority without one).
@@ -105,8 +112,7 @@ impl Lease {
     /// Whether commands may be sent under it now.
     pub fn valid(&self) -> bool {
         let until = self.until.load(Ordering::Acquire);
-        until == UNBOUNDED
-            || (!self.revoked.load(Ordering::Acquire) && to_nanos(Instant::now()) < until)
+        until == UNBOUNDED || (!self.revoked.load(Ordering::Acquire) && now_nanos() < until)
     }
 
     /// When it lapses (`None`: never, or already revoked).

@@ -4,7 +4,8 @@
 //! alive: its connections keep waiting for their replies past the reply deadline. A node whose
 //! probes fail until it is declared down is not: its connections give up the replies they
 //! wait for at once (their outcome is unknown), instead of holding clients until the reply
-//! deadline.
+//! deadline. A node whose probes answer `-BUSY` is running a long script: alive, and refusing
+//! new connections' handshakes while it lasts.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -14,30 +15,24 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-/// The instant probe answers are counted from.
-fn base() -> Instant {
-    static BASE: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    *BASE.get_or_init(Instant::now)
-}
-
-fn nanos(at: Instant) -> u64 {
-    u64::try_from(at.saturating_duration_since(base()).as_nanos()).unwrap_or(u64::MAX)
-}
+use super::lease::{now_nanos, to_nanos};
 
 /// One node's liveness.
 #[derive(Debug)]
 pub struct NodeLiveness {
-    /// When a probe last got an answer (0: never).
+    /// When a probe last got an answer, `-BUSY` included (0: never).
     answered: AtomicU64,
+    /// Until when the node counts as busy running a script (0: not busy).
+    busy_until: AtomicU64,
     /// Cancelled when the node is declared down (replaced by a fresh one when it is back).
     down: Mutex<CancellationToken>,
 }
 
 impl NodeLiveness {
     fn new() -> Self {
-        base();
         Self {
             answered: AtomicU64::new(0),
+            busy_until: AtomicU64::new(0),
             down: Mutex::new(CancellationToken::new()),
         }
     }
@@ -45,13 +40,31 @@ impl NodeLiveness {
     /// Whether a probe got an answer within `within`.
     pub fn answered_within(&self, within: Duration) -> bool {
         let at = self.answered.load(Ordering::Acquire);
-        at != 0 && nanos(Instant::now()).saturating_sub(at) <= within.as_nanos() as u64
+        at != 0 && now_nanos().saturating_sub(at) <= within.as_nanos() as u64
+    }
+
+    /// Whether the latest probes found the node busy running a script.
+    pub fn is_busy(&self) -> bool {
+        now_nanos() < self.busy_until.load(Ordering::Acquire)
     }
 
     /// Cancelled when the node is declared down.
     pub fn down_token(&self) -> CancellationToken {
         self.down.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
+}
+
+/// One probe round, as the liveness board needs it.
+#[derive(Debug, Clone, Copy)]
+pub struct Round {
+    /// The node answered the probe.
+    pub answered: bool,
+    /// It answered `-BUSY`: busy for this long.
+    pub busy_for: Option<Duration>,
+    /// Health after hysteresis.
+    pub healthy: bool,
+    /// Whether `healthy` changed with this round.
+    pub flipped: bool,
 }
 
 /// Every node's liveness, written by the failover task from the probes' reports.
@@ -76,14 +89,17 @@ impl Liveness {
         )
     }
 
-    /// A probe round's outcome: whether the node answered, and whether its health (after
-    /// hysteresis) just turned down or up.
-    pub fn report(&self, addr: SocketAddr, answered: bool, healthy: bool, flipped: bool) {
+    /// A probe round's outcome: whether the node answered, for how long it counts as busy
+    /// (it answered `-BUSY`), and whether its health (after hysteresis) just turned down or up.
+    pub fn report(&self, addr: SocketAddr, round: Round) {
         let node = self.node(addr);
-        if answered {
-            node.answered
-                .store(nanos(Instant::now()), Ordering::Release);
+        let now = Instant::now();
+        if round.answered || round.busy_for.is_some() {
+            node.answered.store(to_nanos(now), Ordering::Release);
         }
+        let busy_until = round.busy_for.map_or(0, |d| to_nanos(now + d));
+        node.busy_until.store(busy_until, Ordering::Release);
+        let (healthy, flipped) = (round.healthy, round.flipped);
         if flipped {
             let mut down = node.down.lock().unwrap_or_else(|e| e.into_inner());
             if healthy {
@@ -106,14 +122,47 @@ mod tests {
         let board = Liveness::new();
         let addr: SocketAddr = ([127, 0, 0, 1], 1).into();
         let node = board.node(addr);
+        let round = |answered, healthy, busy_for| Round {
+            answered,
+            busy_for,
+            healthy,
+            flipped: true,
+        };
         assert!(!node.answered_within(Duration::from_secs(60)));
-        board.report(addr, true, true, true);
+        board.report(addr, round(true, true, None));
         assert!(node.answered_within(Duration::from_secs(60)));
         let first = node.down_token();
-        board.report(addr, false, false, true);
+        board.report(addr, round(false, false, None));
         assert!(first.is_cancelled());
         assert!(node.down_token().is_cancelled(), "down until it is back");
-        board.report(addr, true, true, true);
+        board.report(addr, round(true, true, None));
         assert!(!node.down_token().is_cancelled(), "a fresh token once back");
+    }
+
+    #[test]
+    fn busy_lasts_until_the_next_probe_is_due() {
+        let board = Liveness::new();
+        let addr: SocketAddr = ([127, 0, 0, 1], 2).into();
+        let node = board.node(addr);
+        let busy = |busy_for| Round {
+            answered: false,
+            busy_for,
+            healthy: true,
+            flipped: false,
+        };
+        assert!(!node.is_busy());
+        board.report(addr, busy(Some(Duration::from_secs(10))));
+        assert!(node.is_busy());
+        assert!(
+            node.answered_within(Duration::from_secs(1)),
+            "a busy node answers"
+        );
+        board.report(addr, busy(None));
+        assert!(!node.is_busy());
+        board.report(addr, busy(Some(Duration::ZERO)));
+        assert!(
+            !node.is_busy(),
+            "a report past its validity no longer counts"
+        );
     }
 }

@@ -2,7 +2,6 @@
 //! ([`conn`]), sharing and dedicating them by key ([`pool`]), and handing replies back to the
 //! client sessions in request order ([`inbox`]).
 
-pub mod busy;
 pub mod conn;
 pub mod error;
 pub mod handshake;

@@ -291,7 +291,6 @@ impl Pool {
                 .abort_on(abort)
                 .lease_on(lease)
                 .liveness_on(alive)
-                .busy_on(super::busy::flag(node.endpoint.addr))
                 .superseded_on(superseded);
             if let Err(e) = driver.run().await {
                 tracing::debug!(error = %e, "dedicated backend connection ended");

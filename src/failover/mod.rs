@@ -225,8 +225,13 @@ impl Failover {
     }
 
     fn on_health(&mut self, r: crate::topology::health::Report) {
-        self.liveness
-            .report(r.endpoint.addr, r.seen.is_some(), r.healthy, r.flipped);
+        let round = crate::backend::liveness::Round {
+            answered: r.seen.is_some(),
+            busy_for: r.busy_for,
+            healthy: r.healthy,
+            flipped: r.flipped,
+        };
+        self.liveness.report(r.endpoint.addr, round);
         if r.flipped {
             tracing::info!(node = %r.endpoint, healthy = r.healthy, error = r.error.as_deref().unwrap_or(""), "node health changed");
         }

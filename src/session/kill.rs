@@ -31,8 +31,14 @@ impl Session {
     }
 }
 
-/// Whether `key`'s node is busy running a script (it refuses new connections then, and
-/// waiting for one would only end in a "connection failed" error at the hold timeout).
-pub(super) fn busy(key: &PoolKey) -> bool {
-    crate::backend::busy::flag(key.node.endpoint.addr).is_busy()
+impl Session {
+    /// Whether `key`'s node is busy running a script (it refuses new connections then, and
+    /// waiting for one would only end in a "connection failed" error at the hold timeout).
+    pub(super) fn node_busy(&self, key: &PoolKey) -> bool {
+        self.ctx
+            .pool
+            .liveness()
+            .node(key.node.endpoint.addr)
+            .is_busy()
+    }
 }

@@ -99,8 +99,8 @@ impl Session {
     /// Whether the master commands go to is busy running a script.
     fn master_busy(&self) -> bool {
         match &self.conn {
-            Conn::Shared { key, .. } => super::kill::busy(key),
-            Conn::Pinned { conn, .. } | Conn::Borrowed { conn } => super::kill::busy(conn.key()),
+            Conn::Shared { key, .. } => self.node_busy(key),
+            Conn::Pinned { conn, .. } | Conn::Borrowed { conn } => self.node_busy(conn.key()),
             Conn::None => false,
         }
     }

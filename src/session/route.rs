@@ -409,7 +409,7 @@ impl Session {
                 }
                 route
             }
-            Err(_) if super::kill::busy(&key) => Route::Refuse(ClientError::Busy),
+            Err(_) if self.node_busy(&key) => Route::Refuse(ClientError::Busy),
             // The master refused the handshake (a wrong backend password, an ACL user without
             // rights): waiting will not change that; the client gets the master's own words.
             Err(Unavailable(e)) => match refused_for_good(&e) {

@@ -42,6 +42,8 @@ pub struct Report {
     pub error: Option<String>,
     /// When this round's probe was sent (a reachability confirmation is worth from then).
     pub sent: std::time::Instant,
+    /// The node answered `-BUSY` (a long script): alive and busy for this long.
+    pub busy_for: Option<Duration>,
 }
 
 /// Hysteresis state of one node.
@@ -122,9 +124,6 @@ impl Monitor {
                 // it down would refuse every command, those that could stop the script
                 // included. It passes, and reports no observation: the last one stands.
                 let now_busy = matches!(result, Err(ProbeError::Busy(_)));
-                // Valid until the round after next is overdue: one late round is not the end.
-                let valid_for = cfg.interval * 2 + cfg.timeout;
-                crate::backend::busy::mark(prober.endpoint().addr, now_busy, valid_for);
                 if now_busy != busy {
                     busy = now_busy;
                     let node = prober.endpoint();
@@ -148,6 +147,9 @@ impl Monitor {
                     seen,
                     error,
                     sent,
+                    // Valid until the round after next is overdue: one late round is not
+                    // the end.
+                    busy_for: now_busy.then(|| cfg.interval * 2 + cfg.timeout),
                 };
                 if reports.send(report).await.is_err() {
                     return;

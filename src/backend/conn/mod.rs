@@ -147,8 +147,6 @@ pub(crate) struct Driver<'a> {
     reply_timeout: Duration,
     timer: Pin<Box<Sleep>>,
     timer_armed: bool,
-    /// The node's busy flag: while its probes answer `-BUSY`, the deadline waits on.
-    busy: Option<super::busy::BusyFlag>,
 }
 
 impl std::fmt::Debug for Driver<'_> {
@@ -198,15 +196,7 @@ impl<'a> Driver<'a> {
             reply_timeout,
             timer: Box::pin(tokio::time::sleep(reply_timeout)),
             timer_armed: false,
-            busy: None,
         }
-    }
-
-    /// Keeps the reply deadline from ending the connection while `flag` says its node is busy
-    /// running a script: the node is alive and answers once the script ends or is killed.
-    pub(crate) fn busy_on(mut self, flag: super::busy::BusyFlag) -> Self {
-        self.busy = Some(flag);
-        self
     }
 
     /// Ends the connection when `token` is cancelled: batches not yet written are failed as
@@ -479,10 +469,6 @@ impl<'a> Driver<'a> {
         self.timer_armed = true;
     }
 
-    fn node_busy(&self) -> bool {
-        self.busy.as_ref().is_some_and(|b| b.is_busy())
-    }
-
     fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<Result<Step, ConnError>> {
         let waiting = self
             .pending
@@ -492,9 +478,9 @@ impl<'a> Driver<'a> {
             return Poll::Pending;
         }
         match self.timer.as_mut().poll(cx) {
-            Poll::Ready(()) if self.probes_answer() || self.node_busy() => {
+            Poll::Ready(()) if self.probes_answer() => {
                 // Slow, not dead: wait another round, as long as the probes keep answering
-                // (or keep finding the node busy with a script).
+                // (`-BUSY` from a node running a long script included).
                 self.arm_timer();
                 // Registers the waker for the new deadline.
                 let _ = self.timer.as_mut().poll(cx);
