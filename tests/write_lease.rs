@@ -7,7 +7,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::failover::{toml_list, wait_for, Cluster};
+use support::failover::{sentinel_proxy_builder, toml_list, wait_for, Cluster};
 use support::writer::{is_proxy_failover_error, Outcome, Writer};
 use support::{replication, Frame, Proxy};
 
@@ -15,31 +15,11 @@ fn json(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
 }
 
-/// A Sentinel proxy with the admin endpoint, no configured hold timeout, and `extra` lines in
-/// `[failover]`.
+/// A Sentinel proxy (probing every 200 ms) with the admin endpoint, no configured hold
+/// timeout, and `extra` lines in `[failover]`.
 fn sentinel_admin_proxy(cluster: &Cluster, extra: &str) -> Proxy {
     let nodes: Vec<String> = cluster.servers().iter().map(|s| s.addr_str()).collect();
-    Proxy::builder()
-        .config(&format!(
-            r#"
-[failover]
-authority = "sentinel"
-master_name = "{name}"
-{extra}
-
-[health]
-interval = "200ms"
-timeout = "500ms"
-
-[[sites]]
-name = "main"
-nodes = [{nodes}]
-sentinels = [{sentinels}]
-"#,
-            name = cluster.group.name(),
-            nodes = toml_list(&nodes),
-            sentinels = cluster.sentinels_toml(),
-        ))
+    sentinel_proxy_builder(&cluster.group, &nodes, extra)
         .admin()
         .start()
 }

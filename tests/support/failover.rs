@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::client::{Client, Frame};
-use super::procs::{Proxy, RedisBuilder, RedisServer};
+use super::procs::{Proxy, ProxyBuilder, RedisBuilder, RedisServer};
 use super::sentinel::{next_event, Event, Group, GroupOptions};
 
 /// A master, two linked replicas and three Sentinels watching them.
@@ -77,9 +77,13 @@ pub fn toml_list(items: &[String]) -> String {
 /// configured node addresses (empty: every node is learned from the Sentinels), `failover`
 /// extra lines for the `[failover]` table.
 pub fn sentinel_proxy(group: &Group, nodes: &[String], failover: &str) -> Proxy {
-    Proxy::builder()
-        .config(&format!(
-            r#"
+    sentinel_proxy_builder(group, nodes, failover).start()
+}
+
+/// The builder [`sentinel_proxy`] starts (to add flags first).
+pub fn sentinel_proxy_builder(group: &Group, nodes: &[String], failover: &str) -> ProxyBuilder {
+    Proxy::builder().config(&format!(
+        r#"
 [failover]
 authority = "sentinel"
 master_name = "{name}"
@@ -94,11 +98,10 @@ name = "main"
 nodes = [{nodes}]
 sentinels = [{sentinels}]
 "#,
-            name = group.name(),
-            nodes = toml_list(nodes),
-            sentinels = toml_list(&group.addrs()),
-        ))
-        .start()
+        name = group.name(),
+        nodes = toml_list(nodes),
+        sentinels = toml_list(&group.addrs()),
+    ))
 }
 
 /// Polls `f` every 20 ms until it holds; panics with `what` after `deadline` (a proxy in scope
