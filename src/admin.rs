@@ -40,6 +40,8 @@ use crate::topology::TopologyHandle;
 pub struct Admin {
     /// Topology.
     pub topology: Arc<TopologyHandle>,
+    /// Settings a reload may change (the users' durable-writes settings, for `/topology`).
+    pub dynamic: Arc<arc_swap::ArcSwap<crate::session::Dynamic>>,
     /// Metrics renderer (none: metrics disabled).
     pub metrics: Option<PrometheusHandle>,
     /// Drain signal (ready turns false at once).
@@ -142,7 +144,23 @@ async fn topology(State(a): Shared, headers: HeaderMap) -> Response {
     if !authorized(&a, &headers) {
         return unauthorized();
     }
-    Json(a.topology.load().report()).into_response()
+    let topo = a.topology.load();
+    Json(TopologyView {
+        report: topo.report(),
+        durability: crate::topology::durability::reports(
+            &topo,
+            &a.dynamic.load().users.durabilities(),
+        ),
+    })
+    .into_response()
+}
+
+/// `/topology`: the snapshot, and the durable-writes settings judged against it.
+#[derive(serde::Serialize)]
+struct TopologyView {
+    #[serde(flatten)]
+    report: crate::topology::Report,
+    durability: Vec<crate::topology::durability::DurabilityReport>,
 }
 
 async fn metrics(State(a): Shared) -> Response {

@@ -41,6 +41,13 @@ pub const STALE_READS: &str = "redis_failover_proxy_stale_reads_total";
 /// Counter: times the write lease lapsed (the master could not be confirmed in time).
 pub const WRITE_LEASE_LAPSES: &str = "redis_failover_proxy_write_lease_lapses_total";
 
+/// Counter: writes answered only after the replicas acknowledged them (durable writes).
+pub const DURABLE_CONFIRMED: &str = "redis_failover_proxy_durable_writes_confirmed_total";
+/// Counter: writes applied on the master whose replicas did not acknowledge them in time.
+pub const DURABLE_UNCONFIRMED: &str = "redis_failover_proxy_durable_writes_unconfirmed_total";
+/// Histogram: time a durable write's reply waited for the replicas after Redis answered it.
+pub const DURABLE_WAIT: &str = "redis_failover_proxy_durable_wait_seconds";
+
 /// Command classes (the `class` label).
 pub const CLASSES: [&str; 10] = [
     "read",
@@ -56,7 +63,7 @@ pub const CLASSES: [&str; 10] = [
 ];
 
 /// Error kinds the proxy answers with (the `kind` label).
-pub const ERROR_KINDS: [&str; 13] = [
+pub const ERROR_KINDS: [&str; 14] = [
     "protocol",
     "noauth",
     "wrongpass",
@@ -66,6 +73,7 @@ pub const ERROR_KINDS: [&str; 13] = [
     "no_master",
     "not_sent",
     "outcome_unknown",
+    "unconfirmed",
     "limit",
     "syntax",
     "state",
@@ -153,6 +161,19 @@ fn describe() {
     describe_counter!(
         STALE_READS,
         "Reads served by the last verified master while its write lease was lapsed (stale_reads = \"serve\")."
+    );
+    describe_counter!(
+        DURABLE_CONFIRMED,
+        "Durable writes answered after the replicas acknowledged them."
+    );
+    describe_counter!(
+        DURABLE_UNCONFIRMED,
+        "Durable writes applied on the master but not acknowledged by enough replicas in time."
+    );
+    describe_histogram!(
+        DURABLE_WAIT,
+        Unit::Seconds,
+        "Time durable writes waited for the replicas after the master answered them."
     );
     describe_counter!(
         WRITE_LEASE_LAPSES,
@@ -246,4 +267,15 @@ pub fn tls_reload(ok: bool) {
 /// Counts one read served while the write lease was lapsed.
 pub fn stale_read() {
     metrics::counter!(STALE_READS).increment(1);
+}
+
+/// Records the outcome of `writes` durable writes that waited `waited` for their replicas.
+pub fn durable_writes(writes: usize, confirmed: bool, waited: std::time::Duration) {
+    let name = if confirmed {
+        DURABLE_CONFIRMED
+    } else {
+        DURABLE_UNCONFIRMED
+    };
+    counter!(name).increment(writes as u64);
+    histogram!(DURABLE_WAIT).record(waited.as_secs_f64());
 }

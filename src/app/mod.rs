@@ -9,6 +9,7 @@
 //! accepting, let in-flight commands finish under the grace period, exit); SIGHUP reloads the
 //! configuration file, applying what can change without re-binding ([`reload`]).
 
+mod durability;
 mod reload;
 
 use std::net::SocketAddr;
@@ -185,8 +186,20 @@ pub async fn start(cfg: &Config, metrics: Option<PrometheusHandle>) -> Result<Ru
     let permits = Arc::new(Semaphore::new(cfg.limits.max_clients));
     let workers =
         Workers::spawn(jobs, permits, &drain_rx, &tasks, &stop).map_err(bind_err(cfg.listen))?;
+    durability::spawn_warnings(
+        Arc::clone(&topology),
+        Arc::clone(&base.dynamic),
+        stop.clone(),
+    );
     let admin = start_admin(
-        cfg, &topology, metrics, unready_rx, &signals, dialer, &backend, &stop,
+        cfg,
+        (&topology, &base.dynamic),
+        metrics,
+        unready_rx,
+        &signals,
+        dialer,
+        &backend,
+        &stop,
     )
     .await?;
     tracing::info!(listen = %addr, tls = tls_label(cfg, tls_addr), threads, admin = admin.map(|a| a.to_string()).unwrap_or_default(), "accepting clients");
@@ -342,7 +355,7 @@ fn start_failover(
 #[allow(clippy::too_many_arguments)]
 async fn start_admin(
     cfg: &Config,
-    topology: &Arc<TopologyHandle>,
+    (topology, dynamic): (&Arc<TopologyHandle>, &Arc<ArcSwap<Dynamic>>),
     metrics: Option<PrometheusHandle>,
     unready: Drain,
     signals: &Signals,
@@ -377,6 +390,7 @@ async fn start_admin(
     }
     let admin = Admin {
         topology: Arc::clone(topology),
+        dynamic: Arc::clone(dynamic),
         metrics,
         drain: unready,
         operator,
@@ -515,7 +529,8 @@ fn build_users(cfg: &Config, backend: &Arc<BackendAuth>) -> Result<Users, StartE
         }
     };
     let default = make("default", &cfg.auth.password, Arc::clone(backend))?
-        .with_permissions(cfg.auth.permissions.clone());
+        .with_permissions(cfg.auth.permissions.clone())
+        .with_durability(Some(cfg.durability));
     let mut named = Vec::new();
     for u in &cfg.auth.users {
         let b = if u.backend_user.is_some() || u.backend_password.is_some() {
@@ -526,7 +541,11 @@ fn build_users(cfg: &Config, backend: &Arc<BackendAuth>) -> Result<Users, StartE
         } else {
             Arc::clone(backend)
         };
-        named.push(make(&u.name, &u.password, b)?.with_permissions(u.permissions.clone()));
+        named.push(
+            make(&u.name, &u.password, b)?
+                .with_permissions(u.permissions.clone())
+                .with_durability(Some(u.durability.unwrap_or(cfg.durability))),
+        );
     }
     Ok(Users::new(default, named))
 }

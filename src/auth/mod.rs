@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::backend::BackendAuth;
+use crate::config::Durability;
 
 /// A proxy user.
 #[derive(Debug)]
@@ -31,6 +32,8 @@ pub struct User {
     pub backend: Arc<BackendAuth>,
     /// What the user may run.
     pub permissions: Permissions,
+    /// Durable writes for this user's commands (`None`: off).
+    pub durability: Option<Durability>,
 }
 
 impl User {
@@ -41,6 +44,7 @@ impl User {
             digest: Some(sha256(password.as_bytes())),
             backend,
             permissions: Permissions::All,
+            durability: None,
         }
     }
 
@@ -51,6 +55,7 @@ impl User {
             digest: Some(parse_hex_digest(hex)?),
             backend,
             permissions: Permissions::All,
+            durability: None,
         })
     }
 
@@ -61,6 +66,7 @@ impl User {
             digest: None,
             backend,
             permissions: Permissions::All,
+            durability: None,
         }
     }
 
@@ -68,6 +74,14 @@ impl User {
     pub fn with_permissions(self, permissions: Permissions) -> Self {
         Self {
             permissions,
+            ..self
+        }
+    }
+
+    /// The same user with writes made durable by `durability` (`None`, or 0 replicas: off).
+    pub fn with_durability(self, durability: Option<Durability>) -> Self {
+        Self {
+            durability: durability.and_then(Durability::enabled),
             ..self
         }
     }
@@ -150,6 +164,16 @@ impl Users {
                 Err(AuthError::WrongPass)
             }
         }
+    }
+
+    /// The users whose writes are durable, with their setting (the default user first).
+    pub fn durabilities(&self) -> Vec<(String, Durability)> {
+        let mut named: Vec<_> = self.named.values().collect();
+        named.sort_by(|a, b| a.name.cmp(&b.name));
+        std::iter::once(&self.default)
+            .chain(named)
+            .filter_map(|u| Some((u.name.clone(), u.durability?)))
+            .collect()
     }
 
     fn check(&self, user: &Arc<User>, password: &[u8]) -> Result<Arc<User>, AuthError> {

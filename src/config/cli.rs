@@ -79,6 +79,15 @@ pub struct Cli {
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
 
+    /// Durable writes: answer a write only once this many replicas acknowledged it
+    /// (`[durability] replicas`; 0 turns it off).
+    #[arg(long, value_name = "N")]
+    pub durable_replicas: Option<u32>,
+
+    /// How long a durable write waits for its replicas (`[durability] timeout`, e.g. 200ms).
+    #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+    pub durable_timeout: Option<std::time::Duration>,
+
     /// Log format: human or json.
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<String>,
@@ -134,6 +143,12 @@ impl Cli {
         if let Some(t) = self.threads {
             cfg.threads = t;
         }
+        if let Some(n) = self.durable_replicas {
+            cfg.durability.replicas = n;
+        }
+        if let Some(t) = self.durable_timeout {
+            cfg.durability.timeout = t;
+        }
         self.apply_tls(cfg);
         if !self.nodes.is_empty() || !self.sentinels.is_empty() {
             // The quick-start flags describe one group of nodes, not a layout of sites: any
@@ -177,6 +192,11 @@ impl Cli {
         }
         Ok(())
     }
+}
+
+/// A duration flag (`200ms`, `1s`).
+fn duration_arg(s: &str) -> Result<std::time::Duration, String> {
+    super::parse_duration_str(s).ok_or_else(|| format!("{s:?} is not a duration (200ms, 1s)"))
 }
 
 #[cfg(test)]

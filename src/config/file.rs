@@ -185,7 +185,7 @@ pub(super) fn read_password(r: &mut Reader<'_>, p: &mut Problems) -> Password {
     }
 }
 
-pub(super) fn read_auth(mut r: Reader<'_>, p: &mut Problems) -> Auth {
+pub(super) fn read_auth(mut r: Reader<'_>, durability: Durability, p: &mut Problems) -> Auth {
     let password = read_password(&mut r, p);
     let users = r
         .tables("users", p)
@@ -197,6 +197,9 @@ pub(super) fn read_auth(mut r: Reader<'_>, p: &mut Problems) -> Auth {
                 backend_user: u.get("backend_user", p),
                 backend_password: read_secret(&mut u, "backend_password", p),
                 permissions: read_permissions(&mut u, p),
+                durability: u
+                    .table("durability", p)
+                    .map(|t| super::durability::read_durability(t, durability, p)),
             };
             if user.name.is_empty() {
                 p.add(&u.path_of("name"), "every user needs a name");

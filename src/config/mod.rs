@@ -5,6 +5,7 @@
 //! valid. A leaf module: it imports nothing else from the crate.
 
 pub mod cli;
+mod durability;
 mod file;
 mod reader;
 pub mod secret;
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 use file::*;
 
+pub use durability::{Durability, DEFAULT_DURABLE_TIMEOUT};
 pub use reader::{parse_duration_str, Problem, Problems, Reader};
 pub use secret::{Secret, SecretSource};
 
@@ -300,6 +302,8 @@ pub struct UserConfig {
     pub backend_password: Option<Secret>,
     /// What the user may run.
     pub permissions: Permissions,
+    /// Durable writes for this user (default: the `[durability]` setting).
+    pub durability: Option<Durability>,
 }
 
 /// Client authentication.
@@ -388,6 +392,8 @@ pub struct Config {
     pub shutdown: Shutdown,
     /// Log format.
     pub log_format: LogFormat,
+    /// Durable writes (users may have their own).
+    pub durability: Durability,
 }
 
 impl Default for Config {
@@ -408,6 +414,7 @@ impl Default for Config {
             allow_commands: Vec::new(),
             shutdown: Shutdown::default(),
             log_format: LogFormat::Human,
+            durability: Durability::default(),
         }
     }
 }
@@ -459,6 +466,9 @@ impl Config {
 
     fn read(mut r: Reader<'_>, p: &mut Problems) -> Self {
         let d = Config::default();
+        let durability = r.table("durability", p).map_or(d.durability, |t| {
+            durability::read_durability(t, d.durability, p)
+        });
         let cfg = Config {
             listen: r.get_or("listen", d.listen, p),
             tls: r.table("tls", p).and_then(|t| tls::read_listener_tls(t, p)),
@@ -485,7 +495,7 @@ impl Config {
             dns: r.table("dns", p).map_or(d.dns.clone(), |t| read_dns(t, p)),
             auth: r
                 .table("auth", p)
-                .map_or(d.auth.clone(), |t| read_auth(t, p)),
+                .map_or(d.auth.clone(), |t| read_auth(t, durability, p)),
             allow_commands: r
                 .get::<Vec<String>>("allow_commands", p)
                 .unwrap_or_default()
@@ -496,6 +506,7 @@ impl Config {
                 .table("shutdown", p)
                 .map_or(d.shutdown.clone(), |t| read_shutdown(t, p)),
             log_format: read_log_format(&mut r, p),
+            durability,
         };
         r.finish(p);
         cfg

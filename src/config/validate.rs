@@ -23,6 +23,12 @@ impl Config {
         if self.health.rise == 0 || self.health.fall == 0 {
             p.add("health", "rise and fall must be at least 1");
         }
+        super::durability::check(self.durability, "durability", &mut p);
+        for u in &self.auth.users {
+            if let Some(d) = u.durability {
+                super::durability::check(d, &format!("auth.users.{}.durability", u.name), &mut p);
+            }
+        }
         for c in &self.allow_commands {
             if c.is_empty() || c.contains(char::is_whitespace) {
                 p.add(

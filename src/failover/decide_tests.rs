@@ -4,22 +4,7 @@ use super::*;
 use crate::topology::Role;
 
 fn obs(role: Role, replid: &str, replid2: &str) -> Observation {
-    Observation {
-        run_id: format!("run-{replid}"),
-        server: "redis",
-        version: "7.0.15".into(),
-        role,
-        replid: replid.into(),
-        replid2: replid2.into(),
-        offset: 0,
-        second_offset: -1,
-        loading: false,
-        failover_state: "no-failover".into(),
-        replicas: 0,
-        modules: Vec::new(),
-        commands: None,
-        learned: None,
-    }
+    crate::topology::fixtures::observation(role, &format!("run-{replid}"), replid, replid2)
 }
 
 fn replica() -> Role {

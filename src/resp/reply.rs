@@ -263,6 +263,13 @@ pub enum ClientError {
     BackendRefused { reply: String },
     /// The connection to the master failed after the command was sent.
     OutcomeUnknown,
+    /// A durable write ran on the master, but fewer replicas than required acknowledged it
+    /// in time (`acked`: how many did, when known).
+    Unconfirmed {
+        replicas: u32,
+        acked: Option<u32>,
+        timeout_ms: u64,
+    },
     /// The master changed between this client's writes and its WAIT.
     WaitMasterChanged,
     /// The client is in MONITOR mode.
@@ -329,6 +336,13 @@ impl ClientError {
             RefusedAgain { reply, times } => format!("{} (proxy: refused {times} times by the master, which stays in place; the command was not executed)", reply.trim_start_matches('-')),
             Busy => "BUSY the master is busy running a script or function; SCRIPT KILL or FUNCTION KILL stops it; the command was not executed (proxy)".into(),
             OutcomeUnknown => "ERR the connection to the master was lost after the command was sent; it may have been applied (proxy)".into(),
+            Unconfirmed { replicas, acked, timeout_ms } => format!(
+                "UNCONFIRMED the write was applied on the master but not confirmed by {replicas} replica(s) within {timeout_ms} ms ({}); it may be lost if the master fails (proxy)",
+                match acked {
+                    Some(n) => format!("{n} acknowledged"),
+                    None => "the connection to the master was lost before they answered".into(),
+                }
+            ),
             WaitMasterChanged => "ERR the master changed since this connection's last write; WAIT cannot count its replicas (proxy)".into(),
             MonitorMode => "ERR only QUIT and RESET are accepted in MONITOR mode through the proxy (proxy)".into(),
             NoSuchRedirect => "ERR The client ID you want redirect to does not exist".into(),
@@ -348,6 +362,7 @@ impl ClientError {
             NoMaster { .. } => "no_master",
             NotSent | Busy | BackendRefused { .. } | RefusedAgain { .. } => "not_sent",
             OutcomeUnknown => "outcome_unknown",
+            Unconfirmed { .. } => "unconfirmed",
             TooManyPinned | MaxClients => "limit",
             Arity { .. }
             | Syntax

@@ -348,12 +348,14 @@ impl Session {
                 kind: Kind::Write,
                 frames: 1,
                 replies: 0,
+                confirm: false,
             },
             Sent {
                 range: split..total,
                 kind: Kind::Wait,
                 frames: 1,
                 replies: 1,
+                confirm: false,
             },
         ]);
         let single = Single {

@@ -165,6 +165,7 @@ impl Session {
                 kind: Kind::Subscribe(Channels::Plain),
                 frames,
                 replies: 0,
+                confirm: false,
             },
             1,
         );

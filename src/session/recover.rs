@@ -352,6 +352,7 @@ impl Session {
                     ),
                     attempt: f.attempt + 1,
                     started: f.started,
+                    durability: f.durability,
                 })
             }
             None => Resolution::Local(Value::NullArray.to_bytes(self.state.proto)),
@@ -434,6 +435,7 @@ impl Batch {
             cmds: b.cmds,
             attempt: f.attempt + 1,
             started: None,
+            durability: f.durability,
         }));
     }
 }
@@ -457,6 +459,7 @@ fn reload(conn: u64, f: &Fault, cmd: &Sent, body: &Bytes) -> Dispatch {
                 kind: Kind::Write,
                 frames: 1,
                 replies: 0,
+                confirm: false,
             },
             Sent {
                 range: split..total,
@@ -465,6 +468,7 @@ fn reload(conn: u64, f: &Fault, cmd: &Sent, body: &Bytes) -> Dispatch {
         ]),
         attempt: f.attempt + 1,
         started: None,
+        durability: f.durability,
     }
 }
 

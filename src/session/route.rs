@@ -21,7 +21,8 @@ use crate::backend::ConnError;
 use crate::backend::{
     Dedicated, Dispatch, Inbox, Lane, NodeId, Outgoing, PoolKey, ReplyMode, Sent,
 };
-use crate::resp::command::Kind;
+use crate::config::Durability;
+use crate::resp::command::{writes_data, Kind};
 use crate::resp::reply::{ClientError, Proto};
 use crate::resp::Request;
 use crate::topology::{RouteState, Topology};
@@ -158,7 +159,7 @@ impl Batch {
         self.len()
     }
 
-    fn push(&mut self, frame: &Bytes, kind: Kind) {
+    fn push(&mut self, frame: &Bytes, kind: Kind, confirm: bool) {
         let start = self.len();
         if self.cmds.is_empty() {
             self.first = Some(frame.clone());
@@ -178,6 +179,7 @@ impl Batch {
             kind,
             frames: 1,
             replies: 1,
+            confirm,
         });
         self.expect += 1;
     }
@@ -202,7 +204,12 @@ impl Batch {
 
 /// Turns `batch` into a dispatch on connection `conn`, registered with the client's inbox and
 /// ready to send.
-fn batch_dispatch(batch: &mut Batch, inbox: &Arc<Inbox>, conn: u64) -> Outgoing {
+fn batch_dispatch(
+    batch: &mut Batch,
+    inbox: &Arc<Inbox>,
+    conn: u64,
+    durability: Option<Durability>,
+) -> Outgoing {
     let (payload, cmds, expect, silent, mode) = batch.take();
     let to = inbox.push_dispatch(Dispatch {
         conn,
@@ -213,6 +220,7 @@ fn batch_dispatch(batch: &mut Batch, inbox: &Arc<Inbox>, conn: u64) -> Outgoing 
         cmds,
         attempt: 0,
         started: None,
+        durability,
     });
     Outgoing {
         payload,
@@ -258,6 +266,7 @@ impl Single {
                     kind,
                     frames,
                     replies: frames,
+                    confirm: false,
                 },
                 1,
             ),
@@ -521,10 +530,16 @@ impl Session {
             self.batch.silent = silent;
             self.batch.mode = Some(self.reply_mode());
         }
-        self.batch.push(req.bytes(), kind);
+        let confirm = kind == Kind::Write && self.durability().is_some() && writes_data(req);
+        self.batch.push(req.bytes(), kind, confirm);
         if kind == Kind::Write {
             self.note_write();
         }
+    }
+
+    /// The durability this client's writes wait for (its user's; `None`: off).
+    pub(super) fn durability(&self) -> Option<Durability> {
+        self.state.user.as_ref().and_then(|u| u.durability)
     }
 
     /// Remembers where this client's writes go (for WAIT).
@@ -561,7 +576,13 @@ impl Session {
         let Some(permit) = self.conn.try_reserve() else {
             return false;
         };
-        permit.send(batch_dispatch(&mut self.batch, &self.inbox, conn_id));
+        let durability = self.durability();
+        permit.send(batch_dispatch(
+            &mut self.batch,
+            &self.inbox,
+            conn_id,
+            durability,
+        ));
         true
     }
 
@@ -571,7 +592,13 @@ impl Session {
             return None;
         }
         let conn_id = self.conn.id()?;
-        Some(batch_dispatch(&mut self.batch, &self.inbox, conn_id))
+        let durability = self.durability();
+        Some(batch_dispatch(
+            &mut self.batch,
+            &self.inbox,
+            conn_id,
+            durability,
+        ))
     }
 
     /// Sends one composed dispatch on the current connection, after the batch.
@@ -590,6 +617,7 @@ impl Session {
             cmds: single.cmds,
             attempt: 0,
             started: single.started,
+            durability: self.durability(),
         });
         self.conn
             .send(Outgoing {

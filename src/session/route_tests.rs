@@ -2,7 +2,8 @@
 use super::*;
 use crate::auth::User;
 use crate::backend::{BackendAuth, Endpoint, Lease};
-use crate::topology::{Master, TopologyHandle};
+use crate::topology::fixtures::master as verified_master;
+use crate::topology::TopologyHandle;
 
 fn verified(epoch: u64, port: u16, lease: impl Fn(Arc<NodeId>) -> Arc<Lease>) -> Topology {
     let node = Arc::new(NodeId {
@@ -12,15 +13,7 @@ fn verified(epoch: u64, port: u16, lease: impl Fn(Arc<NodeId>) -> Arc<Lease>) ->
     Topology {
         epoch,
         state: RouteState::Verified,
-        master: Some(Arc::new(Master {
-            lease: lease(Arc::clone(&node)),
-            node,
-            replid: "r".into(),
-            version: "7.0.15".into(),
-            modules: Vec::new(),
-            commands: None,
-            learned: None,
-        })),
+        master: Some(verified_master(Arc::clone(&node), lease(node))),
         ..Topology::initial()
     }
 }

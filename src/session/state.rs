@@ -150,6 +150,8 @@ pub struct TxBuffer {
     pub queued: u32,
     /// A queue-time error happened: EXEC answers EXECABORT without sending anything.
     pub dirty: bool,
+    /// A queued command changes data (a durable write waits for the replicas after EXEC).
+    pub writes: bool,
 }
 
 impl TxBuffer {
@@ -161,6 +163,7 @@ impl TxBuffer {
             payload,
             queued: 0,
             dirty: false,
+            writes: false,
         }
     }
 

@@ -12,7 +12,7 @@ use super::route::{Conn, Single};
 use super::state::TxBuffer;
 use super::Session;
 use crate::backend::Sent;
-use crate::resp::command::{Classified, Kind, Local};
+use crate::resp::command::{writes_data, Classified, Kind, Local};
 use crate::resp::reply::{ClientError, Value, OK, QUEUED};
 use crate::resp::Request;
 
@@ -75,8 +75,10 @@ impl Session {
                 .protocol_error(crate::resp::ProtocolError::QueryBufferLimit)
                 .await;
         }
+        let writes = matches!(cls.kind, Kind::Write | Kind::Blocking) && writes_data(&req);
         if let Some(tx) = self.tx.as_mut() {
             tx.queue(req.bytes());
+            tx.writes |= writes;
         }
         self.reply(QUEUED, silent).await;
     }
@@ -195,6 +197,7 @@ impl Session {
                 kind,
                 frames,
                 replies: 1,
+                confirm: tx.writes && self.durability().is_some(),
             },
             1,
         );

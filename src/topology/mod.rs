@@ -9,6 +9,9 @@
 //! probes with hysteresis.
 
 pub mod discovery;
+pub mod durability;
+#[cfg(test)]
+pub mod fixtures;
 pub mod health;
 pub mod probe;
 pub mod sentinel;

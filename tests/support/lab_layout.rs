@@ -93,17 +93,32 @@ impl Layout {
     /// Builds the layout with proxies in `proxy_sites`; `None` (after recording `test` as not
     /// run) where the lab cannot be made. The lab's watchdog bounds the test at `limit`.
     pub fn start(test: &str, proxy_sites: &[&str], limit: Duration) -> Option<Layout> {
+        Self::start_with(test, proxy_sites, limit, "")
+    }
+
+    /// [`start`](Self::start), with `extra` appended to every proxy's configuration.
+    pub fn start_with(
+        test: &str,
+        proxy_sites: &[&str],
+        limit: Duration,
+        extra: &str,
+    ) -> Option<Layout> {
         let Some(lab) = Lab::try_start(&["a", "b", "c", "d"]) else {
             super::netlab::not_run(test);
             return None;
         };
         lab.watchdog(limit);
-        Some(Self::build(lab, proxy_sites))
+        Some(Self::build_with(lab, proxy_sites, extra))
     }
 
     /// Builds the layout on `lab` (made with sites a, b, c and d, and either fresh or given
     /// back by [`into_lab`](Self::into_lab)), with proxies in `proxy_sites`.
     pub fn build(lab: Lab, proxy_sites: &[&str]) -> Layout {
+        Self::build_with(lab, proxy_sites, "")
+    }
+
+    /// [`build`](Self::build), with `extra` appended to every proxy's configuration.
+    pub fn build_with(lab: Lab, proxy_sites: &[&str], extra: &str) -> Layout {
         let dns = DnsServer::start_on(Ipv4Addr::UNSPECIFIED);
         lab.publish(&dns);
         let master = lab.redis("a", Default::default());
@@ -122,7 +137,10 @@ impl Layout {
         );
         let proxies = proxy_sites
             .iter()
-            .map(|s| (s.to_string(), lab.proxy(s, &proxy_toml(&lab, &dns, s))))
+            .map(|s| {
+                let toml = format!("{}\n{extra}", proxy_toml(&lab, &dns, s));
+                (s.to_string(), lab.proxy(s, &toml))
+            })
             .collect();
         Layout {
             proxies,

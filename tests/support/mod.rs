@@ -7,6 +7,7 @@ pub mod client;
 pub mod dns;
 pub mod failover;
 pub mod http;
+pub mod lab_cut;
 pub mod lab_layout;
 pub mod netlab;
 pub mod procs;

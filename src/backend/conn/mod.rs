@@ -12,6 +12,7 @@
 //! A reply deadline bounds how long written commands may wait, so a silently dead peer cannot
 //! hold clients forever.
 
+mod durable;
 mod read;
 
 use std::collections::VecDeque;
@@ -82,7 +83,8 @@ pub struct Outgoing {
 
 #[derive(Debug)]
 struct Pending {
-    to: ReplyTo,
+    /// Where the replies go; `None` for the proxy's own `WAIT` (see [`durable`]).
+    to: Option<ReplyTo>,
     expect: u32,
     got: u32,
     mode: ReplyMode,
@@ -147,6 +149,10 @@ pub(crate) struct Driver<'a> {
     reply_timeout: Duration,
     timer: Pin<Box<Sleep>>,
     timer_armed: bool,
+    /// Durable writes queued since the last `WAIT` (see [`durable`]).
+    owed: Option<crate::config::Durability>,
+    /// Batches with durable writes whose replies arrived, waiting for `WAIT`'s answer.
+    awaiting: VecDeque<ReplyTo>,
 }
 
 impl std::fmt::Debug for Driver<'_> {
@@ -196,6 +202,8 @@ impl<'a> Driver<'a> {
             reply_timeout,
             timer: Box::pin(tokio::time::sleep(reply_timeout)),
             timer_armed: false,
+            owed: None,
+            awaiting: VecDeque::new(),
         }
     }
 
@@ -250,6 +258,7 @@ impl<'a> Driver<'a> {
 
     /// Fails every batch still pending: written ones as lost, the others as not sent.
     fn fail_pending(&mut self) {
+        self.fail_awaiting();
         for p in self.pending.drain(..) {
             // Any byte of the batch on the wire makes its outcome unknown.
             let kind = if self.written > p.start_at {
@@ -257,7 +266,9 @@ impl<'a> Driver<'a> {
             } else {
                 FaultKind::NotSent
             };
-            p.to.fail(kind);
+            if let Some(to) = p.to {
+                to.fail(kind);
+            }
         }
     }
 
@@ -295,6 +306,7 @@ impl<'a> Driver<'a> {
                 self.stop_writing();
                 continue;
             }
+            self.settle_owed();
             progress |= self.write(cx)?;
             if self.queued == 0 {
                 self.coalesced = false;
@@ -330,6 +342,7 @@ impl<'a> Driver<'a> {
         self.accepting = false;
         // Nothing more reaches the socket: what is not fully written is failed as not sent
         // (or lost, if part of it went out).
+        self.owed = None;
         self.flush_small();
         self.wq.clear();
         self.queued = 0;
@@ -343,7 +356,11 @@ impl<'a> Driver<'a> {
             } else {
                 FaultKind::NotSent
             };
-            p.to.fail(kind);
+            // An unsent `WAIT`: the batches before it learn nothing more, and are answered as
+            // not confirmed when the connection ends.
+            if let Some(to) = p.to {
+                to.fail(kind);
+            }
         }
     }
 
@@ -388,11 +405,12 @@ impl<'a> Driver<'a> {
             out.to.finish();
             return;
         }
+        self.owe_wait(out.to.durability());
         if self.pending.is_empty() && out.timed {
             self.arm_timer();
         }
         self.pending.push_back(Pending {
-            to: out.to,
+            to: Some(out.to),
             expect: out.expect,
             got: 0,
             mode: out.mode,

@@ -43,6 +43,11 @@ impl Driver<'_> {
                 self.deliver_oob(range);
                 continue;
             }
+            if self.pending.front().is_some_and(|p| p.to.is_none()) {
+                let acked = durable::acked(&self.rbuf[range]);
+                self.on_wait_reply(acked);
+                continue;
+            }
             let released = self
                 .superseded
                 .as_ref()
@@ -56,7 +61,9 @@ impl Driver<'_> {
             };
             front.got += 1;
             if refused {
-                front.to.refuse(&self.rbuf[range]);
+                if let Some(to) = &front.to {
+                    to.refuse(&self.rbuf[range]);
+                }
             } else {
                 self.frames.push(range);
             }
@@ -78,18 +85,15 @@ impl Driver<'_> {
     /// Forwards the scanned part of a large unfinished reply.
     fn maybe_stream(&mut self, at: usize) -> Result<usize, ConnError> {
         let scanned = self.scanner.scanned();
-        let streamable = self
-            .pending
-            .front()
-            .is_some_and(|p| p.mode == ReplyMode::Counted)
+        let streamable = self.pending.front().is_some_and(durable::streamable)
             && self.scanner.kind().is_some_and(|k| k != b'>')
             && scanned >= STREAM_THRESHOLD;
         if !streamable {
             return Ok(at);
         }
         self.deliver_run();
-        if let Some(front) = self.pending.front() {
-            front.to.deliver(&self.rbuf, &[], Some(at..at + scanned));
+        if let Some(to) = self.pending.front().and_then(|p| p.to.as_ref()) {
+            to.deliver(&self.rbuf, &[], Some(at..at + scanned));
         }
         self.scanner.consumed(scanned);
         Ok(at + scanned)
@@ -99,23 +103,31 @@ impl Driver<'_> {
         if self.frames.is_empty() {
             return;
         }
-        if let Some(front) = self.pending.front() {
-            front.to.deliver(&self.rbuf, &self.frames, None);
+        if let Some(to) = self.pending.front().and_then(|p| p.to.as_ref()) {
+            to.deliver(&self.rbuf, &self.frames, None);
         }
         self.frames.clear();
     }
 
     fn complete_front(&mut self) {
-        if let Some(done) = self.pending.pop_front() {
-            self.idle_mode = done.mode;
-            done.to.finish();
+        let Some(done) = self.pending.pop_front() else {
+            return;
+        };
+        self.idle_mode = done.mode;
+        match done.to {
+            Some(to) if to.durability().is_some() => self.awaiting.push_back(to),
+            Some(to) => to.finish(),
+            None => {}
         }
     }
 
     fn deliver_oob(&mut self, range: std::ops::Range<usize>) {
         let bytes = &self.rbuf[range];
-        match (self.pending.front(), &self.idle_owner) {
-            (Some(p), _) => p.to.deliver_oob(bytes),
+        match (
+            self.pending.front().and_then(|p| p.to.as_ref()),
+            &self.idle_owner,
+        ) {
+            (Some(to), _) => to.deliver_oob(bytes),
             (None, Some(owner)) => deliver_oob_idle(owner, bytes),
             // A shared connection has no owner for unsolicited frames: nothing can want them.
             (None, None) => {}

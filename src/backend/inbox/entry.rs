@@ -6,6 +6,8 @@ use std::ops::Range;
 use bytes::{Bytes, BytesMut};
 use smallvec::SmallVec;
 
+use super::confirm::Awaiting;
+use crate::config::Durability;
 use crate::resp::command::Kind;
 
 /// One command inside a dispatched entry, remembered so that it can be re-sent or answered
@@ -20,6 +22,9 @@ pub struct Sent {
     pub frames: u32,
     /// Of those, frames the client sees (the others belong to commands the proxy added).
     pub replies: u32,
+    /// A durable write: its reply waits for the replicas' acknowledgement (see
+    /// [`Dispatch::durability`]).
+    pub confirm: bool,
 }
 
 /// Why an entry stopped before all its replies reached the client.
@@ -72,6 +77,8 @@ pub struct Fault {
     pub silent: bool,
     /// When a blocking command was first sent.
     pub started: Option<std::time::Instant>,
+    /// The durability its durable writes waited for (kept when they are sent again).
+    pub durability: Option<Durability>,
 }
 
 /// What replaces a faulted entry.
@@ -103,6 +110,9 @@ pub struct Dispatch {
     pub attempt: u8,
     /// When a blocking command was first sent (its timeout runs from there).
     pub started: Option<std::time::Instant>,
+    /// Durable writes: the replies of the commands marked `confirm` wait until this many
+    /// replicas acknowledged them (`None`: answered as Redis answers).
+    pub durability: Option<Durability>,
 }
 
 /// Lifecycle of an entry.
@@ -140,11 +150,21 @@ pub(super) struct Entry {
     pub(super) started: Option<std::time::Instant>,
     /// When it was registered (for the command duration metric).
     pub(super) sent_at: std::time::Instant,
+    /// Its durable writes wait for the replicas: every reply stays in `held` until then.
+    pub(super) confirm: Option<Box<Awaiting>>,
+    /// The durability asked for at dispatch.
+    pub(super) durable: Option<Durability>,
 }
 
 impl Entry {
     pub(super) fn dispatched(id: u64, d: Dispatch) -> Self {
+        let confirm = d
+            .durability
+            .and_then(|dur| Awaiting::new(dur, &d.cmds))
+            .map(Box::new);
         Self {
+            confirm,
+            durable: d.durability,
             id,
             conn: d.conn,
             expect: d.expect,
@@ -176,15 +196,21 @@ impl Entry {
                 cmds: SmallVec::new(),
                 attempt: 0,
                 started: None,
+                durability: None,
             },
         );
         e.held = BytesMut::from(bytes);
         e
     }
 
-    /// All frames arrived and nothing went wrong.
+    /// The durability its replies wait for, when it carries durable writes.
+    pub(super) fn durability(&self) -> Option<Durability> {
+        self.confirm.as_ref().map(|w| w.durability())
+    }
+
+    /// All frames arrived, nothing went wrong, and the replicas answered (durable writes).
     pub(super) fn done(&self) -> bool {
-        self.state == State::Open && self.got >= self.expect
+        self.state == State::Open && self.got >= self.expect && self.confirm.is_none()
     }
 
     /// Still waiting for frames (counts as in flight).
@@ -199,6 +225,10 @@ impl Entry {
     /// A faulted entry the session can resolve now: a refusal waits for the remaining frames
     /// (they tell which later commands ran).
     pub(super) fn settled(&self) -> bool {
+        if self.confirm.is_some() {
+            // Writes before the refusal ran: their replies wait for the replicas first.
+            return false;
+        }
         match self.state {
             State::Faulted(FaultKind::Refused) => {
                 self.got >= self.expect || self.lost_after_refusal
@@ -234,6 +264,7 @@ impl Entry {
             attempt: self.attempt,
             silent: self.silent,
             started: self.started,
+            durability: self.durable,
         })
     }
 }

@@ -16,6 +16,7 @@
 //! the inbox stops storing and flags the overflow, and the session closes the client. A
 //! connection never waits for a client.
 
+mod confirm;
 mod entry;
 
 use std::collections::VecDeque;
@@ -25,6 +26,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::BytesMut;
 use tokio::sync::Notify;
+
+use crate::config::Durability;
 
 pub use entry::{Dispatch, Fault, FaultKind, Resolution, Sent, Tail};
 use entry::{Entry, State as EntryState};
@@ -63,6 +66,8 @@ pub struct ReplyTo {
     inbox: Arc<Inbox>,
     id: u64,
     finished: bool,
+    /// Its durable writes wait for this many replicas (see [`confirm`]).
+    durability: Option<Durability>,
 }
 
 /// What a session takes from its inbox in one go.
@@ -136,8 +141,10 @@ impl Inbox {
         self.count_in(&d);
         let mut st = self.lock();
         let id = Self::new_id(&mut st);
-        st.queue.push_back(Entry::dispatched(id, d));
-        self.reply_to(id)
+        let entry = Entry::dispatched(id, d);
+        let durability = entry.durability();
+        st.queue.push_back(entry);
+        self.reply_to(id, durability)
     }
 
     fn count_in(&self, d: &Dispatch) {
@@ -154,11 +161,12 @@ impl Inbox {
         }
     }
 
-    fn reply_to(self: &Arc<Self>, id: u64) -> ReplyTo {
+    fn reply_to(self: &Arc<Self>, id: u64, durability: Option<Durability>) -> ReplyTo {
         ReplyTo {
             inbox: Arc::clone(self),
             id,
             finished: false,
+            durability,
         }
     }
 
@@ -189,8 +197,9 @@ impl Inbox {
                 }
                 Resolution::Dispatch(d) => {
                     self.count_in(&d);
-                    tos.push(self.reply_to(id));
-                    fresh.push(Entry::dispatched(id, d));
+                    let entry = Entry::dispatched(id, d);
+                    tos.push(self.reply_to(id, entry.durability()));
+                    fresh.push(entry);
                 }
             }
         }
@@ -264,6 +273,10 @@ impl Inbox {
     /// Moves completed front entries to the output.
     fn release(&self, st: &mut State) {
         while let Some(front) = st.queue.front_mut() {
+            if front.confirm.is_some() {
+                // Durable writes: nothing of the entry leaves before the replicas answered.
+                return;
+            }
             if !front.held.is_empty() {
                 let held = front.held.split();
                 st.out.extend_from_slice(&held);
@@ -296,7 +309,7 @@ impl Inbox {
         let st = &mut *st;
         let entry = &mut st.queue[pos];
         // Straight to the output only when nothing of this entry is still held back.
-        let direct = pos == 0 && entry.held.is_empty();
+        let direct = pos == 0 && entry.held.is_empty() && entry.confirm.is_none();
         let mut added = 0;
         for r in frames {
             if entry.faulted() {
@@ -304,11 +317,26 @@ impl Inbox {
                 continue;
             }
             let keep = entry.visible();
+            let index = entry.got;
             entry.got += 1;
-            if keep {
-                added += r.len();
-                let to = if direct { &mut st.out } else { &mut entry.held };
-                to.extend_from_slice(&buf[r.clone()]);
+            if !keep {
+                continue;
+            }
+            let frame = &buf[r.clone()];
+            added += frame.len();
+            if let Some(wait) = entry.confirm.as_mut() {
+                let at = entry.held.len();
+                wait.observe(index, at..at + frame.len(), frame);
+                entry.held.extend_from_slice(frame);
+            } else if direct {
+                st.out.extend_from_slice(frame);
+            } else {
+                entry.held.extend_from_slice(frame);
+            }
+        }
+        if entry.got >= entry.expect {
+            if let Some(wait) = entry.confirm.as_mut() {
+                wait.replied();
             }
         }
         if let Some(r) = partial {
@@ -357,7 +385,9 @@ impl Inbox {
         let st = &mut *st;
         let pos = current.and_then(|id| st.queue.iter().position(|e| e.id == id));
         match pos {
-            Some(0) if st.queue[0].held.is_empty() => st.out.extend_from_slice(bytes),
+            Some(0) if st.queue[0].held.is_empty() && st.queue[0].confirm.is_none() => {
+                st.out.extend_from_slice(bytes)
+            }
             Some(p) => st.queue[p].held.extend_from_slice(bytes),
             None => match st.queue.back_mut() {
                 Some(last) => last.held.extend_from_slice(bytes),
@@ -369,12 +399,33 @@ impl Inbox {
         self.notify.notify_one();
     }
 
+    /// The replicas' answer for the durable writes of entry `id`: `acked` of them hold them
+    /// (`None`: unknown).
+    fn confirm(&self, id: u64, acked: Option<u32>) {
+        let mut st = self.lock();
+        if st.closed {
+            return;
+        }
+        let st = &mut *st;
+        if let Some(entry) = st.queue.iter_mut().find(|e| e.id == id) {
+            let change = confirm::settle(entry, acked);
+            st.buffered = st.buffered.saturating_add_signed(change);
+        }
+        self.release(st);
+        self.check_limit(st);
+        self.notify.notify_one();
+    }
+
     fn fail(&self, id: u64, kind: FaultKind) {
         let mut st = self.lock();
         if st.closed {
             return;
         }
+        let st = &mut *st;
         if let Some(entry) = st.queue.iter_mut().find(|e| e.id == id) {
+            // Durable writes that got their replies ran; the replicas' answer will not come.
+            let change = confirm::settle(entry, None);
+            st.buffered = st.buffered.saturating_add_signed(change);
             match entry.state {
                 EntryState::Open if entry.got < entry.expect => {
                     entry.state = EntryState::Faulted(kind);
@@ -386,7 +437,7 @@ impl Inbox {
                 _ => {}
             }
         }
-        drop(st);
+        self.release(st);
         self.notify.notify_one();
     }
 }
@@ -440,6 +491,18 @@ impl ReplyTo {
     /// All frames arrived: nothing to report on drop.
     pub fn finish(mut self) {
         self.finished = true;
+    }
+
+    /// The durability its durable writes wait for (`None`: no durable write in it).
+    pub fn durability(&self) -> Option<Durability> {
+        self.durability
+    }
+
+    /// All frames arrived and `acked` replicas acknowledged the writes before them (`None`:
+    /// the answer will not come).
+    pub fn confirm(mut self, acked: Option<u32>) {
+        self.finished = true;
+        self.inbox.confirm(self.id, acked);
     }
 
     /// The connection failed with the entry incomplete.

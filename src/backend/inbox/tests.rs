@@ -1,3 +1,4 @@
+use crate::resp::command::Kind;
 use bytes::Bytes;
 use smallvec::SmallVec;
 
@@ -13,6 +14,7 @@ fn dispatch(expect: u32) -> Dispatch {
         cmds: SmallVec::new(),
         attempt: 0,
         started: None,
+        durability: None,
     }
 }
 
@@ -153,4 +155,79 @@ fn closed_inbox_drops_everything() {
     a.deliver(b"x", &frames(b"x", &[1]), None);
     drop(a);
     assert!(inbox.take().out.is_empty());
+}
+
+/// A durable dispatch of `kinds` commands, one frame each (`true`: a durable write).
+fn durable(writes: &[bool]) -> Dispatch {
+    let cmds = writes
+        .iter()
+        .map(|w| Sent {
+            range: 0..0,
+            kind: if *w { Kind::Write } else { Kind::Read },
+            frames: 1,
+            replies: 1,
+            confirm: *w,
+        })
+        .collect();
+    Dispatch {
+        expect: writes.len() as u32,
+        cmds,
+        durability: Some(crate::config::Durability {
+            replicas: 1,
+            timeout: std::time::Duration::from_millis(200),
+        }),
+        ..dispatch(0)
+    }
+}
+
+#[test]
+fn durable_replies_wait_for_the_replicas() {
+    let inbox = Inbox::new(1 << 20);
+    let a = inbox.push_dispatch(durable(&[true, false]));
+    let b = inbox.push_dispatch(dispatch(1));
+    assert!(a.durability().is_some() && b.durability().is_none());
+    let buf = b"+OK\r\n$1\r\nv\r\n";
+    a.deliver(buf, &frames(buf, &[5, 7]), None);
+    b.deliver(b":1\r\n", &frames(b":1\r\n", &[4]), None);
+    b.finish();
+    assert!(out(&inbox).is_empty(), "nothing leaves before WAIT answers");
+    a.confirm(Some(1));
+    assert_eq!(out(&inbox), b"+OK\r\n$1\r\nv\r\n:1\r\n");
+}
+
+#[test]
+fn unconfirmed_writes_get_the_error_and_the_rest_is_unchanged() {
+    let inbox = Inbox::new(1 << 20);
+    let a = inbox.push_dispatch(durable(&[true, false, true]));
+    let buf = b"+OK\r\n$1\r\nv\r\n-ERR wrong\r\n";
+    a.deliver(buf, &frames(buf, &[5, 7, 12]), None);
+    a.confirm(Some(0));
+    let text = String::from_utf8(out(&inbox)).unwrap();
+    assert!(text.starts_with("-UNCONFIRMED the write was applied on the master but not confirmed by 1 replica(s) within 200 ms (0 acknowledged)"), "{text}");
+    assert!(text.ends_with("$1\r\nv\r\n-ERR wrong\r\n"), "{text}");
+}
+
+#[test]
+fn a_lost_connection_leaves_durable_writes_unconfirmed() {
+    let inbox = Inbox::new(1 << 20);
+    let a = inbox.push_dispatch(durable(&[true]));
+    a.deliver(b"+OK\r\n", &frames(b"+OK\r\n", &[5]), None);
+    drop(a);
+    let text = String::from_utf8(out(&inbox)).unwrap();
+    assert!(text.contains("connection to the master was lost"), "{text}");
+    assert_eq!(inbox.in_flight(), 0);
+}
+
+#[test]
+fn a_refused_durable_entry_is_settled_only_after_the_replicas_answer() {
+    let inbox = Inbox::new(1 << 20);
+    let a = inbox.push_dispatch(durable(&[true, true]));
+    a.deliver(b"+OK\r\n", &frames(b"+OK\r\n", &[5]), None);
+    a.refuse(b"-READONLY no\r\n");
+    let taken = inbox.take();
+    assert!(taken.out.is_empty() && taken.fault.is_none());
+    a.confirm(Some(1));
+    let taken = inbox.take();
+    assert_eq!(&taken.out[..], b"+OK\r\n");
+    assert_eq!(taken.fault.map(|f| f.kind), Some(FaultKind::Refused));
 }

@@ -256,6 +256,19 @@ fn find(name: &[u8], sub: Option<&[u8]>) -> Option<(usize, bool)> {
     }
 }
 
+/// Whether a forwarded command (of kind [`Kind::Write`]) changes data, so that a durable
+/// write waits for the replicas: the table's `write` flag, scripts and functions that are not
+/// `_RO` (they may write), the master's own flags for commands the table lacks, and, knowing
+/// nothing, yes.
+pub fn writes_data(req: &Request) -> bool {
+    match lookup(req.name(), req.arg1()) {
+        Some(spec) => {
+            spec.flags & F_WRITE != 0 || matches!(spec.name, b"EVAL" | b"EVALSHA" | b"FCALL")
+        }
+        None => learned::lookup(req.name(), req.arg1()).is_none_or(|f| f.write),
+    }
+}
+
 /// Whether the compiled table knows the command `name` (any case).
 pub fn in_table(name: &[u8]) -> bool {
     find(name, None).is_some()

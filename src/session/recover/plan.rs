@@ -204,6 +204,7 @@ mod tests {
                 kind: *k,
                 frames: 1,
                 replies: 1,
+                confirm: false,
             });
         }
         Fault {
@@ -219,6 +220,7 @@ mod tests {
             attempt: 0,
             silent: false,
             started: None,
+            durability: None,
         }
     }
 

@@ -1,0 +1,130 @@
+//! Durable writes on a connection. After the batches that carry durable writes, the
+//! connection writes one `WAIT replicas timeout` of its own, in the same write, so one
+//! replication round trip covers every write of every client before it (Redis counts, for
+//! `WAIT`, the replication offset of the connection's last write). Those batches' replies
+//! arrive as usual but stay in their inboxes (see `inbox::confirm`); when `WAIT` answers, the
+//! driver tells each of them how many replicas acknowledged. Batches wanting different
+//! settings get a `WAIT` each, in order.
+
+use std::io::Write;
+
+use super::{Driver, Pending, ReplyMode};
+use crate::config::Durability;
+
+/// The `WAIT` command for `d`.
+fn wait_command(d: Durability) -> Vec<u8> {
+    let replicas = d.replicas.to_string();
+    let timeout = d.timeout_ms().to_string();
+    let mut out = Vec::with_capacity(40);
+    // Writing to a Vec cannot fail.
+    let _ = write!(
+        out,
+        "*3\r\n$4\r\nWAIT\r\n${}\r\n{replicas}\r\n${}\r\n{timeout}\r\n",
+        replicas.len(),
+        timeout.len()
+    );
+    out
+}
+
+/// Replicas acknowledging, from `WAIT`'s reply (`None` for an error: a node that became a
+/// replica, or a user not allowed to run `WAIT`; logged).
+pub(super) fn acked(frame: &[u8]) -> Option<u32> {
+    let n = frame
+        .strip_prefix(b":")
+        .and_then(|f| f.strip_suffix(b"\r\n"))
+        .and_then(|d| std::str::from_utf8(d).ok())
+        .and_then(|d| d.parse().ok());
+    if n.is_none() {
+        tracing::warn!(
+            reply = %String::from_utf8_lossy(frame).trim_end(),
+            "WAIT refused: durable writes are answered as not confirmed"
+        );
+    }
+    n
+}
+
+impl Driver<'_> {
+    /// Notes a batch about to be queued: one with durable writes needs a `WAIT` after it.
+    pub(super) fn owe_wait(&mut self, d: Option<Durability>) {
+        let Some(d) = d else {
+            return;
+        };
+        if let Some(before) = self.owed.filter(|o| *o != d) {
+            self.push_wait(before);
+        }
+        self.owed = Some(d);
+    }
+
+    /// Queues the `WAIT` owed, if any, behind everything queued so far.
+    pub(super) fn settle_owed(&mut self) {
+        if let Some(d) = self.owed.take() {
+            self.push_wait(d);
+        }
+    }
+
+    fn push_wait(&mut self, d: Durability) {
+        let bytes = wait_command(d);
+        let mode = self.pending.back().map_or(self.idle_mode, |p| p.mode);
+        self.small.extend_from_slice(&bytes);
+        self.queued += bytes.len();
+        self.enqueued += bytes.len() as u64;
+        if self.pending.is_empty() {
+            self.arm_timer();
+        }
+        self.pending.push_back(Pending {
+            to: None,
+            expect: 1,
+            got: 0,
+            mode,
+            timed: true,
+            start_at: self.enqueued - bytes.len() as u64,
+            end_at: self.enqueued,
+        });
+    }
+
+    /// `WAIT`'s reply arrived (`acked` replicas): every batch answered before it learns its
+    /// outcome.
+    pub(super) fn on_wait_reply(&mut self, acked: Option<u32>) {
+        for to in self.awaiting.drain(..) {
+            to.confirm(acked);
+        }
+        self.pending.pop_front();
+    }
+
+    /// The connection ends: answers never to come.
+    pub(super) fn fail_awaiting(&mut self) {
+        self.owed = None;
+        for to in self.awaiting.drain(..) {
+            to.confirm(None);
+        }
+    }
+}
+
+/// Whether `mode` allows forwarding a reply in pieces for `p` (never for a durable batch,
+/// whose replies are held whole until the replicas answer, nor for the proxy's `WAIT`).
+pub(super) fn streamable(p: &Pending) -> bool {
+    p.mode == ReplyMode::Counted && p.to.as_ref().is_some_and(|t| t.durability().is_none())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn wait_command_and_reply() {
+        let d = Durability {
+            replicas: 2,
+            timeout: Duration::from_millis(250),
+        };
+        assert_eq!(
+            wait_command(d),
+            b"*3\r\n$4\r\nWAIT\r\n$1\r\n2\r\n$3\r\n250\r\n".to_vec()
+        );
+        assert_eq!(acked(b":1\r\n"), Some(1));
+        assert_eq!(
+            acked(b"-ERR WAIT cannot be used with replica instances\r\n"),
+            None
+        );
+    }
+}
