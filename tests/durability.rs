@@ -27,11 +27,14 @@ fn pair() -> (RedisServer, RedisServer) {
 }
 
 /// The master alone in site a, the replica in site b; durable writes with `timeout`, a user
-/// `fast` without them, and `extra` configuration.
+/// `fast` without them, and `extra` configuration. One worker thread, so that clients share
+/// its backend connections.
 fn proxy(master: &RedisServer, replica: &RedisServer, timeout: &str, extra: &str) -> Proxy {
     Proxy::builder()
         .config(&format!(
             r#"
+threads = 1
+
 [health]
 interval = "100ms"
 
@@ -157,6 +160,30 @@ fn unconfirmed_writes_get_the_error_and_are_on_the_master() {
     });
     assert_eq!(c.cmd(&["SET", "d:after", "1"]), Frame::ok());
     assert!(proxy.metric("redis_failover_proxy_durable_writes_unconfirmed_total", &[]) >= 3.0);
+}
+
+/// 1. One shared connection per key; the replica is stopped; the timeout is 10 s.
+/// 2. Client a's SET waits for the replica; client b's GET (another key) is answered
+///    meanwhile: reads go on connections that carry no durable write, so they never queue
+///    behind a WAIT.
+/// 3. The replica resumes: a gets OK.
+#[test]
+fn reads_do_not_queue_behind_durable_writes() {
+    let (master, replica) = pair();
+    let proxy = proxy(&master, &replica, "10s", "[backend]\npool_size = 1\n");
+    let mut a = proxy.client();
+    let mut b = proxy.client();
+    assert_eq!(a.cmd(&["SET", "d:r", "1"]), Frame::ok());
+    assert_eq!(b.cmd(&["GET", "d:r"]), Frame::bulk("1"));
+    replica.pause();
+    a.send(&["SET", "d:w", "2"]);
+    a.set_read_timeout(Some(Duration::from_millis(300)));
+    assert!(a.try_read().is_err(), "answered before the replica had it");
+    b.set_read_timeout(Some(Duration::from_secs(2)));
+    assert_eq!(b.cmd(&["GET", "d:r"]), Frame::bulk("1"), "the read waited");
+    replica.resume();
+    a.set_read_timeout(Some(Duration::from_secs(15)));
+    assert_eq!(a.read(), Frame::ok());
 }
 
 /// A pipeline of 10,000 INCRs with a GET every 100 answers 1..=10,000 in order, and the

@@ -20,4 +20,4 @@ pub use inbox::{Dispatch, Fault, FaultKind, Inbox, ReplyTo, Resolution, Sent, Ta
 pub use lane::{Lane, LaneState};
 pub use lease::{Lease, LeaseBoard};
 pub use liveness::{Liveness, NodeLiveness};
-pub use pool::{Dedicated, DedicatedError, NodeId, Pool, PoolConfig, PoolKey, Pools};
+pub use pool::{Dedicated, DedicatedError, LaneUse, NodeId, Pool, PoolConfig, PoolKey, Pools};

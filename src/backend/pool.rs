@@ -64,9 +64,22 @@ pub struct PoolKey {
     pub proto: Proto,
     /// Backend credentials.
     pub auth: Arc<BackendAuth>,
+    /// What these connections carry.
+    pub purpose: LaneUse,
+}
+
+/// What a set of shared connections carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum LaneUse {
+    /// Any command.
+    #[default]
+    Any,
+    /// Reads of clients whose writes are durable, while they have nothing in flight: no
+    /// durable write, hence no `WAIT`, ever runs on these, so no read queues behind one.
+    Reads,
     /// Reads served while the master's write lease is lapsed (`stale_reads = "serve"`): these
     /// connections carry no lease, and only reads are ever routed to them.
-    pub stale: bool,
+    StaleReads,
 }
 
 impl Hash for PoolKey {
@@ -75,7 +88,7 @@ impl Hash for PoolKey {
         self.db.hash(state);
         self.proto.hash(state);
         self.auth.user.hash(state);
-        self.stale.hash(state);
+        self.purpose.hash(state);
     }
 }
 
@@ -250,7 +263,7 @@ impl Pool {
             self.cfg(),
             self.nodes.lane_token(&key.node),
             // Stale-read lanes write nothing (only reads are routed to them): no lease.
-            if key.stale {
+            if key.purpose == LaneUse::StaleReads {
                 None
             } else {
                 self.leases.for_node(&key.node)

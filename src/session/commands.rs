@@ -5,7 +5,8 @@
 use bytes::BytesMut;
 use smallvec::SmallVec;
 
-use super::route::{Conn, Route, Single};
+use super::batch::Single;
+use super::route::{Conn, Route};
 use super::state::ReplyMode as ClientReply;
 use super::Session;
 use crate::backend::{ReplyMode, Sent};
@@ -48,7 +49,7 @@ impl Session {
             && !self.silent()
             && matches!(self.gate(req, &cls), Gate::Pass)
             && self.batch_takes(false)
-            && matches!(self.route_current(), Some(Route::Go));
+            && matches!(self.route_current(cls.kind == Kind::Read), Some(Route::Go));
         if !plain {
             return false;
         }

@@ -167,7 +167,7 @@ impl Session {
             db: 0,
             proto: self.state.proto,
             auth: Arc::clone(&user.backend),
-            stale: false,
+            purpose: Default::default(),
         };
         let unblock = Request::from_args(&["CLIENT", "UNBLOCK", &server_id.to_string(), mode]);
         match crate::backend::once::send_once(self.ctx.pool.dialer(), &key, &unblock).await {

@@ -6,7 +6,7 @@
 
 use bytes::Bytes;
 
-use super::route::Single;
+use super::batch::Single;
 use super::state::ReplyMode as ClientReply;
 use super::Session;
 use crate::auth::AuthError;

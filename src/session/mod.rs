@@ -11,6 +11,7 @@
 //! single frame larger than the query buffer limit, or replies beyond the output buffer limit,
 //! close the client, and no other client notices.
 
+mod batch;
 mod commands;
 mod deadline;
 mod hold;
@@ -46,8 +47,9 @@ use crate::resp::reply::ClientError;
 use crate::resp::{FrameLimits, Request, RequestParser};
 use crate::shutdown::Drain;
 use crate::topology::TopologyHandle;
+use batch::Batch;
 use registry::Registry;
-use route::{Batch, Conn};
+use route::Conn;
 use state::{ClientState, Subscriptions, TxBuffer};
 
 /// Stop reading while this much unprocessed input is buffered (and a frame is complete).

@@ -5,7 +5,8 @@
 use bytes::BytesMut;
 use smallvec::SmallVec;
 
-use super::route::{Conn, Pins, Route, Single, Unroutable};
+use super::batch::Single;
+use super::route::{Conn, Pins, Route, Unroutable};
 use super::Session;
 use crate::backend::{Dedicated, DedicatedError, Sent};
 use crate::resp::command::{Channels, Kind};

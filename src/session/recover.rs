@@ -319,7 +319,7 @@ impl Session {
         let tos = self.inbox.resolve(f.id, items);
         for (to, (payload, expect, timed)) in tos.into_iter().zip(sends) {
             self.conn
-                .send_out(Outgoing {
+                .send(Outgoing {
                     payload,
                     expect,
                     mode,

@@ -10,21 +10,13 @@
 //! makes a client's commands execute in the order it sent them even across connection
 //! switches (SELECT, WATCH, a blocking command, a new master) and failures.
 
-use bytes::{Bytes, BytesMut};
-use smallvec::SmallVec;
-
 use super::hold::Wait;
 use super::state::ClientState;
 use super::Session;
 use crate::backend::pool::Unavailable;
 use crate::backend::ConnError;
-use crate::backend::{
-    Dedicated, Dispatch, Inbox, Lane, NodeId, Outgoing, PoolKey, ReplyMode, Sent,
-};
-use crate::config::Durability;
-use crate::resp::command::{writes_data, Kind};
+use crate::backend::{Dedicated, Lane, LaneUse, NodeId, Outgoing, PoolKey, ReplyMode};
 use crate::resp::reply::{ClientError, Proto};
-use crate::resp::Request;
 use crate::topology::{RouteState, Topology};
 use std::sync::Arc;
 
@@ -108,13 +100,8 @@ impl Conn {
         }
     }
 
-    /// Sends on this connection.
-    pub(super) async fn send_out(&self, out: Outgoing) {
-        self.send(out).await;
-    }
-
     /// A slot for one batch if the connection's queue has room now.
-    fn try_reserve(&self) -> Option<tokio::sync::mpsc::Permit<'_, Outgoing>> {
+    pub(super) fn try_reserve(&self) -> Option<tokio::sync::mpsc::Permit<'_, Outgoing>> {
         match self {
             Conn::Shared { lane, .. } => lane.try_reserve(),
             Conn::Pinned { conn, .. } | Conn::Borrowed { conn } => conn.try_reserve(),
@@ -122,159 +109,14 @@ impl Conn {
         }
     }
 
-    async fn send(&self, out: Outgoing) {
+    /// Sends on this connection.
+    pub(super) async fn send(&self, out: Outgoing) {
         match self {
             Conn::Shared { lane, .. } => lane.send(out).await,
             Conn::Pinned { conn, .. } | Conn::Borrowed { conn } => conn.send(out).await,
             // Dropping the batch fails its entry as not sent; never reached, since a batch is
             // only built for an existing connection.
             Conn::None => drop(out),
-        }
-    }
-}
-
-/// Commands accumulated for one send.
-#[derive(Debug, Default)]
-pub(super) struct Batch {
-    /// The first command, kept as is (a batch of one is not copied).
-    first: Option<Bytes>,
-    buf: BytesMut,
-    cmds: SmallVec<[Sent; 1]>,
-    expect: u32,
-    silent: bool,
-    mode: Option<ReplyMode>,
-}
-
-impl Batch {
-    pub(super) fn is_empty(&self) -> bool {
-        self.cmds.is_empty()
-    }
-
-    fn len(&self) -> usize {
-        self.first.as_ref().map_or(0, Bytes::len) + self.buf.len()
-    }
-
-    /// Bytes accumulated.
-    pub(super) fn bytes(&self) -> usize {
-        self.len()
-    }
-
-    fn push(&mut self, frame: &Bytes, kind: Kind, confirm: bool) {
-        let start = self.len();
-        if self.cmds.is_empty() {
-            self.first = Some(frame.clone());
-        } else {
-            if let Some(first) = self.first.take() {
-                // A second command: a pipeline. Make room for a typical one at once rather
-                // than growing by doubling, one reallocation per power of two.
-                self.cmds.reserve(PIPELINE_GUESS - 1);
-                let room = (first.len() + frame.len()) * PIPELINE_GUESS / 2;
-                self.buf.reserve(room.min(PIPELINE_ROOM_MAX));
-                self.buf.extend_from_slice(&first);
-            }
-            self.buf.extend_from_slice(frame);
-        }
-        self.cmds.push(Sent {
-            range: start..start + frame.len(),
-            kind,
-            frames: 1,
-            replies: 1,
-            confirm,
-        });
-        self.expect += 1;
-    }
-
-    fn take(&mut self) -> (Bytes, SmallVec<[Sent; 1]>, u32, bool, ReplyMode) {
-        let payload = match self.first.take() {
-            Some(first) => first,
-            None => self.buf.split().freeze(),
-        };
-        let out = (
-            payload,
-            std::mem::take(&mut self.cmds),
-            self.expect,
-            self.silent,
-            self.mode.take().unwrap_or(ReplyMode::Counted),
-        );
-        self.expect = 0;
-        self.silent = false;
-        out
-    }
-}
-
-/// Turns `batch` into a dispatch on connection `conn`, registered with the client's inbox and
-/// ready to send.
-fn batch_dispatch(
-    batch: &mut Batch,
-    inbox: &Arc<Inbox>,
-    conn: u64,
-    durability: Option<Durability>,
-) -> Outgoing {
-    let (payload, cmds, expect, silent, mode) = batch.take();
-    let to = inbox.push_dispatch(Dispatch {
-        conn,
-        expect,
-        skip: 0,
-        silent,
-        payload: payload.clone(),
-        cmds,
-        attempt: 0,
-        started: None,
-        durability,
-    });
-    Outgoing {
-        payload,
-        expect,
-        mode,
-        timed: true,
-        to,
-    }
-}
-
-/// Commands a batch makes room for once it holds two (the depth pipelining clients commonly
-/// use); and the most bytes it reserves for them ahead.
-const PIPELINE_GUESS: usize = 16;
-const PIPELINE_ROOM_MAX: usize = 64 * 1024;
-
-/// Batches grow at most this large before they are sent.
-const BATCH_BYTES: usize = 256 * 1024;
-
-/// A dispatch of one special command (or a few the proxy composed).
-#[derive(Debug)]
-pub(super) struct Single {
-    pub(super) payload: Bytes,
-    pub(super) cmds: SmallVec<[Sent; 1]>,
-    pub(super) expect: u32,
-    pub(super) skip: u32,
-    pub(super) timed: bool,
-    /// Reply mode to use instead of the session's current one.
-    pub(super) mode: Option<ReplyMode>,
-    /// When a blocking command was first sent (its timeout runs from there).
-    pub(super) started: Option<std::time::Instant>,
-}
-
-impl Single {
-    /// One client command producing `frames` replies, all visible.
-    pub(super) fn command(req: &Request, kind: Kind, frames: u32, timed: bool) -> Self {
-        let payload = req.bytes().clone();
-        let len = payload.len();
-        Self {
-            payload,
-            cmds: SmallVec::from_elem(
-                Sent {
-                    range: 0..len,
-                    kind,
-                    frames,
-                    replies: frames,
-                    confirm: false,
-                },
-                1,
-            ),
-            expect: frames,
-            skip: 0,
-            timed,
-            mode: None,
-            started: None,
         }
     }
 }
@@ -309,7 +151,7 @@ fn target_in(topo: &Topology, state: &ClientState) -> Result<Target, Unroutable>
             db: state.db,
             proto: state.proto,
             auth: Arc::clone(&user.backend),
-            stale: false,
+            purpose: LaneUse::Any,
         },
         epoch: topo.epoch,
     })
@@ -327,7 +169,7 @@ fn stale_key_in(topo: &Topology, state: &ClientState) -> Option<PoolKey> {
         db: state.db,
         proto: state.proto,
         auth: Arc::clone(&state.user.as_ref()?.backend),
-        stale: true,
+        purpose: LaneUse::StaleReads,
     })
 }
 
@@ -369,7 +211,7 @@ pub(super) enum Route {
 
 impl Session {
     /// Reply mode for a dispatch on the current connection.
-    fn reply_mode(&self) -> ReplyMode {
+    pub(super) fn reply_mode(&self) -> ReplyMode {
         // RESP3 messages are push frames, recognised in any mode; only a RESP2 subscriber's
         // messages look like replies.
         match self.conn.pins() {
@@ -403,21 +245,15 @@ impl Session {
     /// Makes the connection for ordinary commands current: the pinned one if pinned, else a
     /// shared lane for the current key.
     pub(super) async fn route_data(&mut self) -> Route {
-        if let Some(route) = self.route_current() {
+        if let Some(route) = self.route_current(false) {
             return route;
         }
         let Target { key, epoch } = match self.target() {
             Ok(t) => t,
             Err(u) => return self.unroutable(u),
         };
-        self.master_back();
-        match self.use_lane(&key).await {
-            Ok(route) => {
-                if matches!(&self.conn, Conn::Shared { key: k, .. } if *k == key) {
-                    self.route_epoch = epoch;
-                }
-                route
-            }
+        match self.use_target(&key, epoch).await {
+            Ok(route) => route,
             Err(_) if self.node_busy(&key) => Route::Refuse(ClientError::Busy),
             // The master refused the handshake (a wrong backend password, an ACL user without
             // rights): waiting will not change that; the client gets the master's own words.
@@ -426,6 +262,17 @@ impl Session {
                 None => self.unroutable(Unroutable::Hold("the master cannot be reached".into())),
             },
         }
+    }
+
+    /// Makes a shared lane for `key`, read from the snapshot of `epoch`, the current
+    /// connection (see [`use_lane`](Self::use_lane)).
+    async fn use_target(&mut self, key: &PoolKey, epoch: u64) -> Result<Route, Unavailable> {
+        self.master_back();
+        let route = self.use_lane(key).await?;
+        if matches!(&self.conn, Conn::Shared { key: k, .. } if k == key) {
+            self.route_epoch = epoch;
+        }
+        Ok(route)
     }
 
     /// Makes a shared lane for `key` the current connection: the current one if it is that
@@ -452,7 +299,9 @@ impl Session {
 
     /// The route for a read: like [`route_data`](Self::route_data), but while the master's
     /// write lease is lapsed and the operator chose `stale_reads = "serve"`, to the last
-    /// verified master on a lane of its own (counted in `stale_reads_total`).
+    /// verified master on a lane of its own (counted in `stale_reads_total`); and for a client
+    /// with durable writes and nothing in flight, to a lane that carries no durable write
+    /// ([`LaneUse::Reads`]), so that the read never queues behind another client's `WAIT`.
     pub(super) async fn route_read(&mut self) -> Route {
         let stale = !self.conn.is_pinned() && self.ctx.dynamic.load().stale_reads;
         let key = if stale {
@@ -460,26 +309,52 @@ impl Session {
         } else {
             None
         };
-        let Some(key) = key else {
-            return self.route_data().await;
-        };
-        crate::metrics::stale_read();
-        match self.use_lane(&key).await {
-            Ok(route) => route,
-            Err(_) => self.route_data().await,
+        if let Some(key) = key {
+            crate::metrics::stale_read();
+            return match self.use_lane(&key).await {
+                Ok(route) => route,
+                Err(_) => self.route_data().await,
+            };
         }
+        if let Some(route) = self.route_current(true) {
+            return route;
+        }
+        if self.wants_read_lane() {
+            if let Ok(Target { mut key, epoch }) = self.target() {
+                key.purpose = LaneUse::Reads;
+                if let Ok(route) = self.use_target(&key, epoch).await {
+                    return route;
+                }
+            }
+        }
+        self.route_data().await
+    }
+
+    /// Whether a read now should go to a reads-only lane: the client's writes are durable
+    /// and nothing of it is in flight (so switching lanes costs no wait).
+    fn wants_read_lane(&self) -> bool {
+        self.durability().is_some()
+            && !self.conn.is_pinned()
+            && self.batch.is_empty()
+            && self.inbox.in_flight() == 0
     }
 
     /// The route when the current connection still serves this client's commands: a pinned
     /// one, or the same lane with nothing changed since it was chosen (the common case, which
     /// needs no waiting). `None` when a connection must be chosen.
-    pub(super) fn route_current(&self) -> Option<Route> {
+    /// `read`: whether the command is a read (a reads-only lane takes nothing else).
+    pub(super) fn route_current(&self, read: bool) -> Option<Route> {
         match &self.conn {
             Conn::Pinned { conn, .. } => Some(self.may_send(conn.id())),
             Conn::Shared { lane, key } => {
-                // A stale-read lane is only ever chosen for one read at a time.
+                let fits = match key.purpose {
+                    LaneUse::Any => !(read && self.wants_read_lane()),
+                    LaneUse::Reads => read,
+                    // A stale-read lane is only ever chosen for one read at a time.
+                    LaneUse::StaleReads => false,
+                };
                 let same = self.route_epoch == self.ctx.topology.epoch()
-                    && !key.stale
+                    && fits
                     && key.db == self.state.db
                     && key.proto == self.state.proto
                     && self
@@ -509,125 +384,6 @@ impl Session {
     pub(super) async fn switch_blocked(&mut self) -> bool {
         self.flush_batch().await;
         self.inbox.busy_elsewhere(0)
-    }
-
-    /// Adds an ordinary command to the batch for the current connection.
-    pub(super) async fn batch_command(&mut self, req: &Request, kind: Kind, silent: bool) {
-        if !self.batch_takes(silent) {
-            self.flush_batch().await;
-        }
-        self.batch_add(req, kind, silent);
-    }
-
-    /// Whether a command can join the batch as it is (or must wait for it to be sent).
-    pub(super) fn batch_takes(&self, silent: bool) -> bool {
-        self.batch.is_empty() || (self.batch.silent == silent && self.batch.len() < BATCH_BYTES)
-    }
-
-    /// Adds a command to the batch (which [`batch_takes`](Self::batch_takes) it).
-    pub(super) fn batch_add(&mut self, req: &Request, kind: Kind, silent: bool) {
-        if self.batch.is_empty() {
-            self.batch.silent = silent;
-            self.batch.mode = Some(self.reply_mode());
-        }
-        let confirm = kind == Kind::Write && self.durability().is_some() && writes_data(req);
-        self.batch.push(req.bytes(), kind, confirm);
-        if kind == Kind::Write {
-            self.note_write();
-        }
-    }
-
-    /// The durability this client's writes wait for (its user's; `None`: off).
-    pub(super) fn durability(&self) -> Option<Durability> {
-        self.state.user.as_ref().and_then(|u| u.durability)
-    }
-
-    /// Remembers where this client's writes go (for WAIT).
-    pub(super) fn note_write(&mut self) {
-        let node = match &self.conn {
-            Conn::Shared { key, .. } => Some(&key.node),
-            Conn::Pinned { conn, .. } | Conn::Borrowed { conn } => Some(&conn.key().node),
-            Conn::None => None,
-        };
-        if let Some(node) = node {
-            if self.last_write.as_ref() != Some(node) {
-                self.last_write = Some(Arc::clone(node));
-            }
-        }
-    }
-
-    /// Sends the batch.
-    pub(super) async fn flush_batch(&mut self) {
-        if let Some(out) = self.batch_out() {
-            self.conn.send(out).await;
-        }
-    }
-
-    /// Sends the batch if that needs no waiting; returns whether nothing is left to send.
-    pub(super) fn try_flush_batch(&mut self) -> bool {
-        let Some(conn_id) = self.conn.id() else {
-            return true;
-        };
-        if self.batch.is_empty() {
-            return true;
-        }
-        // The slot is taken before the batch becomes a dispatch, so that a full queue leaves
-        // everything as it was for `flush_batch`.
-        let Some(permit) = self.conn.try_reserve() else {
-            return false;
-        };
-        let durability = self.durability();
-        permit.send(batch_dispatch(
-            &mut self.batch,
-            &self.inbox,
-            conn_id,
-            durability,
-        ));
-        true
-    }
-
-    /// Turns the batch into a dispatch on the current connection, ready to send.
-    fn batch_out(&mut self) -> Option<Outgoing> {
-        if self.batch.is_empty() {
-            return None;
-        }
-        let conn_id = self.conn.id()?;
-        let durability = self.durability();
-        Some(batch_dispatch(
-            &mut self.batch,
-            &self.inbox,
-            conn_id,
-            durability,
-        ))
-    }
-
-    /// Sends one composed dispatch on the current connection, after the batch.
-    pub(super) async fn send_single(&mut self, single: Single, silent: bool) {
-        self.flush_batch().await;
-        let Some(conn_id) = self.conn.id() else {
-            return;
-        };
-        let mode = single.mode.unwrap_or_else(|| self.reply_mode());
-        let to = self.inbox.push_dispatch(Dispatch {
-            conn: conn_id,
-            expect: single.expect,
-            skip: single.skip,
-            silent,
-            payload: single.payload.clone(),
-            cmds: single.cmds,
-            attempt: 0,
-            started: single.started,
-            durability: self.durability(),
-        });
-        self.conn
-            .send(Outgoing {
-                payload: single.payload,
-                expect: single.expect,
-                mode,
-                timed: single.timed,
-                to,
-            })
-            .await;
     }
 }
 

@@ -5,7 +5,8 @@
 
 use bytes::Bytes;
 
-use super::route::{Conn, Single};
+use super::batch::Single;
+use super::route::Conn;
 use super::Session;
 use crate::resp::command::Kind;
 use crate::resp::reply::{ClientError, Value};

@@ -8,7 +8,8 @@
 
 use smallvec::SmallVec;
 
-use super::route::{Conn, Single};
+use super::batch::Single;
+use super::route::Conn;
 use super::state::TxBuffer;
 use super::Session;
 use crate::backend::Sent;
