@@ -5,6 +5,11 @@
 //! arrive as usual but stay in their inboxes (see `inbox::confirm`); when `WAIT` answers, the
 //! driver tells each of them how many replicas acknowledged. Batches wanting different
 //! settings get a `WAIT` each, in order.
+//!
+//! At most one `WAIT` is outstanding: Redis runs the commands behind a blocked `WAIT` only
+//! once it returns, so a `WAIT` per write would make every batch pay a whole replication
+//! round trip in turn. Batches written meanwhile run as soon as it returns, and the next
+//! `WAIT`, sent when its answer arrives, covers all of them.
 
 use std::io::Write;
 
@@ -55,8 +60,12 @@ impl Driver<'_> {
         self.owed = Some(d);
     }
 
-    /// Queues the `WAIT` owed, if any, behind everything queued so far.
+    /// Queues the `WAIT` owed, if any and none is outstanding, behind everything queued so
+    /// far.
     pub(super) fn settle_owed(&mut self) {
+        if self.waits_out > 0 {
+            return;
+        }
         if let Some(d) = self.owed.take() {
             self.push_wait(d);
         }
@@ -71,6 +80,7 @@ impl Driver<'_> {
         if self.pending.is_empty() {
             self.arm_timer();
         }
+        self.waits_out += 1;
         self.pending.push_back(Pending {
             to: None,
             expect: 1,
@@ -89,6 +99,7 @@ impl Driver<'_> {
             to.confirm(acked);
         }
         self.pending.pop_front();
+        self.waits_out = self.waits_out.saturating_sub(1);
     }
 
     /// The connection ends: answers never to come.

@@ -153,6 +153,8 @@ pub(crate) struct Driver<'a> {
     owed: Option<crate::config::Durability>,
     /// Batches with durable writes whose replies arrived, waiting for `WAIT`'s answer.
     awaiting: VecDeque<ReplyTo>,
+    /// The proxy's own `WAIT`s written or queued and not yet answered.
+    waits_out: usize,
 }
 
 impl std::fmt::Debug for Driver<'_> {
@@ -204,6 +206,7 @@ impl<'a> Driver<'a> {
             timer_armed: false,
             owed: None,
             awaiting: VecDeque::new(),
+            waits_out: 0,
         }
     }
 
