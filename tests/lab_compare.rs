@@ -18,7 +18,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use support::failover::wait_for;
-use support::lab_cut::{cut_master_site, print_table, PACE};
+use support::lab_cut::{cut_master_site, print_table, start_lab, through_proxies, PACE};
 use support::lab_layout::Layout;
 use support::netlab::Lab;
 use support::writer::Writer;
@@ -93,16 +93,11 @@ impl Drop for HaProxy {
 #[test]
 #[ignore = "two minutes on the network lab (root); run by scripts/bench-failover --lab"]
 fn master_site_cut_proxy_and_haproxy() {
-    let Some(lab) = Lab::try_start(&["a", "b", "c", "d"]) else {
-        support::netlab::not_run("lab_compare");
+    let Some(lab) = start_lab("lab_compare", LIMIT) else {
         return;
     };
-    lab.watchdog(LIMIT);
-
     let l = Layout::build(lab, &["a", "b"]);
-    let mut rows = cut_master_site(&l, "proxy", &|site, key| {
-        Writer::start(l.proxy(site), key, PACE)
-    });
+    let mut rows = through_proxies(&l, "proxy");
     let lab = l.into_lab();
 
     let l = Layout::build(lab, &[]);

@@ -11,10 +11,8 @@ mod support;
 
 use std::time::Duration;
 
-use support::lab_cut::{cut_master_site, print_table, Row, PACE};
+use support::lab_cut::{print_table, start_lab, through_proxies, Row};
 use support::lab_layout::Layout;
-use support::netlab::Lab;
-use support::writer::Writer;
 
 /// One pair of runs with their set-ups.
 const LIMIT: Duration = Duration::from_secs(300);
@@ -30,20 +28,14 @@ fn durable_writes_survive_the_master_site_cut() {
         .unwrap_or(1);
     let mut problems = Vec::new();
     for run in 1..=runs {
-        let Some(lab) = Lab::try_start(&["a", "b", "c", "d"]) else {
-            support::netlab::not_run("durable_writes_survive_the_master_site_cut");
+        let Some(lab) = start_lab("durable_writes_survive_the_master_site_cut", LIMIT) else {
             return;
         };
-        lab.watchdog(LIMIT);
         let l = Layout::build(lab, &["a", "b"]);
-        let mut rows = cut_master_site(&l, "proxy", &|site, key| {
-            Writer::start(l.proxy(site), key, PACE)
-        });
+        let mut rows = through_proxies(&l, "proxy");
         let lab = l.into_lab();
         let l = Layout::build_with(lab, &["a", "b"], DURABLE);
-        let durable = cut_master_site(&l, "durable", &|site, key| {
-            Writer::start(l.proxy(site), key, PACE)
-        });
+        let durable = through_proxies(&l, "durable");
         drop(l);
         problems.extend(durable.iter().filter_map(|r| broken(run, r)));
         rows.extend(durable);

@@ -314,13 +314,8 @@ impl Session {
             self.stalled = Some(req);
             return;
         }
-        let key = match self.shared_key() {
-            Ok(k) => k,
-            Err(u) => {
-                let route = self.unroutable(u);
-                self.routed(route, &req, silent).await;
-                return;
-            }
+        let Some(key) = self.shared_key_or_answer(&req, silent).await else {
+            return;
         };
         if self.last_write.as_ref().is_some_and(|n| *n != key.node) {
             return self

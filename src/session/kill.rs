@@ -13,13 +13,8 @@ use crate::resp::Request;
 impl Session {
     /// Sends a kill command to the master on a connection of its own.
     pub(super) async fn kill(&mut self, req: Request, silent: bool) {
-        let key = match self.shared_key() {
-            Ok(k) => k,
-            Err(u) => {
-                let route = self.unroutable(u);
-                self.routed(route, &req, silent).await;
-                return;
-            }
+        let Some(key) = self.shared_key_or_answer(&req, silent).await else {
+            return;
         };
         match send_once(self.ctx.pool.dialer(), &key, &req).await {
             Ok(reply) => self.reply(&reply, silent).await,

@@ -17,6 +17,7 @@ use crate::backend::pool::Unavailable;
 use crate::backend::ConnError;
 use crate::backend::{Dedicated, Lane, LaneUse, NodeId, Outgoing, PoolKey, ReplyMode};
 use crate::resp::reply::{ClientError, Proto};
+use crate::resp::Request;
 use crate::topology::{RouteState, Topology};
 use std::sync::Arc;
 
@@ -224,6 +225,23 @@ impl Session {
     /// The shared-lane key for this client now, or why there is none.
     pub(super) fn shared_key(&self) -> Result<PoolKey, Unroutable> {
         self.target().map(|t| t.key)
+    }
+
+    /// The shared-lane key for `req`, or `None` once `req` was answered or stalled as the
+    /// reason there is none says.
+    pub(super) async fn shared_key_or_answer(
+        &mut self,
+        req: &Request,
+        silent: bool,
+    ) -> Option<PoolKey> {
+        match self.shared_key() {
+            Ok(key) => Some(key),
+            Err(u) => {
+                let route = self.unroutable(u);
+                self.routed(route, req, silent).await;
+                None
+            }
+        }
     }
 
     /// Where this client's ordinary commands go now, read from one snapshot.

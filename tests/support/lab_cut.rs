@@ -42,6 +42,24 @@ pub fn sleep_until(lab: &Lab, t: Instant) {
     }
 }
 
+/// A fresh lab with sites a, b, c and d, bounded by `limit`; `None` (after recording `test`
+/// as not run) where namespaces cannot be made.
+pub fn start_lab(test: &str, limit: Duration) -> Option<Lab> {
+    let Some(lab) = Lab::try_start(&["a", "b", "c", "d"]) else {
+        super::netlab::not_run(test);
+        return None;
+    };
+    lab.watchdog(limit);
+    Some(lab)
+}
+
+/// [`cut_master_site`] with the writers going through the layout's proxies in sites a and b.
+pub fn through_proxies(l: &Layout, target: &'static str) -> Vec<Row> {
+    cut_master_site(l, target, &|site, key| {
+        Writer::start(l.proxy(site), key, PACE)
+    })
+}
+
 /// Cuts site a off for [`CUT`] and heals it, with a writer in sites a and b started by `start`
 /// (site, key); one row per site.
 pub fn cut_master_site(

@@ -11,24 +11,19 @@
 //! round trip in turn. Batches written meanwhile run as soon as it returns, and the next
 //! `WAIT`, sent when its answer arrives, covers all of them.
 
-use std::io::Write;
+use bytes::Bytes;
 
 use super::{Driver, Pending, ReplyMode};
 use crate::config::Durability;
+use crate::resp::Request;
 
 /// The `WAIT` command for `d`.
-fn wait_command(d: Durability) -> Vec<u8> {
+fn wait_command(d: Durability) -> Bytes {
     let replicas = d.replicas.to_string();
     let timeout = d.timeout_ms().to_string();
-    let mut out = Vec::with_capacity(40);
-    // Writing to a Vec cannot fail.
-    let _ = write!(
-        out,
-        "*3\r\n$4\r\nWAIT\r\n${}\r\n{replicas}\r\n${}\r\n{timeout}\r\n",
-        replicas.len(),
-        timeout.len()
-    );
-    out
+    Request::from_args(&["WAIT", replicas.as_str(), timeout.as_str()])
+        .bytes()
+        .clone()
 }
 
 /// Replicas acknowledging, from `WAIT`'s reply (`None` for an error: a node that became a
@@ -129,8 +124,8 @@ mod tests {
             timeout: Duration::from_millis(250),
         };
         assert_eq!(
-            wait_command(d),
-            b"*3\r\n$4\r\nWAIT\r\n$1\r\n2\r\n$3\r\n250\r\n".to_vec()
+            &wait_command(d)[..],
+            b"*3\r\n$4\r\nWAIT\r\n$1\r\n2\r\n$3\r\n250\r\n"
         );
         assert_eq!(acked(b":1\r\n"), Some(1));
         assert_eq!(

@@ -12,13 +12,11 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 
 use super::entry::{Entry, Sent};
-use crate::config::Durability;
 use crate::resp::reply::ClientError;
 
 /// What an entry with durable writes waits for.
 #[derive(Debug)]
 pub(super) struct Awaiting {
-    durability: Durability,
     /// Frame numbers of the durable writes' replies, in order, with whether the command is a
     /// transaction block (whose null reply means that nothing ran).
     targets: Vec<(u32, bool)>,
@@ -31,7 +29,7 @@ pub(super) struct Awaiting {
 
 impl Awaiting {
     /// The wait for the durable writes among `cmds`; `None` when there are none.
-    pub(super) fn new(durability: Durability, cmds: &[Sent]) -> Option<Self> {
+    pub(super) fn new(cmds: &[Sent]) -> Option<Self> {
         let mut targets = Vec::new();
         let mut end = 0u32;
         for c in cmds {
@@ -41,17 +39,11 @@ impl Awaiting {
             }
         }
         (!targets.is_empty()).then(|| Self {
-            durability,
             targets,
             next: 0,
             writes: Vec::new(),
             replied_at: None,
         })
-    }
-
-    /// The setting waited for.
-    pub(super) fn durability(&self) -> Durability {
-        self.durability
     }
 
     /// Notes reply frame number `index`, stored at `at` in the held bytes.
@@ -85,10 +77,9 @@ fn applied(frame: &[u8], block: bool) -> bool {
 /// Ends the wait of `entry` with `acked` replicas acknowledging (`None`: unknown, the
 /// connection was lost). Returns the change in held bytes.
 pub(super) fn settle(entry: &mut Entry, acked: Option<u32>) -> isize {
-    let Some(wait) = entry.confirm.take() else {
+    let (Some(wait), Some(d)) = (entry.confirm.take(), entry.durable) else {
         return 0;
     };
-    let d = wait.durability;
     let confirmed = acked.is_some_and(|n| n >= d.replicas);
     let waited = wait.replied_at.map_or(Duration::ZERO, |t| t.elapsed());
     crate::metrics::durable_writes(wait.writes.len(), confirmed, waited);
@@ -134,23 +125,18 @@ mod tests {
         }
     }
 
-    const D: Durability = Durability {
-        replicas: 1,
-        timeout: Duration::from_millis(200),
-    };
-
     #[test]
     fn only_durable_writes_are_targets() {
         let cmds = [sent(1, 1, false), sent(1, 1, true), sent(3, 1, true)];
-        let w = Awaiting::new(D, &cmds).unwrap();
+        let w = Awaiting::new(&cmds).unwrap();
         assert_eq!(w.targets, vec![(1, false), (4, true)]);
-        assert!(Awaiting::new(D, &[sent(1, 1, false)]).is_none());
+        assert!(Awaiting::new(&[sent(1, 1, false)]).is_none());
     }
 
     #[test]
     fn errors_and_aborted_blocks_are_not_rewritten() {
         let cmds = [sent(1, 1, true), sent(1, 1, true), sent(2, 1, true)];
-        let mut w = Awaiting::new(D, &cmds).unwrap();
+        let mut w = Awaiting::new(&cmds).unwrap();
         w.observe(0, 0..5, b"+OK\r\n");
         w.observe(1, 5..12, b"-ERR x\r\n");
         w.observe(2, 12..17, b"+OK\r\n");

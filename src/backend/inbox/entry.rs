@@ -160,7 +160,7 @@ impl Entry {
     pub(super) fn dispatched(id: u64, d: Dispatch) -> Self {
         let confirm = d
             .durability
-            .and_then(|dur| Awaiting::new(dur, &d.cmds))
+            .and_then(|_| Awaiting::new(&d.cmds))
             .map(Box::new);
         Self {
             confirm,
@@ -205,7 +205,7 @@ impl Entry {
 
     /// The durability its replies wait for, when it carries durable writes.
     pub(super) fn durability(&self) -> Option<Durability> {
-        self.confirm.as_ref().map(|w| w.durability())
+        self.confirm.as_ref().and(self.durable)
     }
 
     /// All frames arrived, nothing went wrong, and the replicas answered (durable writes).
