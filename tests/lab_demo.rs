@@ -205,7 +205,9 @@ fn lab_demo() {
         "  acked lost: acknowledged writes missing on the master at the end. Site a's proxy \
          acknowledges only within its write lease (1.8 s here): what site a lost was \
          acknowledged in the first moments of the cut, before the promotion; then it held \
-         its clients' commands (hold_timeout 6 s) and refused them, not executed.",
+         its clients' commands (hold_timeout 6 s) and refused them, not executed. With \
+         [durability] replicas = 1 those writes are answered UNCONFIRMED instead of OK, and \
+         nothing acknowledged is lost (cargo test --test lab_durable -- --nocapture).",
     );
     assert!(broken.is_empty(), "{}", broken.join("\n"));
 }
