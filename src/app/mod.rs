@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::admin::{self, Admin};
 use crate::auth::{User, Users};
 use crate::backend::{BackendAuth, Dialer, LeaseBoard, Liveness, Pool, PoolConfig, Pools};
-use crate::config::{Authority, Config, Password};
+use crate::config::{AuthMode, Authority, Config, Password};
 use crate::failover::lease::LeaseSettings;
 use crate::failover::operate::Operator;
 use crate::failover::{Failover, Reach, Settings, Signals};
@@ -531,6 +531,9 @@ fn build_users(cfg: &Config, backend: &Arc<BackendAuth>) -> Result<Users, StartE
     let default = make("default", &cfg.auth.password, Arc::clone(backend))?
         .with_permissions(cfg.auth.permissions.clone())
         .with_durability(Some(cfg.durability));
+    if cfg.auth.mode == AuthMode::Passthrough {
+        return Ok(Users::passthrough(default));
+    }
     let mut named = Vec::new();
     for u in &cfg.auth.users {
         let b = if u.backend_user.is_some() || u.backend_password.is_some() {

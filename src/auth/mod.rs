@@ -1,5 +1,7 @@
-//! Proxy-side users: who may talk to the proxy, checked by the proxy itself and never by
-//! forwarding a client's password to Redis. A default password works like Redis's
+//! Proxy-side users: who may talk to the proxy. In the default mode they are checked by the
+//! proxy itself and a client's password is never forwarded to Redis; in passthrough mode the
+//! proxy has no users of its own and [`Users::from_master`] makes one from credentials the
+//! master accepted (see `session::passthrough`). A default password works like Redis's
 //! `requirepass`; named users work like ACL users. Passwords are kept only as SHA-256 digests
 //! and compared in constant time. Each user names the backend credentials its commands run
 //! under (by default the proxy's own), which is why backend pools are keyed by backend user,
@@ -109,6 +111,9 @@ pub enum AuthError {
 pub struct Users {
     default: Arc<User>,
     named: HashMap<String, Arc<User>>,
+    /// Passthrough mode: the master checks credentials; `default` is what a client runs as
+    /// before its `AUTH` (Redis's `default` user, with no password of the proxy's).
+    passthrough: bool,
 }
 
 impl Users {
@@ -120,7 +125,50 @@ impl Users {
                 .into_iter()
                 .map(|u| (u.name.clone(), Arc::new(u)))
                 .collect(),
+            passthrough: false,
         }
+    }
+
+    /// Passthrough mode: no users of the proxy's own. Clients start as Redis's `default`
+    /// user without a password (a master that requires one answers their commands
+    /// `NOAUTH`); `template` gives every client its permissions and durability.
+    pub fn passthrough(template: User) -> Self {
+        let default = User {
+            name: "default".into(),
+            digest: None,
+            backend: Arc::new(BackendAuth::default()),
+            ..template
+        };
+        Self {
+            default: Arc::new(default),
+            named: HashMap::new(),
+            passthrough: true,
+        }
+    }
+
+    /// Whether the master, not the proxy, checks credentials.
+    pub fn checked_by_master(&self) -> bool {
+        self.passthrough
+    }
+
+    /// Passthrough mode: the user for `AUTH [user] password` once the master accepted it. Its
+    /// commands run on the master as that user, with those credentials. `None` when they are
+    /// not UTF-8 text (the handshake could not carry them).
+    pub fn from_master(&self, user: Option<&[u8]>, password: &[u8]) -> Option<Arc<User>> {
+        let name = user
+            .map(|u| std::str::from_utf8(u).ok())
+            .unwrap_or(Some("default"))?;
+        let password = std::str::from_utf8(password).ok()?;
+        Some(Arc::new(User {
+            name: name.to_string(),
+            digest: None,
+            backend: Arc::new(BackendAuth {
+                user: user.map(|_| name.to_string()),
+                password: Some(crate::config::Secret::new(password)),
+            }),
+            permissions: self.default.permissions.clone(),
+            durability: self.default.durability,
+        }))
     }
 
     /// The user a new connection starts as: the default user when it needs no password,
@@ -132,7 +180,7 @@ impl Users {
             .then(|| Arc::clone(&self.default))
     }
 
-    /// Whether clients must authenticate before other commands.
+    /// Whether clients must authenticate (to the proxy) before other commands.
     pub fn auth_required(&self) -> bool {
         self.default.digest.is_some()
     }
@@ -251,5 +299,25 @@ mod tests {
             vec![User::with_digest("h", &real, backend()).unwrap()],
         );
         assert!(users.authenticate(Some(b"h"), b"app-pw").is_ok());
+    }
+
+    #[test]
+    fn passthrough_users_carry_the_clients_credentials() {
+        let template = User::open("default", backend()).with_permissions(Permissions::ReadOnly);
+        let users = Users::passthrough(template);
+        assert!(users.checked_by_master());
+        let first = users.initial().expect("clients start as default");
+        assert_eq!(*first.backend, BackendAuth::default());
+        let app = users.from_master(Some(b"app"), b"pw").unwrap();
+        assert_eq!(app.name, "app");
+        assert_eq!(app.backend.user.as_deref(), Some("app"));
+        assert_eq!(app.backend.password.as_ref().unwrap().expose(), "pw");
+        assert_eq!(app.permissions, Permissions::ReadOnly);
+        let default = users.from_master(None, b"pw").unwrap();
+        assert_eq!(
+            (default.name.as_str(), &default.backend.user),
+            ("default", &None)
+        );
+        assert!(users.from_master(Some(b"\xff"), b"pw").is_none());
     }
 }

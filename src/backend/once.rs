@@ -6,15 +6,19 @@
 //! connection may be waiting behind the script's own reply. The identity check is reduced to
 //! what HELLO tells (the node's role); a kill sent to another node behind a load balancer can
 //! only stop a script there, or be answered `NOTBUSY`.
+//!
+//! Passthrough authentication uses the same kind of connection to ask the master whether a
+//! client's `AUTH` is good ([`check_auth`]).
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::timeout;
 
 use super::handshake::{hello_command, read_reply};
-use super::Dialer;
 use super::{ConnError, PoolKey};
+use super::{Dialer, Endpoint};
 use crate::resp::decode::{decode, Reply};
+use crate::resp::reply::Proto;
 use crate::resp::Request;
 
 /// Largest reply taken (the kill commands answer a status line).
@@ -55,17 +59,43 @@ pub async fn send_once(dialer: Dialer, key: &PoolKey, req: &Request) -> Result<B
             .await
             .map_err(OnceError::Unknown)
     };
-    let after = dialer.handshake_timeout;
-    let result = timeout(after, exchange).await.unwrap_or_else(|_| {
-        Err(OnceError::Unknown(ConnError::HandshakeTimeout {
-            addr: ep.to_string(),
-            after,
-        }))
-    });
+    let result = bounded(dialer, ep, exchange).await;
     if let Err(e) = &result {
         tracing::warn!(node = %ep, error = %e, command = %String::from_utf8_lossy(req.name()), "command on a connection of its own failed");
     }
     result
+}
+
+/// Sends a client's `AUTH` as the first command of a new connection to `ep` and returns the
+/// node's answer: in passthrough mode the master, not the proxy, checks credentials. No
+/// HELLO goes first, so the node answers `AUTH` exactly as it would answer the client.
+pub async fn check_auth(dialer: Dialer, ep: &Endpoint, auth: &Request) -> Result<Reply, OnceError> {
+    let mut io = dialer.connect(ep).await.map_err(OnceError::NotSent)?;
+    let exchange = async {
+        io.write_all(auth.bytes())
+            .await
+            .map_err(|e| OnceError::NotSent(e.into()))?;
+        let mut rbuf = BytesMut::with_capacity(256);
+        read_reply(&mut io, &mut rbuf, Proto::Resp2)
+            .await
+            .map_err(OnceError::NotSent)
+    };
+    bounded(dialer, ep, exchange).await
+}
+
+/// `exchange` under the handshake deadline (connecting had the connect deadline).
+async fn bounded<T>(
+    dialer: Dialer,
+    ep: &Endpoint,
+    exchange: impl std::future::Future<Output = Result<T, OnceError>>,
+) -> Result<T, OnceError> {
+    let after = dialer.handshake_timeout;
+    timeout(after, exchange).await.unwrap_or_else(|_| {
+        Err(OnceError::Unknown(ConnError::HandshakeTimeout {
+            addr: ep.to_string(),
+            after,
+        }))
+    })
 }
 
 /// HELLO must have succeeded, on a master (the only node the kill commands are sent to).
@@ -90,7 +120,7 @@ fn check_hello(hello: &Reply, addr: &str) -> Result<(), ConnError> {
 async fn raw_reply(
     io: &mut super::conn::BoxIo,
     rbuf: &mut BytesMut,
-    proto: crate::resp::reply::Proto,
+    proto: Proto,
 ) -> Result<Bytes, ConnError> {
     loop {
         match decode(proto, rbuf) {

@@ -88,6 +88,11 @@ pub struct Cli {
     #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
     pub durable_timeout: Option<std::time::Duration>,
 
+    /// Check clients' AUTH on the master and run their commands as that Redis user
+    /// (`[auth] mode = "passthrough"`).
+    #[arg(long)]
+    pub auth_passthrough: bool,
+
     /// Log format: human or json.
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<String>,
@@ -148,6 +153,9 @@ impl Cli {
         }
         if let Some(t) = self.durable_timeout {
             cfg.durability.timeout = t;
+        }
+        if self.auth_passthrough {
+            cfg.auth.mode = super::AuthMode::Passthrough;
         }
         self.apply_tls(cfg);
         if !self.nodes.is_empty() || !self.sentinels.is_empty() {

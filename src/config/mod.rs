@@ -4,6 +4,7 @@
 //! environment variable and never printed. Nothing binds before the whole configuration is
 //! valid. A leaf module: it imports nothing else from the crate.
 
+mod auth;
 pub mod cli;
 mod durability;
 mod file;
@@ -18,11 +19,11 @@ use std::time::Duration;
 
 use file::*;
 
+pub use auth::{Auth, AuthMode, Password, UserConfig};
 pub use durability::{Durability, DEFAULT_DURABLE_TIMEOUT};
 pub use reader::{parse_duration_str, Problem, Problems, Reader};
 pub use secret::{Secret, SecretSource};
 
-use crate::auth::{LimitSettings, Permissions};
 pub use tls::{ListenerTls, NodeTls, SiteTls, HANDSHAKE_TIMEOUT};
 
 /// Limits applied to clients (defaults as in Redis where Redis has one).
@@ -278,58 +279,6 @@ impl Default for Dns {
     }
 }
 
-/// How a user's password is given.
-#[derive(Debug, Clone)]
-pub enum Password {
-    /// No password.
-    None,
-    /// In clear (from the file, a file or the environment).
-    Plain(Secret),
-    /// As a SHA-256 hex digest.
-    Sha256(String),
-}
-
-/// A named proxy user.
-#[derive(Debug, Clone)]
-pub struct UserConfig {
-    /// Name.
-    pub name: String,
-    /// Password.
-    pub password: Password,
-    /// Backend credentials for this user's commands (default: the `[backend]` ones).
-    pub backend_user: Option<String>,
-    /// Backend password for this user's commands.
-    pub backend_password: Option<Secret>,
-    /// What the user may run.
-    pub permissions: Permissions,
-    /// Durable writes for this user (default: the `[durability]` setting).
-    pub durability: Option<Durability>,
-}
-
-/// Client authentication.
-#[derive(Debug, Clone)]
-pub struct Auth {
-    /// Password of the default user (Redis `requirepass`).
-    pub password: Password,
-    /// Named users.
-    pub users: Vec<UserConfig>,
-    /// What the default user may run.
-    pub permissions: Permissions,
-    /// Failed authentications allowed per client address.
-    pub limit: LimitSettings,
-}
-
-impl Default for Auth {
-    fn default() -> Self {
-        Self {
-            password: Password::None,
-            users: Vec::new(),
-            permissions: Permissions::All,
-            limit: LimitSettings::default(),
-        }
-    }
-}
-
 /// Shutdown timing.
 #[derive(Debug, Clone)]
 pub struct Shutdown {
@@ -495,7 +444,7 @@ impl Config {
             dns: r.table("dns", p).map_or(d.dns.clone(), |t| read_dns(t, p)),
             auth: r
                 .table("auth", p)
-                .map_or(d.auth.clone(), |t| read_auth(t, durability, p)),
+                .map_or(d.auth.clone(), |t| auth::read_auth(t, durability, p)),
             allow_commands: r
                 .get::<Vec<String>>("allow_commands", p)
                 .unwrap_or_default()

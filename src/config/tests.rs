@@ -64,3 +64,19 @@ fn validation_needs_nodes() {
     let err = Config::default().validate().unwrap_err();
     assert_eq!(err.0[0].path, "sites");
 }
+
+#[test]
+fn passthrough_has_no_users_of_its_own() {
+    let sites = "[[sites]]\nname = \"a\"\nnodes = [\"127.0.0.1:7001\"]\n";
+    let ok = Config::from_toml(&format!("[auth]\nmode = \"passthrough\"\n{sites}")).unwrap();
+    ok.validate().unwrap();
+    assert_eq!(ok.auth.mode, AuthMode::Passthrough);
+    let both = format!(
+        "[auth]\nmode = \"passthrough\"\npassword = \"x\"\n[[auth.users]]\nname = \"u\"\n{sites}"
+    );
+    let err = Config::from_toml(&both).unwrap().validate().unwrap_err();
+    let paths: Vec<&str> = err.0.iter().map(|p| p.path.as_str()).collect();
+    assert_eq!(paths, vec!["auth.password", "auth.users"]);
+    let err = Config::from_toml(&format!("[auth]\nmode = \"ldap\"\n{sites}")).unwrap_err();
+    assert_eq!(err.0[0].path, "auth.mode");
+}

@@ -23,6 +23,7 @@ impl Config {
         if self.health.rise == 0 || self.health.fall == 0 {
             p.add("health", "rise and fall must be at least 1");
         }
+        self.auth.check(&mut p);
         super::durability::check(self.durability, "durability", &mut p);
         for u in &self.auth.users {
             if let Some(d) = u.durability {

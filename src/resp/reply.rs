@@ -186,6 +186,11 @@ pub enum ClientError {
     WrongPass,
     /// AUTH with a password while no password is configured.
     AuthNotConfigured,
+    /// Passthrough mode: the master's own answer to the client's AUTH (`reply` is its error
+    /// line, given unchanged).
+    MasterAuth { reply: String },
+    /// Passthrough mode: credentials that are not UTF-8 text.
+    PassthroughNotText,
     /// Too many failed authentications from the client's address.
     AuthRateLimited { retry_after_secs: u64 },
     /// A command the user's permissions do not include.
@@ -298,6 +303,8 @@ impl ClientError {
             Protocol(e) => format!("ERR Protocol error: {e}"),
             NoAuth => "NOAUTH Authentication required.".into(),
             WrongPass => "WRONGPASS invalid username-password pair or user is disabled.".into(),
+            MasterAuth { reply } => reply.trim_start_matches('-').to_string(),
+            PassthroughNotText => "ERR the proxy passes only UTF-8 user names and passwords to the master (proxy)".into(),
             AuthRateLimited { retry_after_secs } => format!("ERR too many failed authentication attempts from this address; retry in {retry_after_secs}s (proxy)"),
             AuthNotConfigured => "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?".into(),
             NoPerm { command } => format!("NOPERM this user has no permissions to run the '{command}' command"),
@@ -355,7 +362,7 @@ impl ClientError {
         match self {
             Protocol(_) => "protocol",
             NoAuth | HelloNoAuth => "noauth",
-            WrongPass | AuthNotConfigured => "wrongpass",
+            WrongPass | AuthNotConfigured | MasterAuth { .. } | PassthroughNotText => "wrongpass",
             AuthRateLimited { .. } => "auth_limited",
             NoPerm { .. } => "noperm",
             Refused { .. } | Unsupported { .. } => "refused",

@@ -9,7 +9,6 @@ use bytes::Bytes;
 use super::batch::Single;
 use super::state::ReplyMode as ClientReply;
 use super::Session;
-use crate::auth::AuthError;
 use crate::resp::command::{Kind, Local};
 use crate::resp::reply::{ClientError, Proto, Value, OK, PONG};
 use crate::resp::scan::parse_int;
@@ -161,9 +160,9 @@ impl Session {
             }
         }
         let user = match auth {
-            Some((u, p)) => match self.authenticate(Some(u), p) {
-                Ok(user) => Some(user),
-                Err(e) => return self.reply_error(e, silent).await,
+            Some((u, p)) => match self.authenticate(req, Some(u), p, silent).await {
+                Some(user) => Some(user),
+                None => return,
             },
             None if !self.state.authenticated() => {
                 return self.reply_error(ClientError::HelloNoAuth, silent).await
@@ -258,48 +257,6 @@ impl Session {
             (Value::bulk("role"), Value::bulk("master")),
             (Value::bulk("modules"), Value::Array(modules)),
         ])
-    }
-
-    /// AUTH [user] password, checked against the proxy's users.
-    async fn auth(&mut self, req: &Request, silent: bool) {
-        let args = req.args();
-        let (user, password) = match args.len() {
-            2 => (None, args[1]),
-            3 => (Some(args[1]), args[2]),
-            _ => return self.reply_error(ClientError::Syntax, silent).await,
-        };
-        match self.authenticate(user, password) {
-            Ok(u) => {
-                self.state.user = Some(u);
-                self.publish_view();
-                self.reply(OK, silent).await;
-            }
-            Err(e) => self.reply_error(e, silent).await,
-        }
-    }
-
-    /// Checks credentials for AUTH and HELLO AUTH, under the per-address limit on failures.
-    fn authenticate(
-        &mut self,
-        user: Option<&[u8]>,
-        password: &[u8],
-    ) -> Result<std::sync::Arc<crate::auth::User>, ClientError> {
-        let ip = self.info.addr.ip();
-        if let Err(wait) = self.ctx.auth_limiter.check(ip) {
-            return Err(ClientError::AuthRateLimited {
-                retry_after_secs: wait.as_secs().max(1),
-            });
-        }
-        match self.ctx.dynamic.load().users.authenticate(user, password) {
-            Ok(u) => Ok(u),
-            Err(AuthError::WrongPass) => {
-                self.ctx.auth_limiter.failed(ip);
-                crate::metrics::hot().auth_failures.increment(1);
-                tracing::debug!(client.id = self.id(), client.addr = %self.info.addr, "authentication failed");
-                Err(ClientError::WrongPass)
-            }
-            Err(AuthError::NotConfigured) => Err(ClientError::AuthNotConfigured),
-        }
     }
 
     /// CLIENT LIST [TYPE normal|pubsub|master|replica|slave] [ID id ...] (the proxy has no

@@ -11,6 +11,7 @@
 //! single frame larger than the query buffer limit, or replies beyond the output buffer limit,
 //! close the client, and no other client notices.
 
+mod auth;
 mod batch;
 mod commands;
 mod deadline;

@@ -35,7 +35,7 @@ impl Session {
             Err(DedicatedError::TooMany) => Err(Route::Refuse(ClientError::TooManyPinned)),
             Err(DedicatedError::Conn(e)) => {
                 tracing::debug!(client.id = self.id(), error = %e, "dedicated connection failed");
-                if let Some(refused) = super::route::refused_for_good(&e) {
+                if let Some(refused) = self.refusal(&e) {
                     return Err(Route::Refuse(refused));
                 }
                 Err(self.unroutable(Unroutable::Hold("the master cannot be reached".into())))

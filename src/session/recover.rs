@@ -17,7 +17,7 @@ use bytes::{Bytes, BytesMut};
 use smallvec::SmallVec;
 
 use super::hold::Pause;
-use super::route::{refused_for_good, Conn};
+use super::route::Conn;
 use super::Session;
 use crate::backend::{Dispatch, Fault, FaultKind, Outgoing, ReplyMode, Resolution, Sent};
 use crate::failover::Signal;
@@ -256,7 +256,7 @@ impl Session {
                     }
                     self.conn = Conn::Shared { lane, key };
                 }
-                Err(e) => return Some(refused_for_good(&e.0).unwrap_or(ClientError::NotSent)),
+                Err(e) => return Some(self.refusal(&e.0).unwrap_or(ClientError::NotSent)),
             }
         }
         self.end_hold();

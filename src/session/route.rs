@@ -174,10 +174,24 @@ fn stale_key_in(topo: &Topology, state: &ClientState) -> Option<PoolKey> {
     })
 }
 
+impl Session {
+    /// The client's error when the master refused the connection handshake in a way that
+    /// will stay (see [`refused_for_good`]). In passthrough mode a client that has not
+    /// authenticated gets `NOAUTH` as Redis words it: its own `AUTH` is the remedy.
+    pub(super) fn refusal(&self, e: &ConnError) -> Option<ClientError> {
+        let refused = refused_for_good(e)?;
+        let noauth = matches!(&refused, ClientError::BackendRefused { reply } if reply.trim_start_matches('-').starts_with("NOAUTH"));
+        if noauth && self.ctx.dynamic.load().users.checked_by_master() {
+            return Some(ClientError::NoAuth);
+        }
+        Some(refused)
+    }
+}
+
 /// The client's error when the master refused the connection handshake in a way that will
 /// stay (credentials, rights, a database that does not exist), rather than pass (`LOADING`,
 /// a master stepping down): the master's own words.
-pub(super) fn refused_for_good(e: &ConnError) -> Option<ClientError> {
+fn refused_for_good(e: &ConnError) -> Option<ClientError> {
     let ConnError::Rejected { reply, .. } = e else {
         return None;
     };
@@ -275,7 +289,7 @@ impl Session {
             Err(_) if self.node_busy(&key) => Route::Refuse(ClientError::Busy),
             // The master refused the handshake (a wrong backend password, an ACL user without
             // rights): waiting will not change that; the client gets the master's own words.
-            Err(Unavailable(e)) => match refused_for_good(&e) {
+            Err(Unavailable(e)) => match self.refusal(&e) {
                 Some(refused) => Route::Refuse(refused),
                 None => self.unroutable(Unroutable::Hold("the master cannot be reached".into())),
             },
