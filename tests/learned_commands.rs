@@ -136,3 +136,47 @@ fn learned_read_only_command_is_resent_after_a_lost_connection() {
         other => panic!("a lost write answered {other:?}"),
     }
 }
+
+/// The `calls=` count of `command` in the server's `INFO commandstats` (0 when never called).
+fn calls(redis: &RedisServer, command: &str) -> u64 {
+    let info = redis.cmd(&["INFO", "commandstats"]).text();
+    let prefix = format!("cmdstat_{command}:calls=");
+    info.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Waits until the server has counted more than `n` calls of `command`.
+fn wait_calls_above(redis: &RedisServer, command: &str, n: u64) {
+    let until = std::time::Instant::now() + Duration::from_secs(15);
+    while calls(redis, command) <= n {
+        assert!(std::time::Instant::now() < until, "no {command} after {n}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// What a server process knows of commands is read once per process (run_id, version and
+/// modules): when every connection of the proxy is killed, the reopened probe connection does
+/// not ask again (`COMMAND INFO` and `COMMAND LIST` counts unchanged while probes resume);
+/// a restarted server (a new process) is asked afresh.
+#[test]
+fn command_knowledge_is_read_once_per_server_process() {
+    let mut redis = RedisServer::start();
+    let proxy = Proxy::start(&[&redis]);
+    wait_calls_above(&redis, "command|info", 0);
+    let (info, list) = (calls(&redis, "command|info"), calls(&redis, "command|list"));
+
+    let killed = redis.cmd(&["CLIENT", "KILL", "TYPE", "normal"]);
+    assert!(matches!(killed, Frame::Int(n) if n > 0), "{killed:?}");
+    let pings = calls(&redis, "ping");
+    wait_calls_above(&redis, "ping", pings + 3);
+    proxy.wait_ready();
+    assert_eq!(calls(&redis, "command|info"), info, "asked again");
+    assert_eq!(calls(&redis, "command|list"), list, "asked again");
+
+    redis.restart();
+    wait_calls_above(&redis, "command|info", 0);
+    proxy.wait_ready();
+}

@@ -128,17 +128,23 @@ fn allow_commands_subcommand_is_exact() {
     assert_eq!(c.cmd(&["PING"]), Frame::Simple("PONG".into()));
 }
 
-/// Replication commands: SYNC, PSYNC and REPLCONF get "cannot run through the proxy"; the
+/// Replication commands (SYNC, PSYNC, REPLCONF) and connection modes (CLIENT NO-TOUCH,
+/// CLIENT NO-EVICT) get "cannot run through the proxy", even with `CLIENT` allowed; the
 /// connection stays usable and Redis lists no replica.
 #[test]
 fn replication_commands_are_unsupported() {
     let redis = RedisServer::start();
-    let proxy = Proxy::start(&[&redis]);
+    let proxy = Proxy::builder()
+        .args(&["--allow-commands", "client"])
+        .nodes(&[&redis])
+        .start();
     let mut c = proxy.client();
     for args in [
         &["SYNC"][..],
         &["PSYNC", "?", "-1"],
         &["REPLCONF", "listening-port", "1234"],
+        &["CLIENT", "NO-TOUCH", "on"],
+        &["CLIENT", "NO-EVICT", "on"],
     ] {
         let r = c.cmd(args);
         assert!(

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::backend::{BackendAuth, Dialer, Endpoint};
 use crate::config::{Quorum, Site};
 use crate::tls::NodeTlsSet;
+use crate::topology::catalog::Catalogs;
 use crate::topology::discovery::{Resolver, Target, Update};
 use crate::topology::health::{HealthConfig, Monitor, Report};
 use crate::topology::probe::Prober;
@@ -131,6 +132,8 @@ pub struct Registry {
     witness_names: Vec<Target>,
     /// Current answer of each watched name, and the token stopping its watch.
     answers: HashMap<(Feeds, Target), (Vec<Endpoint>, CancellationToken)>,
+    /// What each node process knows of commands, read once per process.
+    catalogs: Arc<Catalogs>,
     reach: Reach,
     out: Outputs,
     stop: CancellationToken,
@@ -152,6 +155,7 @@ impl Registry {
             nodes: BTreeMap::new(),
             sentinels: BTreeMap::new(),
             answers: HashMap::new(),
+            catalogs: Arc::default(),
             reach,
             out,
             stop,
@@ -263,9 +267,9 @@ impl Registry {
             tracing::info!(node = %ep, site = %self.sites[site].name, "node found; probing before use");
             let prober = Prober::new(
                 ep.clone(),
-                self.reach.dialer,
-                self.reach.auth.clone(),
+                (self.reach.dialer, self.reach.auth.clone()),
                 self.reach.health.timeout,
+                Arc::clone(&self.catalogs),
             );
             let monitor = Monitor::spawn(prober, self.reach.health, self.out.health.clone());
             self.nodes.insert(

@@ -8,6 +8,7 @@
 //! Submodules: [`probe`] reads one node's state on its own connection, [`health`] runs the
 //! probes with hysteresis.
 
+pub mod catalog;
 pub mod discovery;
 pub mod durability;
 #[cfg(test)]

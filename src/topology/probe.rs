@@ -1,6 +1,8 @@
 //! One node's state, read on the proxy's own probe connection to it: `PING` and
-//! `INFO server replication persistence` in one round trip, under the probe deadline. The
-//! connection is kept between rounds and reopened after any failure.
+//! `INFO server replication persistence modules` in one round trip, under the probe deadline.
+//! The connection is kept between rounds and reopened after any failure. The first round that
+//! meets a process the proxy knows nothing of also reads what it knows of commands
+//! ([`super::catalog`]).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -10,6 +12,7 @@ use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 use tokio::time::timeout;
 
+use super::catalog::{Catalog, Catalogs, Identity};
 use crate::backend::conn::BoxIo;
 use crate::backend::handshake::{hello_command, info_field, read_reply};
 use crate::backend::{BackendAuth, ConnError, Dialer, Endpoint};
@@ -166,10 +169,10 @@ pub struct Prober {
     auth: BackendAuth,
     deadline: Duration,
     conn: Option<(BoxIo, BytesMut)>,
-    /// The node's command list, read once per connection.
-    commands: Option<Arc<HashSet<String>>>,
-    /// What the node said of commands the table lacks, read once per connection.
-    learned: Option<Arc<Learned>>,
+    /// What the node's process knows of commands, and for which process.
+    catalog: Option<(Identity, Catalog)>,
+    /// Catalogs shared by every prober.
+    catalogs: Arc<Catalogs>,
 }
 
 impl std::fmt::Debug for Prober {
@@ -182,16 +185,22 @@ impl std::fmt::Debug for Prober {
 }
 
 impl Prober {
-    /// A prober for `endpoint`; `deadline` bounds each round (connecting included).
-    pub fn new(endpoint: Endpoint, dialer: Dialer, auth: BackendAuth, deadline: Duration) -> Self {
+    /// A prober for `endpoint`; `deadline` bounds each round (connecting included). What a
+    /// process knows of commands is read once per process, into `catalogs`.
+    pub fn new(
+        endpoint: Endpoint,
+        (dialer, auth): (Dialer, BackendAuth),
+        deadline: Duration,
+        catalogs: Arc<Catalogs>,
+    ) -> Self {
         Self {
             endpoint,
             dialer,
             auth,
             deadline,
             conn: None,
-            commands: None,
-            learned: None,
+            catalog: None,
+            catalogs,
         }
     }
 
@@ -241,30 +250,65 @@ impl Prober {
             _ => return Err(ProbeError::Malformed(format!("{info:?}"))),
         };
         let mut obs = Observation::from_info(&text).map_err(ProbeError::Malformed)?;
-        obs.commands = self.commands.clone();
-        obs.learned = self.learned.clone();
+        let catalog = self.catalog_of(&obs).await?;
+        obs.commands = catalog.commands;
+        obs.learned = catalog.learned;
         Ok(obs)
     }
 
     async fn connect(&mut self) -> Result<(BoxIo, BytesMut), ProbeError> {
         let mut io = self.dialer.connect(&self.endpoint).await?;
-        let mut out = BytesMut::new();
-        out.extend_from_slice(hello_command(Proto::Resp3, &self.auth).bytes());
-        out.extend_from_slice(Request::from_args(&["COMMAND", "LIST"]).bytes());
-        io.write_all(&out).await.map_err(ConnError::from)?;
+        io.write_all(hello_command(Proto::Resp3, &self.auth).bytes())
+            .await
+            .map_err(ConnError::from)?;
         let mut rbuf = BytesMut::with_capacity(8192);
         let hello = read_reply(&mut io, &mut rbuf, Proto::Resp3).await?;
         if let Some(e) = hello.as_error() {
             return Err(ProbeError::Refused(e.to_string()));
         }
-        // Older servers (and ACL users without +command) answer an error: the proxy then
-        // simply does not know which commands the node lacks. A busy node keeps the list it
-        // gave before (HELLO works while busy, COMMAND does not).
-        let list = read_reply(&mut io, &mut rbuf, Proto::Resp3).await?;
-        if list.as_error().is_some_and(is_busy) {
-            return Ok((io, rbuf));
+        Ok((io, rbuf))
+    }
+
+    /// What the process `obs` was read from knows of commands: remembered, or asked now on
+    /// the probe connection and remembered.
+    async fn catalog_of(&mut self, obs: &Observation) -> Result<Catalog, ProbeError> {
+        let id = Identity::of(obs);
+        if let Some((known, catalog)) = &self.catalog {
+            if *known == id {
+                return Ok(catalog.clone());
+            }
         }
-        self.commands = list.as_array().map(|names| {
+        let catalog = match self.catalogs.get(&id) {
+            Some(c) => c,
+            None => match self.read_catalog().await? {
+                Some(c) => {
+                    self.catalogs.put(id.clone(), c.clone());
+                    c
+                }
+                // Busy: keep what this node said before (COMMAND is refused while busy).
+                None => return Ok(self.catalog.clone().map(|(_, c)| c).unwrap_or_default()),
+            },
+        };
+        self.catalog = Some((id, catalog.clone()));
+        Ok(catalog)
+    }
+
+    /// Asks the node for its command list and for the flags of what the table lacks.
+    /// `None` when the node is busy.
+    async fn read_catalog(&mut self) -> Result<Option<Catalog>, ProbeError> {
+        let Some((io, rbuf)) = self.conn.as_mut() else {
+            return Err(ProbeError::Malformed("no connection".into()));
+        };
+        io.write_all(Request::from_args(&["COMMAND", "LIST"]).bytes())
+            .await
+            .map_err(ConnError::from)?;
+        // Older servers (and ACL users without +command) answer an error: the proxy then
+        // simply does not know which commands the node lacks.
+        let list = read_reply(io, rbuf, Proto::Resp3).await?;
+        if list.as_error().is_some_and(is_busy) {
+            return Ok(None);
+        }
+        let commands: Option<Arc<HashSet<String>>> = list.as_array().map(|names| {
             Arc::new(
                 names
                     .iter()
@@ -275,14 +319,14 @@ impl Prober {
         // In RESP2: RESP3 answers COMMAND INFO with sets of maps, which the decoder refuses.
         let mut out = BytesMut::new();
         out.extend_from_slice(hello_command(Proto::Resp2, &self.auth).bytes());
-        out.extend_from_slice(learn_request(self.commands.as_deref()).bytes());
+        out.extend_from_slice(learn_request(commands.as_deref()).bytes());
         out.extend_from_slice(hello_command(Proto::Resp3, &self.auth).bytes());
         io.write_all(&out).await.map_err(ConnError::from)?;
-        read_reply(&mut io, &mut rbuf, Proto::Resp2).await?;
-        let entries = read_reply(&mut io, &mut rbuf, Proto::Resp2).await?;
-        read_reply(&mut io, &mut rbuf, Proto::Resp3).await?;
-        self.learned = entries.as_array().map(|e| Arc::new(Learned::from_info(e)));
-        Ok((io, rbuf))
+        read_reply(io, rbuf, Proto::Resp2).await?;
+        let entries = read_reply(io, rbuf, Proto::Resp2).await?;
+        read_reply(io, rbuf, Proto::Resp3).await?;
+        let learned = entries.as_array().map(|e| Arc::new(Learned::from_info(e)));
+        Ok(Some(Catalog { commands, learned }))
     }
 }
 

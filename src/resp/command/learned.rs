@@ -127,7 +127,15 @@ static CURRENT: ArcSwapOption<Learned> = ArcSwapOption::const_empty();
 
 /// Installs what the master in use told (the failover task, when it verifies a master).
 pub fn install(learned: Option<Arc<Learned>>) {
-    CURRENT.store(learned);
+    let count = learned.as_ref().map_or(0, |l| l.flags.len());
+    let before = CURRENT.swap(learned);
+    if before.as_ref().map_or(0, |l| l.flags.len()) != count {
+        tracing::info!(
+            learned = count,
+            table = super::table::SOURCE,
+            "commands and subcommands the compiled table lacks now follow the master's flags"
+        );
+    }
 }
 
 /// The flags of a command the compiled table lacks, from the master in use.

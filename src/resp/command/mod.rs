@@ -395,15 +395,10 @@ fn client_kind(sub: Option<&[u8]>) -> Kind {
         s if sub_is(s, &["SETINFO"]) => local(Local::ClientSetInfo),
         s if sub_is(s, &["REPLY"]) => local(Local::ClientReply),
         s if sub_is(s, &["TRACKING", "CACHING", "GETREDIR", "TRACKINGINFO"]) => Kind::Tracking,
-        s if sub_is(
-            s,
-            &[
-                "KILL", "PAUSE", "UNPAUSE", "UNBLOCK", "NO-EVICT", "NO-TOUCH",
-            ],
-        ) =>
-        {
-            Kind::Guarded
-        }
+        s if sub_is(s, &["KILL", "PAUSE", "UNPAUSE", "UNBLOCK"]) => Kind::Guarded,
+        // A mode of the server connection: on a connection the client shares or borrows it
+        // would apply to other clients' commands, so no allow-list can make it the client's.
+        s if sub_is(s, &["NO-EVICT", "NO-TOUCH"]) => Kind::Unsupported,
         s if sub_is(s, &["CAPA"]) => local(Local::ClientCapa),
         s if sub_is(s, &["HELP"]) => Kind::Read,
         // Any other subcommand would change the state of a connection other clients share.

@@ -1,5 +1,6 @@
 //! The shape of one command-table row: what Redis itself reports about a command in its
-//! `COMMAND` reply (arity, flags, key positions, ACL categories). The proxy's own routing
+//! `COMMAND` reply (arity, flags, ACL categories). Key positions are not kept: every key of a
+//! database goes to the same master, so nothing would read them. The proxy's own routing
 //! classes are derived from these facts in `command::classify`, never written by hand per
 //! command, so that a regenerated table changes behaviour only where Redis changed.
 
@@ -21,6 +22,8 @@ pub(crate) const F_NO_MANDATORY_KEYS: u32 = 1 << 14;
 pub(crate) const F_NO_MULTI: u32 = 1 << 15;
 pub(crate) const F_MOVABLEKEYS: u32 = 1 << 16;
 pub(crate) const F_ALLOW_BUSY: u32 = 1 << 17;
+pub(crate) const F_ASKING: u32 = 1 << 18;
+pub(crate) const F_NO_ASYNC_LOADING: u32 = 1 << 19;
 
 /// ACL categories, as named by Redis (`@read`, `@write`, ...).
 pub const C_KEYSPACE: u32 = 1 << 0;
@@ -84,25 +87,15 @@ pub struct CommandSpec {
     pub flags: u32,
     /// `C_*` bits.
     pub categories: u32,
-    /// Position of the first key (0 when the command takes no key).
-    pub first_key: i32,
-    /// Position of the last key (negative counts from the end).
-    pub last_key: i32,
-    /// Step between keys.
-    pub key_step: i32,
 }
 
 impl CommandSpec {
-    #[allow(clippy::too_many_arguments)]
     pub(crate) const fn new(
         name: &'static [u8],
         sub: &'static [u8],
         arity: i32,
         flags: u32,
         categories: u32,
-        first_key: i32,
-        last_key: i32,
-        key_step: i32,
     ) -> Self {
         Self {
             name,
@@ -110,9 +103,6 @@ impl CommandSpec {
             arity,
             flags,
             categories,
-            first_key,
-            last_key,
-            key_step,
         }
     }
 

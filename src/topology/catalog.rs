@@ -1,0 +1,107 @@
+//! What a server process knows of commands: the names it lists (`COMMAND LIST`) and the flags
+//! of those the compiled table lacks (`COMMAND INFO`). Both are fixed for one process with one
+//! set of modules, so they are read once per (run_id, version, modules) and shared by every
+//! probe of the process: a probe connection that is reopened, or a node reached under two
+//! addresses, does not ask again. A restart (new run_id), an upgrade or a `MODULE LOAD` asks
+//! afresh.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use super::probe::Observation;
+use crate::resp::command::learned::Learned;
+
+/// Most processes remembered; beyond it the cache starts over (a fleet restarted many times
+/// over a long run must not grow it without bound).
+const MAX_PROCESSES: usize = 256;
+
+/// One process's command knowledge.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Catalog {
+    /// Command names the node knows (lower case), when it answered `COMMAND LIST`.
+    pub commands: Option<Arc<HashSet<String>>>,
+    /// Flags of the commands the table lacks and of every container's subcommands.
+    pub learned: Option<Arc<Learned>>,
+}
+
+/// The identity a catalog holds for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Identity {
+    run_id: String,
+    version: String,
+    modules: Vec<(String, i64)>,
+}
+
+impl Identity {
+    /// The identity of the process `obs` was read from.
+    pub fn of(obs: &Observation) -> Self {
+        Self {
+            run_id: obs.run_id.clone(),
+            version: obs.version.clone(),
+            modules: obs.modules.clone(),
+        }
+    }
+}
+
+/// Catalogs by process identity, shared by every prober of the proxy.
+#[derive(Debug, Default)]
+pub struct Catalogs {
+    known: Mutex<HashMap<Identity, Catalog>>,
+}
+
+impl Catalogs {
+    /// The catalog read for `id`, if any.
+    pub fn get(&self, id: &Identity) -> Option<Catalog> {
+        self.lock().get(id).cloned()
+    }
+
+    /// Remembers what `id` said.
+    pub fn put(&self, id: Identity, catalog: Catalog) {
+        let mut known = self.lock();
+        if known.len() >= MAX_PROCESSES && !known.contains_key(&id) {
+            known.clear();
+        }
+        known.insert(id, catalog);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Identity, Catalog>> {
+        self.known.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obs(run_id: &str, version: &str) -> Observation {
+        let info = format!("run_id:{run_id}\r\nredis_version:{version}\r\nrole:master\r\n");
+        Observation::from_info(&info).unwrap()
+    }
+
+    #[test]
+    fn one_catalog_per_process_identity() {
+        let catalogs = Catalogs::default();
+        let a = Identity::of(&obs("aaa", "7.0.15"));
+        let names: HashSet<String> = ["get".to_string()].into();
+        let catalog = Catalog {
+            commands: Some(Arc::new(names)),
+            learned: None,
+        };
+        catalogs.put(a.clone(), catalog.clone());
+        assert_eq!(catalogs.get(&a), Some(catalog));
+        assert_eq!(catalogs.get(&Identity::of(&obs("aaa", "8.2.3"))), None);
+        assert_eq!(catalogs.get(&Identity::of(&obs("bbb", "7.0.15"))), None);
+        let mut loaded = obs("aaa", "7.0.15");
+        loaded.modules.push(("graph".into(), 1));
+        assert_eq!(catalogs.get(&Identity::of(&loaded)), None);
+    }
+
+    #[test]
+    fn the_cache_stays_bounded() {
+        let catalogs = Catalogs::default();
+        for i in 0..(MAX_PROCESSES * 2 + 1) {
+            catalogs.put(Identity::of(&obs(&i.to_string(), "7")), Catalog::default());
+            assert!(catalogs.lock().len() <= MAX_PROCESSES);
+        }
+    }
+}
