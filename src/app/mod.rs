@@ -11,6 +11,7 @@
 
 mod durability;
 mod reload;
+mod users;
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicUsize;
@@ -22,9 +23,8 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, Admin};
-use crate::auth::{User, Users};
 use crate::backend::{BackendAuth, Dialer, LeaseBoard, Liveness, Pool, PoolConfig, Pools};
-use crate::config::{AuthMode, Authority, Config, Password};
+use crate::config::{Authority, Config};
 use crate::failover::lease::LeaseSettings;
 use crate::failover::operate::Operator;
 use crate::failover::{Failover, Reach, Settings, Signals};
@@ -38,6 +38,7 @@ use crate::topology::health::HealthConfig;
 use crate::topology::sentinel::SentinelSettings;
 use crate::topology::TopologyHandle;
 use crate::workers::{self, Job, Workers};
+use users::build_users;
 
 /// Why the proxy could not start.
 #[derive(Debug, thiserror::Error)]
@@ -51,9 +52,10 @@ pub enum StartError {
     /// The DNS resolver could not be set up.
     #[error("DNS resolver: {0}")]
     Resolver(String),
-    /// A user's password digest is malformed.
-    #[error("user {name}: {reason}")]
-    User { name: String, reason: String },
+    /// A user cannot be built: a malformed password digest, or `commands` rules that do
+    /// not parse (`setting` names the key).
+    #[error("{setting}: {reason}")]
+    User { setting: String, reason: String },
     /// TLS files cannot be used.
     #[error("{setting}: {source}")]
     Tls {
@@ -513,42 +515,4 @@ fn worker_count(configured: usize) -> usize {
         return configured;
     }
     std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
-fn build_users(cfg: &Config, backend: &Arc<BackendAuth>) -> Result<Users, StartError> {
-    let make = |name: &str, pw: &Password, backend: Arc<BackendAuth>| -> Result<User, StartError> {
-        match pw {
-            Password::None => Ok(User::open(name, backend)),
-            Password::Plain(s) => Ok(User::with_password(name, s.expose(), backend)),
-            Password::Sha256(h) => {
-                User::with_digest(name, h, backend).map_err(|reason| StartError::User {
-                    name: name.to_string(),
-                    reason,
-                })
-            }
-        }
-    };
-    let default = make("default", &cfg.auth.password, Arc::clone(backend))?
-        .with_permissions(cfg.auth.permissions.clone())
-        .with_durability(Some(cfg.durability));
-    if cfg.auth.mode == AuthMode::Passthrough {
-        return Ok(Users::passthrough(default));
-    }
-    let mut named = Vec::new();
-    for u in &cfg.auth.users {
-        let b = if u.backend_user.is_some() || u.backend_password.is_some() {
-            Arc::new(BackendAuth {
-                user: u.backend_user.clone(),
-                password: u.backend_password.clone(),
-            })
-        } else {
-            Arc::clone(backend)
-        };
-        named.push(
-            make(&u.name, &u.password, b)?
-                .with_permissions(u.permissions.clone())
-                .with_durability(Some(u.durability.unwrap_or(cfg.durability))),
-        );
-    }
-    Ok(Users::new(default, named))
 }

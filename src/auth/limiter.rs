@@ -6,6 +6,7 @@
 //! are dropped; if it is still full, a new address is not tracked (legitimate clients are
 //! never locked out by someone else's flood, and memory stays bounded).
 
+use crate::config::LimitSettings;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
@@ -13,24 +14,6 @@ use std::time::{Duration, Instant};
 
 /// Addresses tracked at most.
 const MAX_TRACKED: usize = 65_536;
-
-/// Settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LimitSettings {
-    /// Failures allowed in a row.
-    pub burst: u32,
-    /// One more failure allowed per this interval once the burst is spent.
-    pub refill: Duration,
-}
-
-impl Default for LimitSettings {
-    fn default() -> Self {
-        Self {
-            burst: 10,
-            refill: Duration::from_secs(6),
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy)]
 struct Level {

@@ -11,8 +11,8 @@
 mod limiter;
 mod permissions;
 
-pub use limiter::{AuthLimiter, LimitSettings};
-pub use permissions::{PermissionSpec, Permissions};
+pub use limiter::AuthLimiter;
+pub use permissions::Permissions;
 
 use std::collections::HashMap;
 use std::sync::Arc;

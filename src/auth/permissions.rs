@@ -5,6 +5,7 @@
 //! command is judged the same way Redis would categorise it. `AUTH`, `HELLO`, `QUIT` and
 //! `RESET` are always allowed: a user must be able to switch users and leave.
 
+use crate::config::PermissionSpec;
 use crate::resp::command::{
     Classified, Kind, Local, CATEGORY_NAMES, C_ADMIN, C_DANGEROUS, C_SCRIPTING, C_WRITE,
     F_READONLY, F_WRITE,
@@ -79,22 +80,6 @@ impl Permissions {
                 .last()
                 .is_some_and(|r| r.allow),
         }
-    }
-}
-
-/// How permissions are written in the configuration.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
-#[serde(untagged)]
-pub enum PermissionSpec {
-    /// `"all"` or `"read-only"`.
-    Named(String),
-    /// Rules.
-    Rules(Vec<String>),
-}
-
-impl Default for PermissionSpec {
-    fn default() -> Self {
-        PermissionSpec::Named("all".into())
     }
 }
 

@@ -13,9 +13,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::conn::{Driver, Outgoing, Sender};
 use super::error::ConnError;
+use super::key::{handshake_for, next_conn_id, PoolConfig, PoolKey, CHANNEL_DEPTH};
 use super::lease::Lease;
 use super::liveness::NodeLiveness;
-use super::pool::{handshake_for, next_conn_id, PoolConfig, PoolKey, CHANNEL_DEPTH};
 
 /// First and largest pause after a failed connect before a key is tried again.
 const BACKOFF_MIN: Duration = Duration::from_millis(50);

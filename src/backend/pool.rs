@@ -16,10 +16,8 @@
 //! their replies or fail on the reply deadline.
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
@@ -27,85 +25,14 @@ use tokio::time::Instant;
 
 use super::conn::{Driver, Outgoing, Sender};
 use super::error::ConnError;
-use super::handshake::{BackendAuth, Dialer, Endpoint, Handshake};
+use super::handshake::Dialer;
+use super::key::{
+    handshake_for, next_conn_id, LaneUse, NodeId, PoolConfig, PoolKey, CHANNEL_DEPTH,
+};
 use super::lane::{spawn_lane, Lane, LaneSet};
 use super::lease::LeaseBoard;
 use super::liveness::Liveness;
 use super::supersede;
-use crate::resp::reply::Proto;
-
-/// Batches a connection queues before senders wait.
-pub(super) const CHANNEL_DEPTH: usize = 1024;
-
-/// Source of connection ids (0 is reserved for replies the proxy makes itself).
-static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
-
-pub(super) fn next_conn_id() -> u64 {
-    NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed)
-}
-
-/// A node as the pool knows it: where it is and which process it must be.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct NodeId {
-    /// Where to dial.
-    pub endpoint: Endpoint,
-    /// The run_id every new connection must find.
-    pub run_id: Arc<str>,
-}
-
-/// What separates one set of backend connections from another.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PoolKey {
-    /// The node.
-    pub node: Arc<NodeId>,
-    /// Selected database.
-    pub db: u32,
-    /// Protocol.
-    pub proto: Proto,
-    /// Backend credentials.
-    pub auth: Arc<BackendAuth>,
-    /// What these connections carry.
-    pub purpose: LaneUse,
-}
-
-/// What a set of shared connections carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum LaneUse {
-    /// Any command.
-    #[default]
-    Any,
-    /// Reads of clients whose writes are durable, while they have nothing in flight: no
-    /// durable write, hence no `WAIT`, ever runs on these, so no read queues behind one.
-    Reads,
-    /// Reads served while the master's write lease is lapsed (`stale_reads = "serve"`): these
-    /// connections carry no lease, and only reads are ever routed to them.
-    StaleReads,
-}
-
-impl Hash for PoolKey {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.node.hash(state);
-        self.db.hash(state);
-        self.proto.hash(state);
-        self.auth.user.hash(state);
-        self.purpose.hash(state);
-    }
-}
-
-/// Pool settings.
-#[derive(Debug, Clone, Copy)]
-pub struct PoolConfig {
-    /// Lanes per key.
-    pub lanes: usize,
-    /// Deadlines for opening connections.
-    pub dialer: Dialer,
-    /// How long written commands may wait for their reply on a lane.
-    pub reply_timeout: Duration,
-    /// Cap on dedicated connections in use or idle.
-    pub max_dedicated: usize,
-    /// Idle dedicated connections are closed after this long.
-    pub dedicated_idle: Duration,
-}
 
 /// A connection owned by one client for as long as it holds server-side state.
 #[derive(Debug)]
@@ -416,14 +343,4 @@ pub enum DedicatedError {
     /// Opening failed.
     #[error(transparent)]
     Conn(ConnError),
-}
-
-pub(super) fn handshake_for(key: &PoolKey) -> Handshake<'_> {
-    Handshake {
-        proto: key.proto,
-        db: key.db,
-        auth: &key.auth,
-        run_id: Some(&key.node.run_id),
-        master: true,
-    }
 }

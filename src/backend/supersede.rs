@@ -17,7 +17,7 @@ use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
 use super::handshake::{read_reply, Dialer, Handshake};
-use super::pool::NodeId;
+use super::key::NodeId;
 use super::{BackendAuth, ConnError};
 use crate::resp::reply::Proto;
 use crate::resp::Request;

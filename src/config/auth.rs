@@ -6,7 +6,41 @@
 use super::file::read_secret;
 use super::reader::{Problems, Reader};
 use super::{Durability, Secret};
-use crate::auth::{LimitSettings, PermissionSpec, Permissions};
+use std::time::Duration;
+
+/// How permissions are written in the configuration.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(untagged)]
+pub enum PermissionSpec {
+    /// `"all"` or `"read-only"`.
+    Named(String),
+    /// Rules.
+    Rules(Vec<String>),
+}
+
+impl Default for PermissionSpec {
+    fn default() -> Self {
+        PermissionSpec::Named("all".into())
+    }
+}
+
+/// How failed authentications are limited per client address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitSettings {
+    /// Failures allowed in a row.
+    pub burst: u32,
+    /// One more failure allowed per this interval once the burst is spent.
+    pub refill: Duration,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        Self {
+            burst: 10,
+            refill: Duration::from_secs(6),
+        }
+    }
+}
 
 /// Who checks a client's credentials.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -42,7 +76,7 @@ pub struct UserConfig {
     /// Backend password for this user's commands.
     pub backend_password: Option<Secret>,
     /// What the user may run.
-    pub permissions: Permissions,
+    pub permissions: PermissionSpec,
     /// Durable writes for this user (default: the `[durability]` setting).
     pub durability: Option<Durability>,
 }
@@ -57,7 +91,7 @@ pub struct Auth {
     /// Named users.
     pub users: Vec<UserConfig>,
     /// What the default user may run.
-    pub permissions: Permissions,
+    pub permissions: PermissionSpec,
     /// Failed authentications allowed per client address.
     pub limit: LimitSettings,
 }
@@ -68,7 +102,7 @@ impl Default for Auth {
             mode: AuthMode::Proxy,
             password: Password::None,
             users: Vec::new(),
-            permissions: Permissions::All,
+            permissions: PermissionSpec::default(),
             limit: LimitSettings::default(),
         }
     }
@@ -143,14 +177,11 @@ pub(super) fn read_auth(mut r: Reader<'_>, durability: Durability, p: &mut Probl
     }
 }
 
-fn read_permissions(r: &mut Reader<'_>, p: &mut Problems) -> Permissions {
-    let Some(spec) = r.get::<PermissionSpec>("commands", p) else {
-        return Permissions::All;
-    };
-    Permissions::parse(&spec).unwrap_or_else(|e| {
-        p.add(&r.path_of("commands"), e);
-        Permissions::All
-    })
+/// The `commands` rules as written; `auth::Permissions::parse` reads them when the users are
+/// built (and `--check` builds them too), so that this module needs nothing of the command
+/// table.
+fn read_permissions(r: &mut Reader<'_>, p: &mut Problems) -> PermissionSpec {
+    r.get::<PermissionSpec>("commands", p).unwrap_or_default()
 }
 
 fn read_mode(r: &mut Reader<'_>, p: &mut Problems) -> AuthMode {

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use file::*;
 
-pub use auth::{Auth, AuthMode, Password, UserConfig};
+pub use auth::{Auth, AuthMode, LimitSettings, Password, PermissionSpec, UserConfig};
 pub use durability::{Durability, DEFAULT_DURABLE_TIMEOUT};
 pub use reader::{parse_duration_str, Problem, Problems, Reader};
 pub use secret::{Secret, SecretSource};

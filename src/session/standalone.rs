@@ -16,8 +16,9 @@ use tokio::sync::{mpsc, Semaphore};
 use super::registry::Registry;
 use super::scripts::Scripts;
 use super::{Context, Dynamic, Limits};
-use crate::auth::{AuthLimiter, LimitSettings, User, Users};
+use crate::auth::{AuthLimiter, User, Users};
 use crate::backend::{BackendAuth, Dialer, Pool, PoolConfig};
+use crate::config::LimitSettings;
 use crate::failover::Signals;
 use crate::topology::{RouteState, Topology, TopologyHandle};
 

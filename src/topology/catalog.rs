@@ -8,7 +8,6 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use super::probe::Observation;
 use crate::resp::command::learned::Learned;
 
 /// Most processes remembered; beyond it the cache starts over (a fleet restarted many times
@@ -33,12 +32,12 @@ pub struct Identity {
 }
 
 impl Identity {
-    /// The identity of the process `obs` was read from.
-    pub fn of(obs: &Observation) -> Self {
+    /// A process by its run_id, version and loaded modules (name, version).
+    pub fn new(run_id: &str, version: &str, modules: &[(String, i64)]) -> Self {
         Self {
-            run_id: obs.run_id.clone(),
-            version: obs.version.clone(),
-            modules: obs.modules.clone(),
+            run_id: run_id.to_string(),
+            version: version.to_string(),
+            modules: modules.to_vec(),
         }
     }
 }
@@ -73,15 +72,14 @@ impl Catalogs {
 mod tests {
     use super::*;
 
-    fn obs(run_id: &str, version: &str) -> Observation {
-        let info = format!("run_id:{run_id}\r\nredis_version:{version}\r\nrole:master\r\n");
-        Observation::from_info(&info).unwrap()
+    fn id(run_id: &str, version: &str) -> Identity {
+        Identity::new(run_id, version, &[])
     }
 
     #[test]
     fn one_catalog_per_process_identity() {
         let catalogs = Catalogs::default();
-        let a = Identity::of(&obs("aaa", "7.0.15"));
+        let a = id("aaa", "7.0.15");
         let names: HashSet<String> = ["get".to_string()].into();
         let catalog = Catalog {
             commands: Some(Arc::new(names)),
@@ -89,18 +87,17 @@ mod tests {
         };
         catalogs.put(a.clone(), catalog.clone());
         assert_eq!(catalogs.get(&a), Some(catalog));
-        assert_eq!(catalogs.get(&Identity::of(&obs("aaa", "8.2.3"))), None);
-        assert_eq!(catalogs.get(&Identity::of(&obs("bbb", "7.0.15"))), None);
-        let mut loaded = obs("aaa", "7.0.15");
-        loaded.modules.push(("graph".into(), 1));
-        assert_eq!(catalogs.get(&Identity::of(&loaded)), None);
+        assert_eq!(catalogs.get(&id("aaa", "8.2.3")), None);
+        assert_eq!(catalogs.get(&id("bbb", "7.0.15")), None);
+        let loaded = Identity::new("aaa", "7.0.15", &[("graph".into(), 1)]);
+        assert_eq!(catalogs.get(&loaded), None);
     }
 
     #[test]
     fn the_cache_stays_bounded() {
         let catalogs = Catalogs::default();
         for i in 0..(MAX_PROCESSES * 2 + 1) {
-            catalogs.put(Identity::of(&obs(&i.to_string(), "7")), Catalog::default());
+            catalogs.put(id(&i.to_string(), "7"), Catalog::default());
             assert!(catalogs.lock().len() <= MAX_PROCESSES);
         }
     }

@@ -272,7 +272,7 @@ impl Prober {
     /// What the process `obs` was read from knows of commands: remembered, or asked now on
     /// the probe connection and remembered.
     async fn catalog_of(&mut self, obs: &Observation) -> Result<Catalog, ProbeError> {
-        let id = Identity::of(obs);
+        let id = Identity::new(&obs.run_id, &obs.version, &obs.modules);
         if let Some((known, catalog)) = &self.catalog {
             if *known == id {
                 return Ok(catalog.clone());

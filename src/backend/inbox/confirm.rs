@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
-use super::entry::{Entry, Sent};
+use crate::config::Durability;
 use crate::resp::reply::ClientError;
 
 /// What an entry with durable writes waits for.
@@ -28,14 +28,15 @@ pub(super) struct Awaiting {
 }
 
 impl Awaiting {
-    /// The wait for the durable writes among `cmds`; `None` when there are none.
-    pub(super) fn new(cmds: &[Sent]) -> Option<Self> {
+    /// The wait for the durable writes among a batch's commands, given in order as (reply
+    /// frames, replies to the client, durable); `None` when there are none.
+    pub(super) fn new(cmds: impl IntoIterator<Item = (u32, u32, bool)>) -> Option<Self> {
         let mut targets = Vec::new();
         let mut end = 0u32;
-        for c in cmds {
-            end += c.frames;
-            if c.confirm && c.frames > 0 {
-                targets.push((end - 1, c.frames > c.replies));
+        for (frames, replies, confirm) in cmds {
+            end += frames;
+            if confirm && frames > 0 {
+                targets.push((end - 1, frames > replies));
             }
         }
         (!targets.is_empty()).then(|| Self {
@@ -74,27 +75,30 @@ fn applied(frame: &[u8], block: bool) -> bool {
     }
 }
 
-/// Ends the wait of `entry` with `acked` replicas acknowledging (`None`: unknown, the
-/// connection was lost). Returns the change in held bytes.
-pub(super) fn settle(entry: &mut Entry, acked: Option<u32>) -> isize {
-    let (Some(wait), Some(d)) = (entry.confirm.take(), entry.durable) else {
-        return 0;
-    };
-    let confirmed = acked.is_some_and(|n| n >= d.replicas);
-    let waited = wait.replied_at.map_or(Duration::ZERO, |t| t.elapsed());
-    crate::metrics::durable_writes(wait.writes.len(), confirmed, waited);
-    if confirmed || wait.writes.is_empty() {
-        return 0;
+impl Awaiting {
+    /// Ends the wait with `acked` replicas acknowledging (`None`: unknown, the connection
+    /// was lost), for writes asked to be `durable`. Returns `held` rewritten when some
+    /// durable write goes unconfirmed.
+    pub(super) fn settle(
+        self,
+        durable: Durability,
+        acked: Option<u32>,
+        held: &[u8],
+    ) -> Option<BytesMut> {
+        let confirmed = acked.is_some_and(|n| n >= durable.replicas);
+        let waited = self.replied_at.map_or(Duration::ZERO, |t| t.elapsed());
+        crate::metrics::durable_writes(self.writes.len(), confirmed, waited);
+        if confirmed || self.writes.is_empty() {
+            return None;
+        }
+        let error = ClientError::Unconfirmed {
+            replicas: durable.replicas,
+            acked,
+            timeout_ms: durable.timeout_ms(),
+        }
+        .to_bytes();
+        Some(rewrite(held, &self.writes, &error))
     }
-    let error = ClientError::Unconfirmed {
-        replicas: d.replicas,
-        acked,
-        timeout_ms: d.timeout_ms(),
-    }
-    .to_bytes();
-    let before = entry.held.len();
-    entry.held = rewrite(&entry.held, &wait.writes, &error);
-    entry.held.len() as isize - before as isize
 }
 
 /// `held` with every range of `writes` replaced by `error`.
@@ -113,30 +117,23 @@ fn rewrite(held: &[u8], writes: &[Range<usize>], error: &[u8]) -> BytesMut {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resp::command::Kind;
 
-    fn sent(frames: u32, replies: u32, confirm: bool) -> Sent {
-        Sent {
-            range: 0..0,
-            kind: Kind::Write,
-            frames,
-            replies,
-            confirm,
-        }
+    fn sent(frames: u32, replies: u32, confirm: bool) -> (u32, u32, bool) {
+        (frames, replies, confirm)
     }
 
     #[test]
     fn only_durable_writes_are_targets() {
         let cmds = [sent(1, 1, false), sent(1, 1, true), sent(3, 1, true)];
-        let w = Awaiting::new(&cmds).unwrap();
+        let w = Awaiting::new(cmds).unwrap();
         assert_eq!(w.targets, vec![(1, false), (4, true)]);
-        assert!(Awaiting::new(&[sent(1, 1, false)]).is_none());
+        assert!(Awaiting::new([sent(1, 1, false)]).is_none());
     }
 
     #[test]
     fn errors_and_aborted_blocks_are_not_rewritten() {
         let cmds = [sent(1, 1, true), sent(1, 1, true), sent(2, 1, true)];
-        let mut w = Awaiting::new(&cmds).unwrap();
+        let mut w = Awaiting::new(cmds).unwrap();
         w.observe(0, 0..5, b"+OK\r\n");
         w.observe(1, 5..12, b"-ERR x\r\n");
         w.observe(2, 12..17, b"+OK\r\n");

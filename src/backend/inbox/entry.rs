@@ -160,7 +160,7 @@ impl Entry {
     pub(super) fn dispatched(id: u64, d: Dispatch) -> Self {
         let confirm = d
             .durability
-            .and_then(|_| Awaiting::new(&d.cmds))
+            .and_then(|_| Awaiting::new(d.cmds.iter().map(|c| (c.frames, c.replies, c.confirm))))
             .map(Box::new);
         Self {
             confirm,
@@ -224,6 +224,20 @@ impl Entry {
 
     /// A faulted entry the session can resolve now: a refusal waits for the remaining frames
     /// (they tell which later commands ran).
+    /// Ends the wait of its durable writes with `acked` replicas acknowledging (`None`:
+    /// unknown, the connection was lost). Returns the change in held bytes.
+    pub(super) fn settle(&mut self, acked: Option<u32>) -> isize {
+        let (Some(wait), Some(d)) = (self.confirm.take(), self.durable) else {
+            return 0;
+        };
+        let Some(rewritten) = wait.settle(d, acked, &self.held) else {
+            return 0;
+        };
+        let before = self.held.len();
+        self.held = rewritten;
+        self.held.len() as isize - before as isize
+    }
+
     pub(super) fn settled(&self) -> bool {
         if self.confirm.is_some() {
             // Writes before the refusal ran: their replies wait for the replicas first.

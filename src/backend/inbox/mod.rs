@@ -411,7 +411,7 @@ impl Inbox {
         }
         let st = &mut *st;
         if let Some(entry) = st.queue.iter_mut().find(|e| e.id == id) {
-            let change = confirm::settle(entry, acked);
+            let change = entry.settle(acked);
             st.buffered = st.buffered.saturating_add_signed(change);
         }
         self.release(st);
@@ -427,7 +427,7 @@ impl Inbox {
         let st = &mut *st;
         if let Some(entry) = st.queue.iter_mut().find(|e| e.id == id) {
             // Durable writes that got their replies ran; the replicas' answer will not come.
-            let change = confirm::settle(entry, None);
+            let change = entry.settle(None);
             st.buffered = st.buffered.saturating_add_signed(change);
             match entry.state {
                 EntryState::Open if entry.got < entry.expect => {
