@@ -9,68 +9,142 @@
 //! command until a master is verified again (failing fast instead of queueing behind an
 //! outage). A global cap bounds how many clients wait at once; past it, commands fail at once.
 //!
-//! While pinned, the session also follows the topology to move its subscriptions to a new
-//! master, or to close the client when its server-side state cannot move (MONITOR, tracking).
+//! The episode is a state machine ([`Hold`]: idle, holding, expired) owned by this module:
+//! only its methods start and end an episode, and the session's other parts report events to
+//! it (a command found no master, a failed dispatch must wait before it goes again, a master
+//! is routable again, the session ends). The held-clients gauge counts exactly the sessions
+//! that are not idle.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::route::Conn;
 use super::Session;
 use crate::resp::reply::ClientError;
-use crate::topology::RouteState;
 
 /// One session's hold episode.
-#[derive(Debug, Default)]
-pub(super) struct Hold {
-    /// When the episode started (None: not holding).
-    since: Option<Instant>,
-    /// The hold timeout passed: fail fast until a master is verified.
-    expired: bool,
-    /// The session counts against the global cap.
-    counted: bool,
-    /// A failed dispatch (by id) waits until then before it is sent again (`None`: its
-    /// pause is over).
-    pause: Option<(u64, Option<Instant>)>,
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Hold {
+    /// Commands go to the master.
+    #[default]
+    Idle,
+    /// Commands wait for a master since `since`.
+    Holding {
+        since: Instant,
+        pause: Option<Resend>,
+    },
+    /// The hold timeout passed (or the cap on held clients was reached): commands fail at
+    /// once until a master is routable again. A pause in it is over.
+    Expired {
+        since: Instant,
+        pause: Option<Resend>,
+    },
+}
+
+/// A failed dispatch that waits before it is sent again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Resend {
+    /// The dispatch.
+    id: u64,
+    /// Until when it waits (`None`: its pause is over).
+    until: Option<Instant>,
 }
 
 impl Hold {
     /// When the session must wake up: the end of a pause, or the hold timeout.
-    pub(super) fn deadline(&self, timeout: std::time::Duration) -> Option<Instant> {
-        match self.since {
-            Some(since) if !self.expired => {
-                let end = since + timeout;
-                match self.pause {
-                    Some((_, Some(at))) => Some(at.min(end)),
-                    _ => Some(end),
-                }
-            }
-            _ => None,
+    pub(super) fn deadline(&self, timeout: Duration) -> Option<Instant> {
+        let Hold::Holding { since, pause } = *self else {
+            return None;
+        };
+        let end = since + timeout;
+        match pause.and_then(|p| p.until) {
+            Some(at) => Some(at.min(end)),
+            None => Some(end),
         }
     }
 
-    /// The deadline passed: the pause is over, and the hold too once the timeout passed.
-    pub(super) fn on_deadline(&mut self, timeout: std::time::Duration) {
-        let now = Instant::now();
-        if let Some((id, Some(at))) = self.pause {
-            if at <= now {
-                self.pause = Some((id, None));
+    /// The deadline passed at `now`: the pause is over, and the hold too once the timeout
+    /// passed.
+    pub(super) fn on_deadline(&mut self, timeout: Duration, now: Instant) {
+        let Hold::Holding { since, pause } = self else {
+            return;
+        };
+        if let Some(p) = pause {
+            if p.until.is_some_and(|at| at <= now) {
+                p.until = None;
             }
         }
-        if self.since.is_some_and(|since| since + timeout <= now) {
-            self.expired = true;
+        if *since + timeout <= now {
             // The pause is part of the hold and ends with it: an expired hold has no deadline
             // left to wake the session, so a pause outliving it would wait forever.
-            if let Some((id, _)) = self.pause {
-                self.pause = Some((id, None));
-            }
+            *self = Hold::Expired {
+                since: *since,
+                pause: pause.map(|p| Resend { until: None, ..p }),
+            };
         }
     }
 
+    /// Whether an episode is under way (the session counts as held).
     pub(super) fn active(&self) -> bool {
-        self.since.is_some()
+        *self != Hold::Idle
+    }
+
+    /// Starts an episode at `now` if none is under way; returns whether it started.
+    fn start(&mut self, now: Instant) -> bool {
+        if self.active() {
+            return false;
+        }
+        *self = Hold::Holding {
+            since: now,
+            pause: None,
+        };
+        true
+    }
+
+    /// Fails fast from now on, until the episode ends.
+    fn expire(&mut self) {
+        if let Hold::Holding { since, pause } = *self {
+            *self = Hold::Expired { since, pause };
+        }
+    }
+
+    /// Makes dispatch `id` wait until `until` (only while holding).
+    fn pause(&mut self, id: u64, until: Instant) -> bool {
+        let Hold::Holding { pause, .. } = self else {
+            return false;
+        };
+        *pause = Some(Resend {
+            id,
+            until: Some(until),
+        });
+        true
+    }
+
+    /// Where the pause of dispatch `id` stands at `now`; an ended pause is forgotten as it is
+    /// reported.
+    fn pause_of(&mut self, id: u64, now: Instant) -> Pause {
+        let (Hold::Holding { pause, .. } | Hold::Expired { pause, .. }) = self else {
+            return Pause::Absent;
+        };
+        match *pause {
+            Some(p) if p.id == id && p.until.is_some_and(|at| at > now) => Pause::Waiting,
+            Some(p) if p.id == id => {
+                *pause = None;
+                Pause::Over
+            }
+            _ => Pause::Absent,
+        }
+    }
+
+    /// Ends the episode; returns when it started, if one was under way.
+    fn end(&mut self) -> Option<Instant> {
+        let since = match *self {
+            Hold::Idle => None,
+            Hold::Holding { since, .. } | Hold::Expired { since, .. } => Some(since),
+        };
+        *self = Hold::Idle;
+        since
     }
 }
 
@@ -100,18 +174,16 @@ impl Session {
         let fail = || ClientError::NoMaster {
             why: why.to_string(),
         };
-        if self.hold.expired {
+        if matches!(self.hold, Hold::Expired { .. }) {
             return Wait::Fail(fail());
         }
-        if self.hold.since.is_none() {
+        if self.hold.start(Instant::now()) {
             let held = self.ctx.held.fetch_add(1, Ordering::AcqRel) + 1;
-            self.hold.counted = true;
-            self.hold.since = Some(Instant::now());
             let m = crate::metrics::hot();
             m.holds.increment(1);
             m.held.increment(1.0);
             if held > self.ctx.dynamic.load().max_held_clients {
-                self.hold.expired = true;
+                self.hold.expire();
                 return Wait::Fail(fail());
             }
         }
@@ -121,41 +193,28 @@ impl Session {
     /// Where the pause of the failed dispatch `id` stands (an ended pause is forgotten as it
     /// is reported).
     pub(super) fn pause_state(&mut self, id: u64) -> Pause {
-        match self.hold.pause {
-            Some((p, Some(at))) if p == id && at > Instant::now() => Pause::Waiting,
-            Some((p, _)) if p == id => {
-                self.hold.pause = None;
-                Pause::Over
-            }
-            _ => Pause::Absent,
-        }
+        self.hold.pause_of(id, Instant::now())
     }
 
     /// Makes the failed dispatch `id` wait `pause` before it is sent again to a master that
     /// is still named: a master that just died would fail it again at once, and again,
     /// before the failover task has had time to look at it. The wait is part of the hold (so
     /// bounded by the hold timeout); returns false when the hold cannot take it.
-    pub(super) fn start_pause(&mut self, id: u64, why: &str, pause: std::time::Duration) -> bool {
+    pub(super) fn start_pause(&mut self, id: u64, why: &str, pause: Duration) -> bool {
         match self.hold_for(why) {
-            Wait::Hold => {
-                self.hold.pause = Some((id, Some(Instant::now() + pause)));
-                true
-            }
+            Wait::Hold => self.hold.pause(id, Instant::now() + pause),
             Wait::Fail(_) => false,
         }
     }
 
     /// Ends the hold episode (a master is routable again, or the session ends).
     pub(super) fn end_hold(&mut self) {
-        if self.hold.counted {
+        if let Some(since) = self.hold.end() {
             self.ctx.held.fetch_sub(1, Ordering::AcqRel);
             let m = crate::metrics::hot();
             m.held.decrement(1.0);
-            if let Some(since) = self.hold.since {
-                m.hold_duration.record(since.elapsed().as_secs_f64());
-            }
+            m.hold_duration.record(since.elapsed().as_secs_f64());
         }
-        self.hold = Hold::default();
     }
 
     /// Ends the hold because a master is routable again, unless a failed dispatch is still
@@ -167,79 +226,68 @@ impl Session {
             self.end_hold();
         }
     }
-
-    /// Whether the session must hear about topology changes now.
-    pub(super) fn waits_for_topology(&self) -> bool {
-        self.hold.active() || self.deferred.is_some() || self.conn.is_pinned()
-    }
-
-    /// A new topology was published.
-    pub(super) async fn on_topology(&mut self) {
-        let topo = self.ctx.topology.load();
-        if topo.state == RouteState::Verified {
-            self.master_back();
-        }
-        let Some(master) = topo.routable_master() else {
-            return;
-        };
-        let pinned_elsewhere =
-            matches!(&self.conn, Conn::Pinned { conn, .. } if conn.key().node != master.node);
-        if pinned_elsewhere {
-            self.follow_master(Arc::clone(&master.node)).await;
-        }
-    }
-
-    /// The master changed under a pinned connection.
-    async fn follow_master(&mut self, _to: Arc<crate::backend::NodeId>) {
-        let Some(pins) = self.conn.pins().copied() else {
-            return;
-        };
-        if pins.monitor || pins.tracking {
-            // Server-side state that cannot be rebuilt: the client must reconnect (and a
-            // tracking client flush its cache, as the client-side caching contract says).
-            tracing::info!(
-                client.id = self.id(),
-                "master changed under MONITOR or tracking; closing client"
-            );
-            self.discard_conn();
-            self.closing = true;
-            return;
-        }
-        if self.inbox.in_flight() > 0 {
-            // Earlier commands are still answered by the old connection; move afterwards (a
-            // later topology change or fault brings the session back here).
-            return;
-        }
-        if pins.watch {
-            self.watch_broken = true;
-        }
-        if pins.pubsub {
-            self.resubscribe().await;
-        } else {
-            self.discard_conn();
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+
+    const TIMEOUT: Duration = Duration::from_secs(2);
 
     /// A pause set to end after the hold timeout: the hold's expiry ends it too, since an
     /// expired hold has no deadline left to wake the session for it.
     #[test]
     fn expiry_ends_the_pause() {
-        let timeout = Duration::from_secs(2);
         let now = Instant::now();
-        let mut hold = Hold {
-            since: Some(now - Duration::from_secs(3)),
-            pause: Some((7, Some(now + Duration::from_secs(60)))),
-            ..Hold::default()
-        };
-        hold.on_deadline(timeout);
-        assert!(hold.expired);
-        assert_eq!(hold.pause, Some((7, None)));
-        assert_eq!(hold.deadline(timeout), None);
+        let mut hold = Hold::default();
+        assert!(hold.start(now - Duration::from_secs(3)));
+        assert!(hold.pause(7, now + Duration::from_secs(60)));
+        hold.on_deadline(TIMEOUT, now);
+        assert!(matches!(hold, Hold::Expired { .. }));
+        assert_eq!(hold.deadline(TIMEOUT), None);
+        assert_eq!(hold.pause_of(7, now), Pause::Over);
+        assert_eq!(hold.pause_of(7, now), Pause::Absent);
+    }
+
+    /// Idle, then holding with a pause that wakes the session before the timeout; the pause
+    /// ends at its deadline while the hold goes on; ending gives the start for the metric.
+    #[test]
+    fn a_pause_inside_a_hold() {
+        let t0 = Instant::now();
+        let mut hold = Hold::default();
+        assert_eq!(hold.deadline(TIMEOUT), None);
+        assert!(!hold.pause(1, t0), "no pause outside a hold");
+        assert!(hold.start(t0));
+        assert!(!hold.start(t0), "one episode at a time");
+        assert_eq!(hold.deadline(TIMEOUT), Some(t0 + TIMEOUT));
+        let wake = t0 + Duration::from_millis(100);
+        assert!(hold.pause(1, wake));
+        assert_eq!(hold.deadline(TIMEOUT), Some(wake));
+        assert_eq!(hold.pause_of(1, t0), Pause::Waiting);
+        assert_eq!(hold.pause_of(2, t0), Pause::Absent);
+        hold.on_deadline(TIMEOUT, wake);
+        assert!(matches!(hold, Hold::Holding { .. }));
+        assert_eq!(hold.deadline(TIMEOUT), Some(t0 + TIMEOUT));
+        assert_eq!(hold.pause_of(1, wake), Pause::Over);
+        assert_eq!(hold.end(), Some(t0));
+        assert_eq!(hold, Hold::Idle);
+        assert_eq!(hold.end(), None);
+    }
+
+    /// An expired hold fails fast: no deadline, no new pause, and it stays expired until it
+    /// ends.
+    #[test]
+    fn an_expired_hold_waits_for_its_end() {
+        let t0 = Instant::now();
+        let mut hold = Hold::default();
+        hold.start(t0);
+        hold.expire();
+        assert!(hold.active());
+        assert_eq!(hold.deadline(TIMEOUT), None);
+        assert!(!hold.pause(3, t0 + TIMEOUT));
+        assert!(!hold.start(t0), "an expired episode is still under way");
+        hold.on_deadline(TIMEOUT, t0 + TIMEOUT * 10);
+        assert!(matches!(hold, Hold::Expired { .. }));
+        assert_eq!(hold.end(), Some(t0));
     }
 }

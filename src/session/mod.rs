@@ -372,7 +372,7 @@ impl Session {
                     Box::pin(self.on_topology()).await;
                 }
                 _ = sleep_until(hold_deadline), if hold_deadline.is_some() => {
-                    self.hold.on_deadline(hold_timeout);
+                    self.hold.on_deadline(hold_timeout, tokio::time::Instant::now());
                 }
                 _ = sleep_until(input_deadline.map(|d| d.0)), if input_deadline.is_some() => {
                     if let Some((_, which)) = input_deadline {

@@ -1,6 +1,7 @@
 //! Dedicated connections: taking one for a blocking command, pinning one while the client
-//! holds server-side state, giving it back when that state is gone, and moving a subscriber's
-//! subscriptions to a new master.
+//! holds server-side state, giving it back when that state is gone, and following the
+//! topology: a subscriber's subscriptions move to a new master, a client whose state cannot
+//! move (MONITOR, tracking) is closed, and a hold ends when a master is back.
 
 use bytes::BytesMut;
 use smallvec::SmallVec;
@@ -12,6 +13,8 @@ use crate::backend::{Dedicated, DedicatedError, Sent};
 use crate::resp::command::{Channels, Kind};
 use crate::resp::reply::ClientError;
 use crate::resp::Request;
+use crate::topology::RouteState;
+use std::sync::Arc;
 
 impl Session {
     /// Takes a dedicated connection for the current key, releasing the current connection.
@@ -186,5 +189,61 @@ impl Session {
         );
         self.send_single(single, true).await;
         self.publish_view();
+    }
+}
+
+/// Following the topology: a hold ends when a master is back, and a pinned connection
+/// follows the master (subscriptions move) or ends (state that cannot move).
+impl Session {
+    /// Whether the session must hear about topology changes now.
+    pub(super) fn waits_for_topology(&self) -> bool {
+        self.hold.active() || self.deferred.is_some() || self.conn.is_pinned()
+    }
+
+    /// A new topology was published.
+    pub(super) async fn on_topology(&mut self) {
+        let topo = self.ctx.topology.load();
+        if topo.state == RouteState::Verified {
+            self.master_back();
+        }
+        let Some(master) = topo.routable_master() else {
+            return;
+        };
+        let pinned_elsewhere =
+            matches!(&self.conn, Conn::Pinned { conn, .. } if conn.key().node != master.node);
+        if pinned_elsewhere {
+            self.follow_master(Arc::clone(&master.node)).await;
+        }
+    }
+
+    /// The master changed under a pinned connection.
+    async fn follow_master(&mut self, _to: Arc<crate::backend::NodeId>) {
+        let Some(pins) = self.conn.pins().copied() else {
+            return;
+        };
+        if pins.monitor || pins.tracking {
+            // Server-side state that cannot be rebuilt: the client must reconnect (and a
+            // tracking client flush its cache, as the client-side caching contract says).
+            tracing::info!(
+                client.id = self.id(),
+                "master changed under MONITOR or tracking; closing client"
+            );
+            self.discard_conn();
+            self.closing = true;
+            return;
+        }
+        if self.inbox.in_flight() > 0 {
+            // Earlier commands are still answered by the old connection; move afterwards (a
+            // later topology change or fault brings the session back here).
+            return;
+        }
+        if pins.watch {
+            self.watch_broken = true;
+        }
+        if pins.pubsub {
+            self.resubscribe().await;
+        } else {
+            self.discard_conn();
+        }
     }
 }
