@@ -11,6 +11,7 @@
 
 mod durability;
 mod reload;
+mod settings;
 mod users;
 
 use std::net::SocketAddr;
@@ -23,14 +24,13 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, Admin};
-use crate::backend::{BackendAuth, Dialer, LeaseBoard, Liveness, Pool, PoolConfig, Pools};
+use crate::backend::{BackendAuth, Dialer, LeaseBoard, Liveness, Pool, Pools};
 use crate::config::{Authority, Config};
 use crate::failover::lease::LeaseSettings;
 use crate::failover::operate::Operator;
 use crate::failover::{Failover, Reach, Settings, Signals};
-use crate::resp::FrameLimits;
 use crate::session::scripts::Scripts;
-use crate::session::{registry::Registry, Context, Dynamic, Limits};
+use crate::session::{registry::Registry, Context, Dynamic};
 use crate::shutdown::{self, Drain, DrainTrigger, Tasks};
 use crate::tls::{Acceptor, NodeTlsSet};
 use crate::topology::discovery::{DnsSettings, Resolver};
@@ -38,6 +38,7 @@ use crate::topology::health::HealthConfig;
 use crate::topology::sentinel::SentinelSettings;
 use crate::topology::TopologyHandle;
 use crate::workers::{self, Job, Workers};
+use settings::{dynamic, hold_timeout, lease_enforced, limits, pool_config, worker_count};
 use users::build_users;
 
 /// Why the proxy could not start.
@@ -104,25 +105,6 @@ pub fn check(cfg: &Config) -> Result<(), StartError> {
         })?;
     }
     Ok(())
-}
-
-/// The hold timeout sessions use: the configured one, or (Sentinel, not configured) the one
-/// the failover task derives from the Sentinels' own timing.
-fn hold_timeout(f: &crate::config::Failover) -> Option<std::time::Duration> {
-    match f.authority {
-        Authority::Sentinel { .. } if !f.hold_timeout_given => None,
-        _ => Some(f.hold_timeout),
-    }
-}
-
-/// Whether backend connections write only under a lease: with Sentinel, and with the `nodes`
-/// authority once the orchestrator's promotion delay is known.
-fn lease_enforced(f: &crate::config::Failover) -> bool {
-    match f.authority {
-        Authority::Sentinel { .. } => true,
-        Authority::Nodes => f.promotion_delay.is_some(),
-        Authority::ActiveActive => false,
-    }
 }
 
 /// Starts the proxy: binds, starts probing, accepting and the admin endpoint.
@@ -468,51 +450,4 @@ fn reload_from(running: &mut Running, cli: &crate::config::cli::Cli) {
             tracing::error!(problems = %e.to_string().trim_end(), "reload rejected; keeping the running configuration")
         }
     }
-}
-
-fn limits(cfg: &Config) -> Limits {
-    Limits {
-        frames: FrameLimits {
-            max_bulk: cfg.limits.max_bulk_len,
-            max_args: cfg.limits.max_args,
-        },
-        query_buffer: cfg.limits.query_buffer,
-        output_buffer: cfg.limits.output_buffer,
-        pubsub_output_buffer: cfg.limits.pubsub_output_buffer,
-        max_in_flight: cfg.limits.max_in_flight,
-    }
-}
-
-fn dynamic(cfg: &Config, backend: &Arc<BackendAuth>) -> Result<Dynamic, StartError> {
-    Ok(Dynamic {
-        users: build_users(cfg, backend)?,
-        allow: cfg.allow_commands.iter().cloned().collect(),
-        hold_timeout: hold_timeout(&cfg.failover),
-        max_held_clients: cfg.failover.max_held_clients,
-        stale_reads: cfg.failover.stale_reads,
-        frame_timeout: cfg.limits.frame_timeout,
-        idle_timeout: cfg.limits.idle_timeout,
-    })
-}
-
-/// Settings of backend connections.
-fn pool_config(cfg: &Config) -> PoolConfig {
-    PoolConfig {
-        lanes: cfg.backend.pool_size,
-        dialer: Dialer {
-            connect_timeout: cfg.backend.connect_timeout,
-            handshake_timeout: cfg.backend.handshake_timeout,
-        },
-        reply_timeout: cfg.backend.reply_timeout,
-        max_dedicated: cfg.backend.max_dedicated,
-        dedicated_idle: cfg.backend.dedicated_idle,
-    }
-}
-
-/// Worker threads for `configured` (0: one per core).
-fn worker_count(configured: usize) -> usize {
-    if configured > 0 {
-        return configured;
-    }
-    std::thread::available_parallelism().map_or(1, |n| n.get())
 }

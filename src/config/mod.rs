@@ -9,6 +9,7 @@ pub mod cli;
 mod durability;
 mod file;
 mod reader;
+mod restart;
 pub mod secret;
 mod tls;
 mod validate;
@@ -27,7 +28,7 @@ pub use secret::{Secret, SecretSource};
 pub use tls::{ListenerTls, NodeTls, SiteTls, HANDSHAKE_TIMEOUT};
 
 /// Limits applied to clients (defaults as in Redis where Redis has one).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
     /// Most clients connected at once (Redis `maxclients`).
     pub max_clients: usize,
@@ -66,7 +67,7 @@ impl Default for Limits {
 }
 
 /// Backend connection settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Backend {
     /// Shared connections per (node, db, protocol, user).
     pub pool_size: usize,
@@ -105,7 +106,7 @@ impl Default for Backend {
 }
 
 /// Health probing.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Health {
     /// Time between probes of a node.
     pub interval: Duration,
@@ -200,7 +201,7 @@ pub enum Authority {
 pub const DEFAULT_HOLD_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Failover behaviour.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Failover {
     /// Who decides.
     pub authority: Authority,
@@ -253,7 +254,7 @@ impl Default for Failover {
 }
 
 /// DNS resolution of node and Sentinel names.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Dns {
     /// Name servers (`ip:port`); empty: the system's.
     pub nameservers: Vec<SocketAddr>,
