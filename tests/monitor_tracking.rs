@@ -171,7 +171,7 @@ fn tracking_redirect_to_unknown_id_fails_like_redis() {
 
 /// After CLIENT TRACKING ON REDIRECT <A's id>, CLIENT GETREDIR and the redirect field of
 /// CLIENT TRACKINGINFO answer that same id, as Redis answers the id the client gave (the
-/// client knows only the proxy's ids).
+/// client knows only the proxy's ids); CLIENT TRACKING OFF REDIRECT <A's id> turns it off.
 #[test]
 fn getredir_answers_the_id_the_client_gave() {
     let redis = RedisServer::start();
@@ -198,6 +198,18 @@ fn getredir_answers_the_id_the_client_gave() {
         (getredir, items[at + 1].clone()),
         (Frame::Int(a_id), Frame::Int(a_id)),
         "(CLIENT GETREDIR, TRACKINGINFO redirect) after REDIRECT {a_id}"
+    );
+    // Turning tracking off with the same REDIRECT (as redis-py does) is accepted; an id no
+    // client has gets Redis's error.
+    assert_eq!(
+        b.cmd(&["CLIENT", "TRACKING", "OFF", "REDIRECT", &id]),
+        Frame::ok()
+    );
+    assert_eq!(b.cmd(&["CLIENT", "GETREDIR"]), Frame::Int(-1));
+    let r = b.cmd(&["CLIENT", "TRACKING", "OFF", "REDIRECT", "987654"]);
+    assert!(
+        r.is_error("ERR The client ID you want redirect to does not exist"),
+        "{r:?}"
     );
 }
 

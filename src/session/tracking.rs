@@ -95,6 +95,10 @@ impl Session {
     }
 
     async fn tracking_off(&mut self, req: Request, silent: bool) {
+        let req = match self.without_redirect(&req) {
+            Ok(r) => r,
+            Err(e) => return self.reply_error(e, silent).await,
+        };
         self.tracking = None;
         if let Conn::Pinned { pins, dirty, .. } = &mut self.conn {
             pins.tracking = false;
@@ -108,6 +112,35 @@ impl Session {
             self.send_single(Single::command(&req, Kind::Tracking, 1, true), silent)
                 .await;
         }
+    }
+
+    /// `CLIENT TRACKING OFF` with its `REDIRECT <proxy client id>` checked as Redis checks it
+    /// (the client must exist) and left out: turning tracking off redirects nothing, and the
+    /// server knows the proxy's ids under other numbers.
+    fn without_redirect(&self, req: &Request) -> Result<Request, ClientError> {
+        let args = req.args();
+        let Some(pos) = args
+            .iter()
+            .position(|a| a.eq_ignore_ascii_case(b"REDIRECT"))
+        else {
+            return Ok(req.clone());
+        };
+        let id = args
+            .get(pos + 1)
+            .and_then(|a| crate::resp::scan::parse_int(a))
+            .ok_or(ClientError::NotInteger)?;
+        let known = id == self.id() as i64
+            || u64::try_from(id).is_ok_and(|id| self.ctx.registry.get(id).is_some());
+        if !known {
+            return Err(ClientError::NoSuchRedirect);
+        }
+        let kept: Vec<&[u8]> = args
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != pos && *i != pos + 1)
+            .map(|(_, a)| *a)
+            .collect();
+        Ok(Request::from_args(&kept))
     }
 
     /// Rewrites `REDIRECT <proxy client id>` to the server's id of that client's dedicated
