@@ -1,6 +1,7 @@
 //! Command handling by kind: ordinary commands go to the batch; stateful ones (blocking
 //! commands, WAIT, pub/sub, MONITOR, tracking) get the connection their state lives on, with
-//! the same semantics Redis gives a direct client. Transactions are in [`tx`](super::tx).
+//! the same semantics Redis gives a direct client. Transactions are in [`tx`](super::tx),
+//! subscriptions and MONITOR in [`subscribe`](super::subscribe).
 
 use bytes::BytesMut;
 use smallvec::SmallVec;
@@ -9,8 +10,8 @@ use super::batch::Single;
 use super::route::{Conn, Route};
 use super::state::ReplyMode as ClientReply;
 use super::Session;
-use crate::backend::{ReplyMode, Sent};
-use crate::resp::command::{classify, Channels, Classified, Kind, Local};
+use crate::backend::Sent;
+use crate::resp::command::{classify, Classified, Kind, Local};
 use crate::resp::reply::{ClientError, Proto};
 use crate::resp::Request;
 
@@ -366,56 +367,6 @@ impl Session {
         self.send_single(single, silent).await;
     }
 
-    /// Subscription confirmations are sent even under CLIENT REPLY OFF/SKIP (as Redis does).
-    async fn subscribe(&mut self, req: Request, ch: Channels) {
-        if !self.pin_for(&req, false).await {
-            return;
-        }
-        let args = req.args();
-        let frames = self.subs.subscribe(ch, &args[1..]);
-        if let Some(p) = self.conn.pins_mut() {
-            p.pubsub = true;
-        }
-        self.inbox.set_limit(self.ctx.limits.pubsub_output_buffer);
-        let kind = Kind::Subscribe(ch);
-        self.send_single(Single::command(&req, kind, frames, true), false)
-            .await;
-        self.publish_view();
-    }
-
-    async fn unsubscribe(&mut self, req: Request, ch: Channels) {
-        let args = req.args();
-        let kind = Kind::Unsubscribe(ch);
-        let route = self.route_data().await;
-        if !self.routed(route, &req, false).await {
-            return;
-        }
-        if !self.conn.is_pinned() {
-            // Not subscribed: Redis still answers one confirmation per channel (or one).
-            let frames = (args.len() as u32 - 1).max(1);
-            return self
-                .send_single(Single::command(&req, kind, frames, true), false)
-                .await;
-        }
-        // Messages may still arrive before the last confirmation: keep the pub/sub mode for
-        // this dispatch even when it ends every subscription.
-        let mode = if self.state.proto == Proto::Resp2 {
-            ReplyMode::PubSub
-        } else {
-            ReplyMode::Counted
-        };
-        let frames = self.subs.unsubscribe(ch, &args[1..]);
-        if !self.subs.any() {
-            if let Some(p) = self.conn.pins_mut() {
-                p.pubsub = false;
-            }
-        }
-        let mut single = Single::command(&req, kind, frames, true);
-        single.mode = Some(mode);
-        self.send_single(single, false).await;
-        self.publish_view();
-    }
-
     /// Makes sure a dedicated connection is pinned and may be sent on; stalls or answers an
     /// error otherwise (returns false then).
     pub(super) async fn pin_for(&mut self, req: &Request, silent: bool) -> bool {
@@ -430,26 +381,6 @@ impl Session {
         match self.pin().await {
             Ok(()) => true,
             Err(route) => self.routed(route, req, silent).await,
-        }
-    }
-
-    async fn monitor(&mut self, req: Request, silent: bool) {
-        if !self.pin_for(&req, silent).await {
-            return;
-        }
-        if let Some(p) = self.conn.pins_mut() {
-            p.monitor = true;
-        }
-        self.send_single(Single::command(&req, Kind::Monitor, 1, true), silent)
-            .await;
-    }
-
-    /// In MONITOR mode the connection only streams; the proxy accepts QUIT and RESET.
-    async fn in_monitor(&mut self, req: Request, cls: Classified) {
-        match cls.kind {
-            Kind::Local(Local::Quit) => self.quit().await,
-            Kind::Local(Local::Reset) => self.reset(req).await,
-            _ => self.reply_error(ClientError::MonitorMode, false).await,
         }
     }
 

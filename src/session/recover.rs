@@ -13,7 +13,7 @@
 
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use smallvec::SmallVec;
 
 use super::hold::Pause;
@@ -26,7 +26,9 @@ use crate::resp::reply::{ClientError, Proto, Value};
 use crate::resp::Request;
 
 mod plan;
+mod resend;
 use plan::{plan, Plan};
+use resend::{reload, Batch};
 
 /// Times a dispatch may be sent again to the same master.
 const MAX_RESEND: u8 = 3;
@@ -394,81 +396,6 @@ impl Session {
             }
         }
         self.inbox.resolve(f.id, items);
-    }
-}
-
-/// Commands of a fault that go out again together, in order.
-#[derive(Debug, Default)]
-struct Batch {
-    payload: BytesMut,
-    cmds: SmallVec<[Sent; 1]>,
-    expect: u32,
-    skip: u32,
-}
-
-impl Batch {
-    fn push(&mut self, payload: &[u8], cmd: &Sent) {
-        if self.expect == self.skip {
-            // Nothing visible yet: hidden frames of this command are skipped too.
-            self.skip += cmd.frames - cmd.replies;
-        }
-        let start = self.payload.len();
-        self.payload.extend_from_slice(payload);
-        self.cmds.push(Sent {
-            range: start..self.payload.len(),
-            ..cmd.clone()
-        });
-        self.expect += cmd.frames;
-    }
-
-    fn flush(&mut self, items: &mut Vec<Resolution>, conn: u64, f: &Fault) {
-        if self.cmds.is_empty() {
-            return;
-        }
-        let b = std::mem::take(self);
-        items.push(Resolution::Dispatch(Dispatch {
-            conn,
-            expect: b.expect,
-            skip: b.skip,
-            silent: f.silent,
-            payload: b.payload.freeze(),
-            cmds: b.cmds,
-            attempt: f.attempt + 1,
-            started: None,
-            durability: f.durability,
-        }));
-    }
-}
-
-/// `SCRIPT LOAD <body>` then the command again (its reply only).
-fn reload(conn: u64, f: &Fault, cmd: &Sent, body: &Bytes) -> Dispatch {
-    let mut payload = BytesMut::new();
-    payload.extend_from_slice(Request::from_args(&[&b"SCRIPT"[..], b"LOAD", body]).bytes());
-    let split = payload.len();
-    payload.extend_from_slice(&f.payload[cmd.range.clone()]);
-    let total = payload.len();
-    Dispatch {
-        conn,
-        expect: 2,
-        skip: 1,
-        silent: f.silent,
-        payload: payload.freeze(),
-        cmds: SmallVec::from_vec(vec![
-            Sent {
-                range: 0..split,
-                kind: Kind::Write,
-                frames: 1,
-                replies: 0,
-                confirm: false,
-            },
-            Sent {
-                range: split..total,
-                ..cmd.clone()
-            },
-        ]),
-        attempt: f.attempt + 1,
-        started: None,
-        durability: f.durability,
     }
 }
 
