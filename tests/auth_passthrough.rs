@@ -63,22 +63,29 @@ fn server_users(redis: &RedisServer, admin: &[&str]) -> Vec<String> {
 }
 
 /// Redis with `requirepass` and an ACL user `app` limited to `app:*` keys; the proxy in
-/// passthrough mode (its own probes use the admin password):
+/// passthrough mode (its own probes log in as the ACL user `proxy`):
 /// 1. Before AUTH, commands get Redis's `NOAUTH`; a wrong password gets Redis's `WRONGPASS`.
 /// 2. `AUTH <password>` opens the default user; `ACL WHOAMI` says so.
 /// 3. `AUTH app <pw>` runs commands as `app`: writes to `app:*` work, others get the
 ///    master's `NOPERM`, and the master lists connections logged in as `app`.
-/// 4. `HELLO 3 AUTH app <pw>` works the same way.
-/// 5. The server's password changed under the proxy (`CONFIG SET requirepass`): the new one
+/// 4. A user without `INFO` and `ROLE` (`-@dangerous -@admin`) works too, on shared and
+///    dedicated connections; its own `INFO` gets the master's `NOPERM`.
+/// 5. `HELLO 3 AUTH app <pw>` works the same way.
+/// 6. The server's password changed under the proxy (`CONFIG SET requirepass`): the new one
 ///    opens, the old one no longer does.
-/// 6. No password reaches the proxy's log.
+/// 7. No password reaches the proxy's log.
 #[test]
 fn the_master_checks_credentials_and_commands_run_as_that_user() {
     let redis = RedisServer::builder()
         .password("admin-pw-31")
+        .arg("user", "proxy on >proxy-pw-40 ~* &* +@all")
         .arg("user", "app on >app-pw-77 ~app:* &* +@all")
+        .arg(
+            "user",
+            "narrow on >narrow-pw-12 ~app:* &* +@all -@dangerous -@admin",
+        )
         .start();
-    let config = format!("{PASSTHROUGH}[backend]\npassword = \"admin-pw-31\"\n");
+    let config = format!("{PASSTHROUGH}[backend]\nuser = \"proxy\"\npassword = \"proxy-pw-40\"\n");
     let proxy = Proxy::builder().config(&config).nodes(&[&redis]).spawn();
     wait_writable(&proxy, &["admin-pw-31"], "__ready__");
 
@@ -102,6 +109,17 @@ fn the_master_checks_credentials_and_commands_run_as_that_user() {
         "no connection of the master is logged in as app"
     );
 
+    // A user that may not run INFO or ROLE: the proxy checks the node under its own
+    // credentials, then logs the connection in as that user.
+    let mut narrow = proxy.client();
+    assert_eq!(narrow.cmd(&["AUTH", "narrow", "narrow-pw-12"]), Frame::ok());
+    assert_eq!(narrow.cmd(&["GET", "app:1"]), Frame::bulk("x"));
+    let r = narrow.cmd(&["INFO", "server"]);
+    assert!(r.is_error("NOPERM"), "INFO as narrow: {r:?}");
+    narrow.send(&["SUBSCRIBE", "app-news"]);
+    let r = narrow.read();
+    assert_eq!(r.items().first(), Some(&Frame::bulk("subscribe")), "{r:?}");
+
     let mut hello = proxy.client();
     let r = hello.cmd(&["HELLO", "3", "AUTH", "app", "app-pw-77"]);
     assert!(matches!(r, Frame::Map(_)), "{r:?}");
@@ -120,7 +138,13 @@ fn the_master_checks_credentials_and_commands_run_as_that_user() {
     assert_eq!(fresh.cmd(&["GET", "k"]), Frame::bulk("v"));
 
     let log = proxy.log();
-    for pw in ["admin-pw-31", "app-pw-77", "rotated-pw-52"] {
+    for pw in [
+        "admin-pw-31",
+        "proxy-pw-40",
+        "app-pw-77",
+        "narrow-pw-12",
+        "rotated-pw-52",
+    ] {
         assert!(!log.contains(pw), "log shows a password:\n{log}");
     }
 }

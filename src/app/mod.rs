@@ -113,7 +113,7 @@ pub async fn start(cfg: &Config, metrics: Option<PrometheusHandle>) -> Result<Ru
         user: cfg.backend.user.clone(),
         password: cfg.backend.password.clone(),
     });
-    let pool_cfg = pool_config(cfg);
+    let pool_cfg = pool_config(cfg, &backend);
     let dialer = pool_cfg.dialer;
     let threads = worker_count(cfg.threads);
     let dedicated = Arc::new(Semaphore::new(cfg.backend.max_dedicated));
@@ -123,7 +123,7 @@ pub async fn start(cfg: &Config, metrics: Option<PrometheusHandle>) -> Result<Ru
         (0..threads)
             .map(|_| {
                 let boards = (Arc::clone(&leases), Arc::clone(&liveness));
-                Pool::with_boards(pool_cfg, Arc::clone(&dedicated), boards)
+                Pool::with_boards(pool_cfg.clone(), Arc::clone(&dedicated), boards)
             })
             .collect(),
     );

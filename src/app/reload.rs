@@ -30,7 +30,7 @@ impl Running {
             );
         }
         self.ctx.dynamic.store(Arc::new(dyn_next));
-        self.pools.set_config(pool_config(&next));
+        self.pools.set_config(pool_config(&next, &self.backend));
         if next.sites != self.cfg.sites || next.backend.tls != self.cfg.backend.tls {
             self.node_tls = Arc::new(tls_next);
             self.signals.send(Signal::Reconfigure(

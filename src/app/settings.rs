@@ -57,7 +57,7 @@ pub(super) fn dynamic(cfg: &Config, backend: &Arc<BackendAuth>) -> Result<Dynami
 }
 
 /// Settings of backend connections.
-pub(super) fn pool_config(cfg: &Config) -> PoolConfig {
+pub(super) fn pool_config(cfg: &Config, own: &Arc<BackendAuth>) -> PoolConfig {
     PoolConfig {
         lanes: cfg.backend.pool_size,
         dialer: Dialer {
@@ -67,6 +67,7 @@ pub(super) fn pool_config(cfg: &Config) -> PoolConfig {
         reply_timeout: cfg.backend.reply_timeout,
         max_dedicated: cfg.backend.max_dedicated,
         dedicated_idle: cfg.backend.dedicated_idle,
+        verify: Some(Arc::clone(own)),
     }
 }
 

@@ -108,8 +108,12 @@ pub struct Handshake<'a> {
     pub proto: Proto,
     /// Database to select.
     pub db: u32,
-    /// Credentials.
+    /// Credentials the connection runs under.
     pub auth: &'a BackendAuth,
+    /// Credentials the node's identity is checked under, when they differ from `auth`: the
+    /// proxy's own, which may run `INFO` and `ROLE` where a client's Redis user may not. The
+    /// connection then logs in as `auth` after the check (`RESET`, then `HELLO ... AUTH`).
+    pub verify: Option<&'a BackendAuth>,
     /// The run_id the node must have, when known.
     pub run_id: Option<&'a str>,
     /// Whether the node must currently be a master.
@@ -219,9 +223,15 @@ async fn handshake(
     ep: &Endpoint,
     hs: &Handshake<'_>,
 ) -> Result<(i64, String), ConnError> {
+    let rejected = |reply: &str| ConnError::Rejected {
+        addr: ep.to_string(),
+        reply: reply.to_string(),
+    };
+    let checker = hs.verify.filter(|v| *v != hs.auth).unwrap_or(hs.auth);
+    let switch = !std::ptr::eq(checker, hs.auth);
     let mut out = BytesMut::new();
-    out.extend_from_slice(hello_command(hs.proto, hs.auth).bytes());
-    if hs.db != 0 {
+    out.extend_from_slice(hello_command(hs.proto, checker).bytes());
+    if hs.db != 0 && !switch {
         out.extend_from_slice(Request::from_args(&["SELECT", &hs.db.to_string()]).bytes());
     }
     out.extend_from_slice(Request::from_args(&["INFO", "server"]).bytes());
@@ -231,15 +241,11 @@ async fn handshake(
 
     let mut rbuf = BytesMut::with_capacity(4096);
     let hello = read_reply(io, &mut rbuf, hs.proto).await?;
-    let rejected = |reply: &str| ConnError::Rejected {
-        addr: ep.to_string(),
-        reply: reply.to_string(),
-    };
     if let Some(e) = hello.as_error() {
         return Err(rejected(e));
     }
-    let client_id = hello.field("id").and_then(Reply::as_int).unwrap_or(-1);
-    if hs.db != 0 {
+    let mut client_id = hello.field("id").and_then(Reply::as_int).unwrap_or(-1);
+    if hs.db != 0 && !switch {
         let sel = read_reply(io, &mut rbuf, hs.proto).await?;
         if let Some(e) = sel.as_error() {
             return Err(rejected(e));
@@ -252,7 +258,68 @@ async fn handshake(
         .and_then(|t| info_field(&t, "run_id").map(str::to_string))
         .ok_or_else(|| rejected(info.as_error().unwrap_or("INFO server without run_id")))?;
     check_identity(ep, hs, &run_id, &role)?;
+    if switch {
+        client_id = log_in_as(io, &mut rbuf, hs).await.map_err(|e| match e {
+            Refusal::Said(reply) => rejected(&reply),
+            Refusal::Failed(e) => e,
+        })?;
+    }
     Ok((client_id, run_id))
+}
+
+/// Why logging in as the connection's own user failed.
+enum Refusal {
+    /// The node refused, in these words.
+    Said(String),
+    /// Reading or writing failed.
+    Failed(ConnError),
+}
+
+impl From<ConnError> for Refusal {
+    fn from(e: ConnError) -> Self {
+        Refusal::Failed(e)
+    }
+}
+
+impl From<std::io::Error> for Refusal {
+    fn from(e: std::io::Error) -> Self {
+        Refusal::Failed(e.into())
+    }
+}
+
+/// After the identity check: `RESET` (back to Redis's `default` user, or to no user when it
+/// has a password), then `HELLO` with the connection's own credentials, then `SELECT`.
+/// Returns the server's id for the connection.
+async fn log_in_as(
+    io: &mut BoxIo,
+    rbuf: &mut BytesMut,
+    hs: &Handshake<'_>,
+) -> Result<i64, Refusal> {
+    let mut out = BytesMut::new();
+    out.extend_from_slice(Request::from_args(&["RESET"]).bytes());
+    out.extend_from_slice(hello_command(hs.proto, hs.auth).bytes());
+    if hs.db != 0 {
+        out.extend_from_slice(Request::from_args(&["SELECT", &hs.db.to_string()]).bytes());
+    }
+    io.write_all(&out).await?;
+    io.flush().await?;
+    // RESET answers in the protocol the connection had; HELLO in the one it asks for.
+    let reset = read_reply(io, rbuf, hs.proto).await?;
+    if let Some(e) = reset.as_error() {
+        return Err(Refusal::Said(e.to_string()));
+    }
+    let hello = read_reply(io, rbuf, hs.proto).await?;
+    if let Some(e) = hello.as_error() {
+        return Err(Refusal::Said(e.to_string()));
+    }
+    let id = hello.field("id").and_then(Reply::as_int).unwrap_or(-1);
+    if hs.db != 0 {
+        let sel = read_reply(io, rbuf, hs.proto).await?;
+        if let Some(e) = sel.as_error() {
+            return Err(Refusal::Said(e.to_string()));
+        }
+    }
+    Ok(id)
 }
 
 fn check_identity(

@@ -71,7 +71,7 @@ impl Hash for PoolKey {
 }
 
 /// Pool settings.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct PoolConfig {
     /// Lanes per key.
     pub lanes: usize,
@@ -83,13 +83,18 @@ pub struct PoolConfig {
     pub max_dedicated: usize,
     /// Idle dedicated connections are closed after this long.
     pub dedicated_idle: Duration,
+    /// The proxy's own credentials: a connection for other credentials checks the node's
+    /// identity under these first (a client's Redis user may lack `INFO` and `ROLE`), then
+    /// logs in as the client's user (`None`: every connection checks as its own user).
+    pub verify: Option<Arc<BackendAuth>>,
 }
 
-pub(super) fn handshake_for(key: &PoolKey) -> Handshake<'_> {
+pub(super) fn handshake_for<'a>(key: &'a PoolKey, cfg: &'a PoolConfig) -> Handshake<'a> {
     Handshake {
         proto: key.proto,
         db: key.db,
         auth: &key.auth,
+        verify: cfg.verify.as_deref(),
         run_id: Some(&key.node.run_id),
         master: true,
     }

@@ -171,7 +171,7 @@ async fn drive_lane(
     (retired, superseded): (CancellationToken, CancellationToken),
     (lease, alive): (Option<Arc<Lease>>, Arc<NodeLiveness>),
 ) {
-    let hs = handshake_for(&key);
+    let hs = handshake_for(&key, &cfg);
     let opened = tokio::select! {
         r = cfg.dialer.open(&key.node.endpoint, &hs) => r,
         _ = retired.cancelled() => Err(ConnError::Retired),

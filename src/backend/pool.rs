@@ -134,8 +134,8 @@ impl Pool {
     }
 
     /// Settings for new connections.
-    fn cfg(&self) -> PoolConfig {
-        **self.cfg.load()
+    fn cfg(&self) -> Arc<PoolConfig> {
+        self.cfg.load_full()
     }
 
     /// Deadlines for opening connections (also for connections opened outside the pool).
@@ -187,7 +187,7 @@ impl Pool {
     fn spawn_lane(&self, key: &PoolKey) -> Lane {
         spawn_lane(
             key.clone(),
-            self.cfg(),
+            (*self.cfg()).clone(),
             self.nodes.lane_token(&key.node),
             // Stale-read lanes write nothing (only reads are routed to them): no lease.
             if key.purpose == LaneUse::StaleReads {
@@ -209,9 +209,9 @@ impl Pool {
         let permit = Arc::clone(&self.dedicated)
             .try_acquire_owned()
             .map_err(|_| DedicatedError::TooMany)?;
-        let hs = handshake_for(key);
-        let opened = self
-            .cfg()
+        let cfg = self.cfg();
+        let hs = handshake_for(key, &cfg);
+        let opened = cfg
             .dialer
             .open(&key.node.endpoint, &hs)
             .await
@@ -322,7 +322,7 @@ impl Pools {
     /// Replaces the settings for new connections in every pool.
     pub fn set_config(&self, cfg: PoolConfig) {
         for pool in &self.0 {
-            pool.set_config(cfg);
+            pool.set_config(cfg.clone());
         }
     }
 

@@ -143,6 +143,7 @@ async fn unblock(
         proto: Proto::Resp2,
         db: 0,
         auth,
+        verify: None,
         run_id: Some(&node.run_id),
         master: false,
     };

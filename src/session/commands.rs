@@ -340,13 +340,7 @@ impl Session {
         payload.extend_from_slice(req.bytes());
         let total = payload.len();
         let cmds = SmallVec::from_vec(vec![
-            Sent {
-                range: 0..split,
-                kind: Kind::Write,
-                frames: 1,
-                replies: 0,
-                confirm: false,
-            },
+            Sent::hidden(0..split, Kind::Write, 1),
             Sent {
                 range: split..total,
                 kind: Kind::Wait,

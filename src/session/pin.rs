@@ -164,13 +164,7 @@ impl Session {
         }
         let len = payload.len();
         let cmds = SmallVec::from_elem(
-            Sent {
-                range: 0..len,
-                kind: Kind::Subscribe(Channels::Plain),
-                frames,
-                replies: 0,
-                confirm: false,
-            },
+            Sent::hidden(0..len, Kind::Subscribe(Channels::Plain), frames),
             1,
         );
         let single = Single {

@@ -57,6 +57,7 @@ impl Context {
             reply_timeout: Duration::from_secs(1),
             max_dedicated: 1,
             dedicated_idle: Duration::from_secs(1),
+            verify: None,
         };
         // The receiving end is dropped: signals are discarded as if the channel were full.
         let (signals, _) = mpsc::channel(1);

@@ -27,6 +27,20 @@ pub struct Sent {
     pub confirm: bool,
 }
 
+impl Sent {
+    /// A command the proxy added (`SCRIPT LOAD`, `PUBLISH` before `WAIT`, re-subscriptions):
+    /// `frames` replies of kind `kind`, none of them for the client, never durable.
+    pub fn hidden(range: Range<usize>, kind: Kind, frames: u32) -> Self {
+        Self {
+            range,
+            kind,
+            frames,
+            replies: 0,
+            confirm: false,
+        }
+    }
+}
+
 /// Why an entry stopped before all its replies reached the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FaultKind {

@@ -66,13 +66,7 @@ pub(super) fn reload(conn: u64, f: &Fault, cmd: &Sent, body: &Bytes) -> Dispatch
         silent: f.silent,
         payload: payload.freeze(),
         cmds: SmallVec::from_vec(vec![
-            Sent {
-                range: 0..split,
-                kind: Kind::Write,
-                frames: 1,
-                replies: 0,
-                confirm: false,
-            },
+            Sent::hidden(0..split, Kind::Write, 1),
             Sent {
                 range: split..total,
                 ..cmd.clone()
