@@ -465,3 +465,87 @@ fn metrics_parser_reads_the_exposition_format() {
     assert_eq!(s.value("q", &[("v", "a\"b,c}")]), Some(2.5));
     assert_eq!(s.get("absent_total", &[]), 0.0);
 }
+
+/// The MONITOR recorder reads what Redis really writes, escapes included: a key and a value
+/// holding quotes, backslashes, control bytes, DEL and UTF-8 (which Redis shows as `\"`, `\\`,
+/// `\n`, `\xHH`...) come back byte for byte, through the load harness's parser.
+#[test]
+fn monitor_unescapes_what_redis_writes() {
+    use support::failover::Monitor;
+    let server = RedisServer::start();
+    let monitor = Monitor::start(&server);
+    let key = "k \"q\" \\ \n\t\r\x07\x08 é";
+    let value = "\x01\x7f€\\x41";
+    let mut c = server.client();
+    c.send_bin(&[b"SET", key.as_bytes(), value.as_bytes()]);
+    assert_eq!(c.read(), Frame::ok());
+    let set = || {
+        monitor
+            .seen()
+            .into_iter()
+            .find(|s| s.args.first().is_some_and(|a| a == "SET"))
+    };
+    assert!(eventually(Duration::from_secs(5), || set().is_some()));
+    let seen = set().unwrap();
+    assert_eq!(seen.args, ["SET", key, value]);
+    assert_eq!(
+        seen.client,
+        c.socket().local_addr().expect("local address").to_string()
+    );
+}
+
+/// The numbered writer's account as the load harness's ledger judges it: acknowledged numbers
+/// missing from the list are lost, numbers held though the proxy said "not executed" were
+/// applied though refused, and an unknown outcome ("may have been applied") is neither.
+#[test]
+fn writer_ledger_judges_list_elements() {
+    use support::writer::{duplicates, is_proxy_failover_error, Finished, Outcome, Record};
+    let t = Instant::now();
+    let record = |n, outcome| Record {
+        n,
+        sent: t,
+        replied: t + Duration::from_millis(n),
+        outcome,
+    };
+    let refused = "MASTERDOWN no master is known; the command was not executed (proxy)";
+    let unknown = "ERR the master went away; it may have been applied (proxy)";
+    let f = Finished {
+        key: "list".into(),
+        client_id: 1,
+        started: t,
+        records: vec![
+            record(1, Outcome::Acked),
+            record(2, Outcome::Error(refused.into())),
+            record(3, Outcome::Error(unknown.into())),
+            record(4, Outcome::Broken("reset".into())),
+            record(5, Outcome::Acked),
+            record(6, Outcome::Error("READONLY replica".into())),
+        ],
+        client: None,
+    };
+    assert!(f.lost(&[1, 3, 5]).is_empty());
+    assert!(f.lost(&[1, 5]).is_empty());
+    assert_eq!(f.lost(&[5, 3, 4]), [1]);
+    assert_eq!(f.lost(&[]), [1, 5]);
+    assert_eq!(f.refused_applied(&[1, 2, 3, 5, 6]), [2, 6]);
+    assert_eq!(duplicates(&[1, 2, 1, 3, 2, 1]), [1, 2]);
+    assert!(is_proxy_failover_error(refused) && is_proxy_failover_error(unknown));
+    assert!(!is_proxy_failover_error("ERR too many connections (proxy)"));
+}
+
+/// A numbered writer straight against a server (no proxy): every number is acknowledged,
+/// held once, and none is lost.
+#[test]
+fn writer_against_a_server_loses_nothing() {
+    use support::writer::{duplicates, stored, Writer};
+    let server = RedisServer::start();
+    let w = Writer::start_reconnecting(server.addr(), "numbers", Duration::from_millis(1));
+    w.advance(100, Duration::from_secs(20));
+    let f = w.finish();
+    let held = stored(&server, "numbers");
+    assert!(f.acked().len() >= 100);
+    assert!(f.failures().is_empty(), "{:?}", f.failure_texts());
+    assert!(f.lost(&held).is_empty());
+    assert!(duplicates(&held).is_empty());
+    assert_eq!(f.lost(&held[1..]), [held[0]]);
+}

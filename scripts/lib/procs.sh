@@ -1,6 +1,7 @@
-# Shared helpers for scripts/demo and scripts/bench (sourced, not run): free loopback ports,
-# a redis-server and the proxy started in a temporary folder, and a cleanup that stops every
-# process started here, on any exit (normal end, error, Ctrl-C, TERM).
+# Shared helpers for scripts/demo, scripts/bench and scripts/bench-failover (sourced, not
+# run): free loopback ports, the release builds, a redis-server and the proxy started in a
+# temporary folder, and a cleanup that stops every process started here, on any exit (normal
+# end, error, Ctrl-C, TERM).
 #
 # After sourcing: call `procs_init` once; then `start_redis` and `start_proxy` set
 # REDIS_PORT/REDIS_PID and PROXY_PORT/PROXY_PID. Logs are in "$WORK_DIR".
@@ -10,6 +11,7 @@ ROOT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 # Where cargo builds (CARGO_TARGET_DIR when set, as cargo itself does).
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT_DIR/target}"
 PROXY_BIN="$TARGET_DIR/release/redis-failover-proxy"
+LOAD_BIN="$TARGET_DIR/release/redis-failover-load"
 WORK_DIR=""
 STARTED_PIDS=()
 
@@ -80,6 +82,13 @@ build_proxy() {
   (cd "$ROOT_DIR" && cargo build --release --quiet --bin redis-failover-proxy)
 }
 
+# Builds the proxy and the load harness (LOAD_BIN) in release mode.
+build_proxy_and_load() {
+  say "building the proxy and the load harness (cargo build --release)"
+  (cd "$ROOT_DIR" &&
+    cargo build --release --quiet --bin redis-failover-proxy --bin redis-failover-load)
+}
+
 # Starts a redis-server on a free port; sets REDIS_PORT and REDIS_PID.
 start_redis() {
   local attempt i
@@ -104,11 +113,25 @@ start_redis() {
   return 1
 }
 
+# Waits until a SET through 127.0.0.1:$1 succeeds while process $2 runs (up to 10 s).
+wait_ready() {
+  local port="$1" pid="$2" i
+  for i in $(seq 200); do
+    if [ "$(redis-cli -h 127.0.0.1 -p "$port" SET __ready__ 1 2>/dev/null)" = "OK" ]; then
+      redis-cli -h 127.0.0.1 -p "$port" DEL __ready__ >/dev/null
+      return 0
+    fi
+    kill -0 "$pid" 2>/dev/null || return 1
+    sleep 0.05
+  done
+  return 1
+}
+
 # Starts the proxy in front of 127.0.0.1:$REDIS_PORT and waits until a write through it
 # succeeds (a master is verified); sets PROXY_PORT, PROXY_PID and PROXY_LOG. Extra arguments
 # go to the proxy.
 start_proxy() {
-  local attempt i
+  local attempt
   for attempt in 1 2 3 4 5; do
     PROXY_PORT="$(free_port)"
     PROXY_LOG="$WORK_DIR/proxy-$PROXY_PORT.log"
@@ -117,14 +140,7 @@ start_proxy() {
       >/dev/null 2>"$PROXY_LOG" &
     PROXY_PID=$!
     STARTED_PIDS+=("$PROXY_PID")
-    for i in $(seq 200); do
-      if [ "$(redis-cli -h 127.0.0.1 -p "$PROXY_PORT" SET __ready__ 1 2>/dev/null)" = "OK" ]; then
-        redis-cli -h 127.0.0.1 -p "$PROXY_PORT" DEL __ready__ >/dev/null
-        return 0
-      fi
-      kill -0 "$PROXY_PID" 2>/dev/null || break
-      sleep 0.05
-    done
+    wait_ready "$PROXY_PORT" "$PROXY_PID" && return 0
     stop_pid "$PROXY_PID"
     say "the proxy did not become ready on port $PROXY_PORT (attempt $attempt):"
     sed 's/^/    /' "$PROXY_LOG" >&2 || true

@@ -1,6 +1,8 @@
 //! A blocking RESP client for tests. It decodes replies itself (RESP2 and RESP3), without
 //! using the proxy's code, so that what the tests assert is what a client receives. The same
-//! client runs over plain TCP or over TLS ([`TlsStream`], rustls in blocking mode).
+//! client runs over plain TCP or over TLS ([`TlsStream`], rustls in blocking mode). It
+//! authenticates ([`Client::auth`]) with the load harness's handshake,
+//! [`super::harness::handshake`], so that both send AUTH alike.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -9,6 +11,8 @@ use std::time::Duration;
 
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
+
+pub(crate) use super::harness::handshake::Credentials;
 
 /// A client's TLS connection.
 pub type TlsStream = StreamOwned<ClientConnection, TcpStream>;
@@ -89,6 +93,23 @@ pub fn encode(args: &[&[u8]]) -> Vec<u8> {
 pub fn encode_strs<S: AsRef<str>>(args: &[S]) -> Vec<u8> {
     let args: Vec<&[u8]> = args.iter().map(|a| a.as_ref().as_bytes()).collect();
     encode(&args)
+}
+
+/// Credentials of the default user (`requirepass`).
+pub fn password(password: &str) -> Credentials {
+    Credentials {
+        user: None,
+        password: password.to_string(),
+    }
+}
+
+/// The verdict on AUTH's reply: `+OK`, or an error showing what came instead.
+pub fn auth_reply(reply: Frame) -> std::io::Result<()> {
+    if reply == Frame::ok() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!("AUTH: {reply:?}")))
+    }
 }
 
 /// A TCP connection with the client's socket options.
@@ -191,6 +212,13 @@ impl<S: Read + Write> Client<S> {
     /// Sends one command with binary arguments without reading.
     pub fn send_bin(&mut self, args: &[&[u8]]) {
         self.send_raw(&encode(args));
+    }
+
+    /// Authenticates with `credentials` ([`Credentials::command`]); anything but `+OK` is an
+    /// error.
+    pub fn auth(&mut self, credentials: &Credentials) -> std::io::Result<()> {
+        self.try_send_raw(&encode_strs(&credentials.command()))?;
+        auth_reply(self.try_read()?)
     }
 
     /// Sends a command and reads its reply.

@@ -1,7 +1,8 @@
 //! Shared pieces of the Sentinel failover tests: a replicated set with its Sentinel group, a
 //! proxy configured to follow that group, a watcher that timestamps `+switch-master` on every
 //! Sentinel, a MONITOR recorder that keeps reconnecting (Sentinel kills normal clients, MONITOR
-//! included, on the nodes it reconfigures), and small polling helpers.
+//! included, on the nodes it reconfigures; its lines are read by the load harness's parser,
+//! [`super::harness::monitor_line`]), and small polling helpers.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -11,6 +12,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::client::{Client, Frame};
+use super::harness::monitor_line::parse_line;
 use super::procs::{Proxy, ProxyBuilder, RedisBuilder, RedisServer};
 use super::sentinel::{next_event, Event, Group, GroupOptions};
 
@@ -206,8 +208,25 @@ pub struct Seen {
     pub at: Instant,
     /// The issuing client's address as the server saw it (`127.0.0.1:54321`).
     pub client: String,
-    /// The command's arguments.
+    /// The command's arguments, unescaped (as text: the tests' keys and values are).
     pub args: Vec<String>,
+}
+
+impl Seen {
+    /// The command in a MONITOR line (`+1700000000.123456 [0 127.0.0.1:54321] "RPUSH" "k"
+    /// "1"`), stamped now; `None` for anything else.
+    fn parse(line: &[u8]) -> Option<Self> {
+        let line = parse_line(line)?;
+        Some(Self {
+            at: Instant::now(),
+            client: line.client,
+            args: line
+                .args
+                .iter()
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect(),
+        })
+    }
 }
 
 /// Records every command a server executes, from a MONITOR connection opened straight to it.
@@ -239,7 +258,7 @@ fn open_monitor(addr: SocketAddr) -> Option<MonitorConn> {
     let until = Instant::now() + Duration::from_secs(2);
     while Instant::now() < until {
         if let Some(line) = conn.next_line().ok()? {
-            return (line == "+OK").then_some(conn);
+            return (line == b"+OK").then_some(conn);
         }
     }
     None
@@ -248,10 +267,10 @@ fn open_monitor(addr: SocketAddr) -> Option<MonitorConn> {
 impl MonitorConn {
     /// The next complete line (without CRLF); `Ok(None)` when none arrived within the read
     /// timeout; an error when the connection is gone.
-    fn next_line(&mut self) -> std::io::Result<Option<String>> {
+    fn next_line(&mut self) -> std::io::Result<Option<Vec<u8>>> {
         loop {
             if let Some(pos) = self.buf.windows(2).position(|w| w == b"\r\n") {
-                let line = String::from_utf8_lossy(&self.buf[..pos]).into_owned();
+                let line = self.buf[..pos].to_vec();
                 self.buf.drain(..pos + 2);
                 return Ok(Some(line));
             }
@@ -293,7 +312,7 @@ impl Monitor {
                 };
                 match c.next_line() {
                     Ok(Some(line)) => {
-                        if let Some(seen) = line.strip_prefix('+').and_then(parse_monitor_line) {
+                        if let Some(seen) = Seen::parse(&line) {
                             s.lock().unwrap().push(seen);
                         }
                     }
@@ -345,41 +364,6 @@ impl Drop for Monitor {
             let _ = t.join();
         }
     }
-}
-
-/// Parses `1700000000.123456 [0 127.0.0.1:54321] "RPUSH" "k" "1"`.
-fn parse_monitor_line(line: &str) -> Option<Seen> {
-    let open = line.find('[')?;
-    let close = open + line[open..].find(']')?;
-    let client = line[open + 1..close].split(' ').nth(1)?.to_string();
-    let mut args = Vec::new();
-    let mut rest = &line[close + 1..];
-    while let Some(start) = rest.find('"') {
-        let mut arg = String::new();
-        let mut chars = rest[start + 1..].char_indices();
-        let mut end = None;
-        while let Some((i, ch)) = chars.next() {
-            match ch {
-                '\\' => {
-                    if let Some((_, esc)) = chars.next() {
-                        arg.push(esc);
-                    }
-                }
-                '"' => {
-                    end = Some(start + 1 + i);
-                    break;
-                }
-                _ => arg.push(ch),
-            }
-        }
-        args.push(arg);
-        rest = &rest[end? + 1..];
-    }
-    Some(Seen {
-        at: Instant::now(),
-        client,
-        args,
-    })
 }
 
 /// Waits until the proxy's log has a line containing every one of `parts`; returns that line.

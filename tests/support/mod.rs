@@ -6,6 +6,7 @@
 pub mod client;
 pub mod dns;
 pub mod failover;
+pub mod harness;
 pub mod http;
 pub mod lab_cut;
 pub mod lab_layout;

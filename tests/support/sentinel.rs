@@ -18,7 +18,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::client::{encode, encode_strs, read_frame, Client, Frame};
+use super::client::{auth_reply, encode_strs, password, read_frame, Client, Frame};
 use super::procs::{free_port, RedisBuilder, RedisServer};
 pub use super::sentinel_events::{next_event, wait_event, Event};
 
@@ -54,7 +54,8 @@ fn wait_linked(replica: &RedisServer, password: Option<&str>) {
     while Instant::now() < until {
         let mut c = replica.client();
         if let Some(pw) = password {
-            c.cmd(&["AUTH", pw]);
+            // A refusal shows in INFO's reply, which the panic below prints.
+            let _ = c.auth(&super::client::password(pw));
         }
         last = c.cmd(&["INFO", "replication"]);
         if matches!(&last, Frame::Bulk(b) if String::from_utf8_lossy(b).contains("master_link_status:up"))
@@ -402,11 +403,8 @@ impl Group {
         stream.set_write_timeout(Some(QUERY_TIMEOUT))?;
         let mut reader = BufReader::new(stream.try_clone()?);
         if let Some(pw) = &self.opts.requirepass {
-            stream.write_all(&encode(&[b"AUTH", pw.as_bytes()]))?;
-            let reply = read_frame(&mut reader)?;
-            if reply != Frame::ok() {
-                return Err(std::io::Error::other(format!("AUTH: {reply:?}")));
-            }
+            stream.write_all(&encode_strs(&password(pw).command()))?;
+            auth_reply(read_frame(&mut reader)?)?;
         }
         stream.write_all(&encode_strs(args))?;
         read_frame(&mut reader)
@@ -546,7 +544,8 @@ impl Group {
         let mut c = Client::connect(self.addr(i));
         c.set_read_timeout(Some(Duration::from_secs(5)));
         if let Some(pw) = &self.opts.requirepass {
-            assert_eq!(c.cmd(&["AUTH", pw]), Frame::ok(), "AUTH on sentinel {i}");
+            c.auth(&password(pw))
+                .unwrap_or_else(|e| panic!("AUTH on sentinel {i}: {e}"));
         }
         let mut args = vec!["PSUBSCRIBE"];
         args.extend_from_slice(patterns);

@@ -3,8 +3,11 @@
 //! time, recording for each command when it was sent, when its reply arrived and what the reply
 //! was. Afterwards [`Finished`] compares what the writer was told with what a server holds:
 //! acknowledged values missing from the list are lost writes, values present twice were
-//! applied twice. A reply that does not arrive within the read timeout (a hang) ends the
-//! writer and is reported as [`Outcome::Broken`], so a test never waits forever. A writer
+//! applied twice. Which writes count as lost is the load harness's ledger's call
+//! ([`super::harness::ledger`]), and what an error says of a write its classification's
+//! ([`super::harness::outcome`]): the tests and `redis-failover-load` judge alike. A reply
+//! that does not arrive within the read timeout (a hang) ends the writer and is reported as
+//! [`Outcome::Broken`], so a test never waits forever. A writer
 //! started with [`Writer::start_reconnecting`] opens a new connection instead and goes on (for
 //! endpoints such as HAProxy that close clients' connections when a server goes down).
 
@@ -15,6 +18,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::client::{Client, Frame};
+use super::harness::ledger::{Found, KeyLedger, Verdict, Write, WriteId};
+use super::harness::outcome::{classify_error, proxy_failover_fate, Fate};
 use super::procs::{Proxy, RedisServer};
 
 /// What one command got.
@@ -49,6 +54,20 @@ impl Record {
     pub fn latency(&self) -> Duration {
         self.replied - self.sent
     }
+
+    /// What became of the write, in the ledger's terms: an error reply is judged by the load
+    /// harness's own rule (a Redis error, or the proxy's "not executed", refused it; the
+    /// proxy's "may have been applied" leaves it unknown).
+    pub fn fate(&self) -> Fate {
+        match &self.outcome {
+            Outcome::Acked => Fate::Acked,
+            Outcome::Error(e) => classify_error(e).1,
+            // A reply RPUSH never gives, a broken connection or a hang: the command may have
+            // run. (A hang ends the writer, so whether it could still run later does not
+            // matter to the list check, where each element is written once.)
+            Outcome::Unexpected(_) | Outcome::Broken(_) => Fate::Unknown,
+        }
+    }
 }
 
 /// How long a writer waits for one reply before it calls the connection hung.
@@ -59,6 +78,7 @@ pub const READ_GUARD: Duration = Duration::from_secs(20);
 pub struct Writer {
     key: String,
     client_id: i64,
+    started: Instant,
     stop: Arc<AtomicBool>,
     acked: Arc<AtomicU64>,
     failed: Arc<AtomicU64>,
@@ -88,6 +108,7 @@ impl Writer {
             other => panic!("CLIENT ID through the proxy: {other:?}"),
         };
         c.set_read_timeout(Some(READ_GUARD));
+        let started = Instant::now();
         let stop = Arc::new(AtomicBool::new(false));
         let acked = Arc::new(AtomicU64::new(0));
         let failed = Arc::new(AtomicU64::new(0));
@@ -162,6 +183,7 @@ impl Writer {
         Self {
             key: key.to_string(),
             client_id,
+            started,
             stop,
             acked,
             failed,
@@ -236,6 +258,7 @@ impl Writer {
         Finished {
             key: self.key.clone(),
             client_id: self.client_id,
+            started: self.started,
             records: self.records.lock().unwrap().clone(),
             client,
         }
@@ -255,6 +278,8 @@ pub struct Finished {
     pub key: String,
     /// `CLIENT ID` the proxy gave the connection when it started.
     pub client_id: i64,
+    /// When the writer started (the ledger's times count from it).
+    pub started: Instant,
     /// Every command, in order.
     pub records: Vec<Record>,
     /// The connection, unless it broke.
@@ -320,11 +345,42 @@ impl Finished {
 
     /// Acknowledged numbers missing from `stored`.
     pub fn lost(&self, stored: &[u64]) -> Vec<u64> {
-        let have: std::collections::HashSet<u64> = stored.iter().copied().collect();
-        self.acked()
-            .into_iter()
-            .filter(|n| !have.contains(n))
+        self.verdicts(stored)
+            .filter(|(_, v)| v.lost)
+            .map(|(n, _)| n)
             .collect()
+    }
+
+    /// Numbers in `stored` whose command was refused (an error said it was not executed).
+    pub fn refused_applied(&self, stored: &[u64]) -> Vec<u64> {
+        self.verdicts(stored)
+            .filter(|(_, v)| v.refused_applied)
+            .map(|(n, _)| n)
+            .collect()
+    }
+
+    /// The ledger's verdict on each command, in order, given the list `stored`. An element
+    /// pushed onto a list is never overwritten, so each number is a key written once: a
+    /// [`KeyLedger`] of its own judges it against whether the list holds it.
+    fn verdicts<'a>(&'a self, stored: &[u64]) -> impl Iterator<Item = (u64, Verdict)> + 'a {
+        let held: std::collections::HashSet<u64> = stored.iter().copied().collect();
+        let us = |t: Instant| t.saturating_duration_since(self.started).as_micros() as u64;
+        self.records.iter().map(move |r| {
+            let id = WriteId { conn: 0, seq: r.n };
+            let mut element = KeyLedger::default();
+            let write = Write {
+                id,
+                sent_us: us(r.sent),
+                done_us: us(r.replied),
+            };
+            element.record(write, r.fate());
+            let found = if held.contains(&r.n) {
+                Found::Write(id)
+            } else {
+                Found::Missing
+            };
+            (r.n, element.verdict(&found))
+        })
     }
 
     /// Longest reply latency among all commands.
@@ -373,21 +429,20 @@ pub fn stored(server: &RedisServer, key: &str) -> Vec<u64> {
     }
 }
 
-/// Values present more than once (a write applied twice).
+/// Values present more than once (a write applied twice), each once, in the order their
+/// second copies appear. Only a list shows this: the load harness's SETs overwrite each other.
 pub fn duplicates(stored: &[u64]) -> Vec<u64> {
     let mut seen = std::collections::HashSet::new();
-    let mut dups: Vec<u64> = stored
+    let mut twice = std::collections::HashSet::new();
+    stored
         .iter()
         .copied()
-        .filter(|n| !seen.insert(*n))
-        .collect();
-    dups.dedup();
-    dups
+        .filter(|n| !seen.insert(*n) && twice.insert(*n))
+        .collect()
 }
 
 /// Whether `text` is one of the proxy's own failover errors: the command was not executed
 /// (`MASTERDOWN ... (proxy)`), or its outcome is unknown (`... may have been applied (proxy)`).
 pub fn is_proxy_failover_error(text: &str) -> bool {
-    text.ends_with("(proxy)")
-        && (text.contains("not executed") || text.contains("may have been applied"))
+    proxy_failover_fate(text).is_some()
 }

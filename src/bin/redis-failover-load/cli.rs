@@ -8,6 +8,8 @@ use std::time::Duration;
 use clap::Parser;
 use redis_failover_proxy::config::NodeTls;
 
+use crate::handshake::Credentials;
+
 /// How long one reply may take before the connection counts as hung, unless --timeout says.
 const DEFAULT_REPLY_TIMEOUT_MS: u64 = 5000;
 
@@ -185,23 +187,6 @@ pub(crate) enum Stop {
     After(Duration),
     /// After this many commands in total.
     Requests(u64),
-}
-
-/// Credentials for AUTH.
-#[derive(Clone)]
-pub(crate) struct Credentials {
-    /// ACL user, or none for `AUTH <password>`.
-    pub(crate) user: Option<String>,
-    /// The password.
-    pub(crate) password: String,
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials")
-            .field("user", &self.user)
-            .finish_non_exhaustive()
-    }
 }
 
 /// The validated settings of a run.

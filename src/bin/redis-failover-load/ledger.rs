@@ -22,14 +22,35 @@
 //! value of a write that was reported "not executed" counts as a **refused write applied**.
 //! Only the floor, the last acknowledged write and the writes not yet overwritten are kept
 //! per key, so the ledger stays as small as the keyspace times the writes in flight.
+//!
+//! The tests' numbered writers (`tests/support/writer.rs`) judge their writes with this ledger
+//! too: each element one of them pushes onto a list is a key written once, so a [`KeyLedger`]
+//! of its own says whether it was lost or applied though refused. The tests include this file
+//! (through `tests/support/harness.rs`), so it names its one neighbour,
+//! [`outcome`](super::outcome), through `super::` and depends on nothing else of the harness.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use smallvec::SmallVec;
 
-use crate::outcome::Fate;
-use crate::workload::WriteId;
+use super::outcome::Fate;
+
+/// One write: the connection (worker index) and its sequence number there. Its own type here,
+/// not the workload's, so that the tests can include the ledger alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+pub(crate) struct WriteId {
+    /// Worker index (0 for a test's writer, which is one connection).
+    pub(crate) conn: u32,
+    /// Sequence number of the write on that worker, from 0.
+    pub(crate) seq: u64,
+}
+
+impl std::fmt::Display for WriteId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "c{}#{}", self.conn, self.seq)
+    }
+}
 
 /// `done` of a write that may take effect at any time.
 pub(crate) const NEVER: u64 = u64::MAX;

@@ -7,11 +7,19 @@
 //! with [`outcome`]) feed [`stats`] and the [`ledger`]; [`progress`] prints a line a second;
 //! [`monitor`] and [`authority`] watch the nodes, and [`superseded`] judges what they saw;
 //! [`verify`] reads the keys back; [`report`] prints the result and picks the exit code.
+//!
+//! Four modules are the tests' too: [`ledger`], [`outcome`], [`monitor_line`] and
+//! [`handshake`] depend on nothing else here, and `tests/support/harness.rs` includes them,
+//! so the failover tests judge lost writes, read MONITOR lines and authenticate exactly as
+//! this harness does. Their unit tests run with this binary's (`cargo test --bin
+//! redis-failover-load`) and again in each test target that includes them.
 
 mod authority;
 mod cli;
+mod handshake;
 mod ledger;
 mod monitor;
+mod monitor_line;
 mod net;
 mod outcome;
 mod progress;

@@ -4,7 +4,8 @@
 //! `SET` of this run is kept as an [`Exec`] with the node's own timestamp. A replica shows the
 //! commands it replicates too, sent by its master's address: lines from a client whose address
 //! is one of the nodes are skipped, so an [`Exec`] is a write a client made on that node. The
-//! time each connection was down is kept, since writes executed meanwhile are not seen.
+//! time each connection was down is kept, since writes executed meanwhile are not seen. The
+//! lines are read by [`crate::monitor_line`], the parser the tests use too.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -13,9 +14,11 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::ledger::WriteId;
+use crate::monitor_line::parse_line;
 use crate::net::Dialer;
 use crate::worker::Clock;
-use crate::workload::{Workload, WriteId};
+use crate::workload::Workload;
 
 /// Wait before reconnecting a failed MONITOR connection.
 pub(crate) const RECONNECT_AFTER: Duration = Duration::from_millis(20);
@@ -145,101 +148,5 @@ async fn pause(stop: &CancellationToken) {
     tokio::select! {
         _ = tokio::time::sleep(RECONNECT_AFTER) => {}
         _ = stop.cancelled() => {}
-    }
-}
-
-/// One MONITOR line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Line {
-    /// When the node executed the command, µs since the Unix epoch.
-    pub(crate) unix_us: i64,
-    /// The client's address (`ip:port`, `lua`, `unix:/path`).
-    pub(crate) client: String,
-    /// The command and its arguments.
-    pub(crate) args: Vec<Vec<u8>>,
-}
-
-/// Parses `+1700000000.123456 [0 127.0.0.1:5000] "SET" "k" "v"` (the frame, CRLF included).
-pub(crate) fn parse_line(frame: &[u8]) -> Option<Line> {
-    let body = frame.strip_prefix(b"+")?;
-    let body = body.strip_suffix(b"\r\n").unwrap_or(body);
-    let text = std::str::from_utf8(body).ok()?;
-    let (stamp, rest) = text.split_once(' ')?;
-    let (secs, micros) = stamp.split_once('.')?;
-    let unix_us = secs.parse::<i64>().ok()? * 1_000_000 + micros.parse::<i64>().ok()?;
-    let rest = rest.strip_prefix('[')?;
-    let (inside, args) = rest.split_once("] ")?;
-    let client = inside.split_once(' ')?.1.to_string();
-    Some(Line {
-        unix_us,
-        client,
-        args: parse_args(args.as_bytes())?,
-    })
-}
-
-/// The quoted arguments of a MONITOR line, unescaped (Redis's `sdscatrepr` escapes).
-fn parse_args(mut s: &[u8]) -> Option<Vec<Vec<u8>>> {
-    let mut args = Vec::new();
-    while let Some(rest) = s.strip_prefix(b"\"") {
-        let mut arg = Vec::new();
-        let mut i = 0;
-        loop {
-            match *rest.get(i)? {
-                b'"' => break,
-                b'\\' => {
-                    let (byte, used) = unescape(&rest[i + 1..])?;
-                    arg.push(byte);
-                    i += 1 + used;
-                }
-                b => {
-                    arg.push(b);
-                    i += 1;
-                }
-            }
-        }
-        args.push(arg);
-        s = rest[i + 1..].strip_prefix(b" ").unwrap_or(&rest[i + 1..]);
-    }
-    Some(args)
-}
-
-/// One escape after its backslash: the byte and how many bytes it took.
-fn unescape(s: &[u8]) -> Option<(u8, usize)> {
-    Some(match *s.first()? {
-        b'n' => (b'\n', 1),
-        b'r' => (b'\r', 1),
-        b't' => (b'\t', 1),
-        b'a' => (7, 1),
-        b'b' => (8, 1),
-        b'x' => {
-            let hex = std::str::from_utf8(s.get(1..3)?).ok()?;
-            (u8::from_str_radix(hex, 16).ok()?, 3)
-        }
-        other => (other, 1),
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_monitor_lines() {
-        let l = parse_line(
-            b"+1795276585.099881 [0 127.0.0.1:58214] \"set\" \"foo\" \"a\\\"b\\\\c\\x01\"\r\n",
-        )
-        .unwrap();
-        assert_eq!(l.unix_us, 1_795_276_585_099_881);
-        assert_eq!(l.client, "127.0.0.1:58214");
-        assert_eq!(
-            l.args,
-            vec![b"set".to_vec(), b"foo".to_vec(), b"a\"b\\c\x01".to_vec()]
-        );
-        let l = parse_line(b"+1.000002 [3 lua] \"GET\" \"\"\r\n").unwrap();
-        assert_eq!(l.unix_us, 1_000_002);
-        assert_eq!(l.client, "lua");
-        assert_eq!(l.args, vec![b"GET".to_vec(), Vec::new()]);
-        assert_eq!(parse_line(b"+OK\r\n"), None);
-        assert_eq!(parse_line(b"+1.5 [0 x] \"unterminated\r\n"), None);
     }
 }

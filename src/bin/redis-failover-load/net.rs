@@ -1,7 +1,8 @@
-//! Connections the harness opens: TCP, then TLS when asked, then AUTH, each under its own
-//! deadline ([`CONNECT_TIMEOUT`], [`HANDSHAKE_TIMEOUT`]). A [`Conn`] writes raw command frames
-//! and hands back whole reply frames, found with the crate's [`ReplyScanner`], each read under
-//! the deadline its caller names. Failures are [`NetError`]s that say which step failed.
+//! Connections the harness opens: TCP, then TLS when asked, then the [`crate::handshake`]
+//! (AUTH), each under its own deadline ([`CONNECT_TIMEOUT`], [`HANDSHAKE_TIMEOUT`]). A
+//! [`Conn`] writes raw command frames and hands back whole reply frames, found with the
+//! crate's [`ReplyScanner`], each read under the deadline its caller names. Failures are
+//! [`NetError`]s that say which step failed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +16,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{timeout, timeout_at, Instant};
 
-use crate::cli::Credentials;
+use crate::handshake::Credentials;
 
 /// Deadline of the TCP connect.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -134,10 +135,7 @@ impl Dialer {
         };
         let mut conn = Conn::new(stream);
         if let Some(c) = &self.credentials {
-            let mut args = vec![b"AUTH".to_vec()];
-            args.extend(c.user.iter().map(|u| u.as_bytes().to_vec()));
-            args.push(c.password.as_bytes().to_vec());
-            let reply = conn.call_args(&args, HANDSHAKE_TIMEOUT).await?;
+            let reply = conn.call(&c.command(), HANDSHAKE_TIMEOUT).await?;
             if let Some(text) = reply.as_error() {
                 return Err(NetError::Auth {
                     addr: addr.into(),

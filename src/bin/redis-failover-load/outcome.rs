@@ -4,6 +4,10 @@
 //! which of its own errors left the command unexecuted ("... not executed (proxy)") and which
 //! may have been applied ("... may have been applied (proxy)"); a lost connection or a missing
 //! reply leaves the outcome unknown.
+//!
+//! The tests include this file (through `tests/support/harness.rs`) and judge their own
+//! writers' replies with it, so "which proxy error left a write unexecuted" has one answer;
+//! nothing here may depend on the rest of the harness.
 
 /// What became of one write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,19 +73,37 @@ fn error_text(frame: &[u8]) -> String {
 /// The label and write fate of an error text.
 pub(crate) fn classify_error(text: &str) -> (String, Fate) {
     let code = text.split_whitespace().next().unwrap_or("ERR");
-    if text.trim_end().ends_with("(proxy)") {
-        if text.contains("may have been applied") {
-            return (
-                format!("{code} (proxy: may have been applied)"),
-                Fate::Unknown,
-            );
-        }
-        if text.contains("not executed") {
-            return (format!("{code} (proxy: not executed)"), Fate::Refused);
-        }
-        return (format!("{code} (proxy)"), Fate::Refused);
+    match proxy_failover_fate(text) {
+        Some(Fate::Refused) => (format!("{code} (proxy: not executed)"), Fate::Refused),
+        Some(fate) => (format!("{code} (proxy: may have been applied)"), fate),
+        // Any other error of the proxy's (a limit, a refused command) is given before the
+        // command is sent, like Redis's own.
+        None if is_proxy_error(text) => (format!("{code} (proxy)"), Fate::Refused),
+        None => (code.to_string(), Fate::Refused),
     }
-    (code.to_string(), Fate::Refused)
+}
+
+/// The fate the proxy gives a write in one of its failover errors: [`Fate::Refused`] for
+/// "... not executed (proxy)", [`Fate::Unknown`] for "... may have been applied (proxy)";
+/// `None` for any other text.
+pub(crate) fn proxy_failover_fate(text: &str) -> Option<Fate> {
+    if !is_proxy_error(text) {
+        return None;
+    }
+    // "may have been applied" first: it is the weaker claim, and a text saying both must not
+    // pass for certainly unexecuted.
+    if text.contains("may have been applied") {
+        Some(Fate::Unknown)
+    } else if text.contains("not executed") {
+        Some(Fate::Refused)
+    } else {
+        None
+    }
+}
+
+/// Whether the proxy, not Redis, wrote the error: its own errors end in "(proxy)".
+fn is_proxy_error(text: &str) -> bool {
+    text.trim_end().ends_with("(proxy)")
 }
 
 #[cfg(test)]
@@ -138,5 +160,18 @@ mod tests {
             "ERR (proxy)"
         );
         assert_eq!(classify_error("LOADING Redis is loading").0, "LOADING");
+        assert_eq!(
+            proxy_failover_fate("MASTERDOWN the command was not executed (proxy)"),
+            Some(Fate::Refused)
+        );
+        assert_eq!(
+            proxy_failover_fate("ERR lost; it may have been applied (proxy)"),
+            Some(Fate::Unknown)
+        );
+        assert_eq!(
+            proxy_failover_fate("ERR too many connections (proxy)"),
+            None
+        );
+        assert_eq!(proxy_failover_fate("ERR not executed"), None);
     }
 }

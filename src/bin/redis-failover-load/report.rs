@@ -310,7 +310,7 @@ pub(crate) fn bucket_ms() -> u64 {
 mod tests {
     use super::*;
     use crate::ledger::Example;
-    use crate::workload::WriteId;
+    use crate::ledger::WriteId;
 
     fn report() -> Report {
         let mut t = Tally::default();

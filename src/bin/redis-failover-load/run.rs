@@ -15,14 +15,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::authority::{self, Answers, Poll};
 use crate::cli::{Settings, Stop};
-use crate::ledger::Ledger;
+use crate::ledger::{Ledger, WriteId};
 use crate::monitor::{Seen, Watch};
 use crate::net::Dialer;
 use crate::report::{self, LedgerReport, MonitorStat, Report, SupersededReport};
 use crate::stats::{Tally, Window};
 use crate::superseded;
 use crate::worker::{AckLog, Clock, Worker};
-use crate::workload::{Workload, WriteId};
+use crate::workload::Workload;
 use crate::{progress, verify};
 
 /// Time the MONITOR connections keep reading after the last reply, for lines still on the way.

@@ -11,9 +11,9 @@
 //! the count is a lower bound.
 
 use crate::authority::Naming;
+use crate::ledger::WriteId;
 use crate::monitor::Exec;
 use crate::worker::Clock;
-use crate::workload::WriteId;
 
 /// Examples kept.
 const EXAMPLES: usize = 10;

@@ -167,7 +167,7 @@ fn found(workload: &Workload, v: &Reply) -> Found {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::workload::WriteId;
+    use crate::ledger::WriteId;
 
     #[test]
     fn values_read_back() {

@@ -1,26 +1,13 @@
 //! What the harness sends: GET on a random key, or `SET <key> <value>` where the value names
 //! the write that produced it (run, connection, sequence number), padded to the requested
 //! size. The run id keeps values left by an earlier run from passing for this run's writes.
-//! Everything here is pure, so the ledger and the MONITOR parser share one definition of a
-//! value.
+//! Everything here is pure, so the ledger and the MONITOR watchers share one definition of a
+//! value; the write a value names is the ledger's [`WriteId`].
 
 use bytes::Bytes;
 use redis_failover_proxy::resp::Request;
 
-/// One write of this run: the connection (worker index) and its sequence number there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
-pub(crate) struct WriteId {
-    /// Worker index.
-    pub(crate) conn: u32,
-    /// Sequence number of the write on that worker, from 0.
-    pub(crate) seq: u64,
-}
-
-impl std::fmt::Display for WriteId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "c{}#{}", self.conn, self.seq)
-    }
-}
+use crate::ledger::WriteId;
 
 /// Byte that pads values to their size.
 const PAD: u8 = b'x';
