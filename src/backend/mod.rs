@@ -4,6 +4,8 @@
 
 pub mod conn;
 pub mod error;
+#[cfg(test)]
+mod fake;
 pub mod handshake;
 pub mod inbox;
 mod key;
@@ -23,3 +25,6 @@ pub use lane::{Lane, LaneState};
 pub use lease::{Lease, LeaseBoard};
 pub use liveness::{Liveness, NodeLiveness};
 pub use pool::{Dedicated, DedicatedError, Pool, Pools};
+
+#[cfg(test)]
+mod pool_tests;
