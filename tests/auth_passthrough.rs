@@ -73,7 +73,9 @@ fn server_users(redis: &RedisServer, admin: &[&str]) -> Vec<String> {
 /// 5. `HELLO 3 AUTH app <pw>` works the same way.
 /// 6. The server's password changed under the proxy (`CONFIG SET requirepass`): the new one
 ///    opens, the old one no longer does.
-/// 7. No password reaches the proxy's log.
+/// 7. The proxy's own password changed under it: a new user's connection gets an error that
+///    says so.
+/// 8. No password reaches the proxy's log.
 #[test]
 fn the_master_checks_credentials_and_commands_run_as_that_user() {
     let redis = RedisServer::builder()
@@ -137,10 +139,39 @@ fn the_master_checks_credentials_and_commands_run_as_that_user() {
     assert_eq!(fresh.cmd(&["AUTH", "rotated-pw-52"]), Frame::ok());
     assert_eq!(fresh.cmd(&["GET", "k"]), Frame::bulk("v"));
 
+    // The proxy's own password changed under it: a connection for a new user cannot have
+    // its node checked, and the client is told so (not that it lacks authentication).
+    assert_eq!(
+        admin.cmd(&[
+            "ACL",
+            "SETUSER",
+            "late",
+            "on",
+            ">late-pw-8",
+            "~*",
+            "&*",
+            "+@all"
+        ]),
+        Frame::ok()
+    );
+    assert_eq!(
+        admin.cmd(&["ACL", "SETUSER", "proxy", "resetpass", ">proxy-pw-changed"]),
+        Frame::ok()
+    );
+    let mut late = proxy.client();
+    assert_eq!(late.cmd(&["AUTH", "late", "late-pw-8"]), Frame::ok());
+    let r = late.cmd(&["GET", "k"]);
+    assert!(
+        r.is_error("ERR the master refused the proxy's own credentials"),
+        "{r:?}"
+    );
+
     let log = proxy.log();
     for pw in [
         "admin-pw-31",
         "proxy-pw-40",
+        "proxy-pw-changed",
+        "late-pw-8",
         "app-pw-77",
         "narrow-pw-12",
         "rotated-pw-52",

@@ -24,6 +24,10 @@ pub enum ConnError {
     /// The server refused a handshake command; `reply` is its error text.
     #[error("{addr} refused the handshake: {reply}")]
     Rejected { addr: String, reply: String },
+    /// The server refused the proxy's own credentials, under which a connection for a
+    /// client's user checks the node's identity; `reply` is its error text.
+    #[error("{addr} refused the proxy's own credentials: {reply}")]
+    OwnCredentialsRefused { addr: String, reply: String },
     /// The server is not the node the proxy expected (different run_id or not a master).
     #[error("{addr} is not the expected node: {why}")]
     Identity { addr: String, why: String },
@@ -60,6 +64,7 @@ impl ConnError {
             ConnError::Tls { .. } => "tls",
             ConnError::HandshakeTimeout { .. } => "handshake_timeout",
             ConnError::Rejected { .. } => "rejected",
+            ConnError::OwnCredentialsRefused { .. } => "own_credentials",
             ConnError::Identity { .. } => "identity",
             ConnError::Io(_) => "io",
             ConnError::Closed => "closed",

@@ -242,6 +242,12 @@ async fn handshake(
     let mut rbuf = BytesMut::with_capacity(4096);
     let hello = read_reply(io, &mut rbuf, hs.proto).await?;
     if let Some(e) = hello.as_error() {
+        if switch {
+            return Err(ConnError::OwnCredentialsRefused {
+                addr: ep.to_string(),
+                reply: e.to_string(),
+            });
+        }
         return Err(rejected(e));
     }
     let mut client_id = hello.field("id").and_then(Reply::as_int).unwrap_or(-1);

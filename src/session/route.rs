@@ -192,16 +192,21 @@ impl Session {
 /// stay (credentials, rights, a database that does not exist), rather than pass (`LOADING`,
 /// a master stepping down): the master's own words.
 fn refused_for_good(e: &ConnError) -> Option<ClientError> {
-    let ConnError::Rejected { reply, .. } = e else {
-        return None;
+    let (reply, own) = match e {
+        ConnError::Rejected { reply, .. } => (reply, false),
+        ConnError::OwnCredentialsRefused { reply, .. } => (reply, true),
+        _ => return None,
     };
     let text = reply.trim_start_matches('-');
-    ["WRONGPASS", "NOAUTH", "NOPERM", "ERR DB index"]
+    let lasting = ["WRONGPASS", "NOAUTH", "NOPERM", "ERR DB index"]
         .iter()
-        .any(|p| text.starts_with(p))
-        .then(|| ClientError::BackendRefused {
-            reply: reply.clone(),
-        })
+        .any(|p| text.starts_with(p));
+    let reply = reply.clone();
+    match (lasting, own) {
+        (false, _) => None,
+        (true, false) => Some(ClientError::BackendRefused { reply }),
+        (true, true) => Some(ClientError::ProxyCredentialsRefused { reply }),
+    }
 }
 
 /// Why no master can take a command now.

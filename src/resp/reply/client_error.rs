@@ -99,6 +99,9 @@ pub enum ClientError {
     /// The master refused the proxy's connection handshake for this client's backend user
     /// (`reply` is its error line: a wrong password, missing ACL rights).
     BackendRefused { reply: String },
+    /// The master refused the proxy's own credentials, under which it checks the node of a
+    /// connection for the client's user (`reply` is its error line).
+    ProxyCredentialsRefused { reply: String },
     /// The connection to the master failed after the command was sent.
     OutcomeUnknown,
     /// A durable write ran on the master, but fewer replicas than required acknowledged it
@@ -172,6 +175,7 @@ impl ClientError {
             MaxClients => "ERR max number of clients reached".into(),
             NoMaster { why } => format!("MASTERDOWN {why}; the command was not executed (proxy)"),
             NotSent => "MASTERDOWN the connection to the master failed; the command was not executed (proxy)".into(),
+            ProxyCredentialsRefused { reply } => format!("ERR the master refused the proxy's own credentials ([backend] user and password), with which it checks every connection's node: {}; the command was not executed (proxy)", reply.trim_start_matches('-')),
             BackendRefused { reply } => format!("{} (proxy: the master refused the connection)", reply.trim_start_matches('-')),
             RefusedAgain { reply, times } => format!("{} (proxy: refused {times} times by the master, which stays in place; the command was not executed)", reply.trim_start_matches('-')),
             Busy => "BUSY the master is busy running a script or function; SCRIPT KILL or FUNCTION KILL stops it; the command was not executed (proxy)".into(),
@@ -200,7 +204,11 @@ impl ClientError {
             NoPerm { .. } => "noperm",
             Refused { .. } | Unsupported { .. } => "refused",
             NoMaster { .. } => "no_master",
-            NotSent | Busy | BackendRefused { .. } | RefusedAgain { .. } => "not_sent",
+            NotSent
+            | Busy
+            | BackendRefused { .. }
+            | ProxyCredentialsRefused { .. }
+            | RefusedAgain { .. } => "not_sent",
             OutcomeUnknown => "outcome_unknown",
             Unconfirmed { .. } => "unconfirmed",
             TooManyPinned | MaxClients => "limit",
