@@ -52,6 +52,8 @@ pub(super) struct LaneSet {
     pub(super) backoff_until: Option<Instant>,
     backoff: Duration,
     pub(super) last_error: Option<Arc<ConnError>>,
+    /// When a session last asked for a lane of the key.
+    pub(super) used: Instant,
 }
 
 // === impl Lane ===
@@ -104,6 +106,7 @@ impl LaneSet {
             backoff_until: None,
             backoff: BACKOFF_MIN,
             last_error: None,
+            used: Instant::now(),
         }
     }
 

@@ -18,6 +18,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
@@ -51,7 +52,7 @@ pub struct Dedicated {
 pub struct Pool {
     /// Settings for new connections (a reload may replace them).
     cfg: ArcSwap<PoolConfig>,
-    lanes: Mutex<HashMap<PoolKey, LaneSet>>,
+    lanes: Mutex<Lanes>,
     idle: Mutex<HashMap<PoolKey, Vec<Dedicated>>>,
     dedicated: Arc<Semaphore>,
     /// Connections by node, for supersession.
@@ -60,6 +61,35 @@ pub struct Pool {
     leases: Arc<LeaseBoard>,
     /// Nodes' liveness, as their probes see it.
     liveness: Arc<Liveness>,
+}
+
+/// The lane sets by key, and when keys nobody asked for were last forgotten.
+#[derive(Debug)]
+struct Lanes {
+    sets: HashMap<PoolKey, LaneSet>,
+    swept: Instant,
+}
+
+/// A key no session asked a lane for in this long is forgotten: each distinct set of client
+/// credentials (passthrough mode) has keys of its own, and a password rotated on Redis must
+/// not leave the old credentials' sets behind for good. Sessions still holding one of its
+/// lanes keep it until they are done; only the pool's own reference goes.
+const IDLE_KEY: Duration = Duration::from_secs(600);
+/// How often the sets are looked over for idle keys.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+impl Lanes {
+    /// Forgets the keys idle for `idle` or more, at most once per [`SWEEP_EVERY`] unless
+    /// `force`d.
+    fn sweep(&mut self, idle: Duration, force: bool) {
+        let now = Instant::now();
+        if !force && now.duration_since(self.swept) < SWEEP_EVERY {
+            return;
+        }
+        self.swept = now;
+        self.sets
+            .retain(|_, set| now.duration_since(set.used) < idle);
+    }
 }
 
 /// Why no lane can be had for a key right now.
@@ -114,7 +144,10 @@ impl Pool {
     ) -> Arc<Self> {
         Arc::new(Self {
             cfg: ArcSwap::from_pointee(cfg),
-            lanes: Mutex::new(HashMap::new()),
+            lanes: Mutex::new(Lanes {
+                sets: HashMap::new(),
+                swept: Instant::now(),
+            }),
             idle: Mutex::new(HashMap::new()),
             dedicated,
             nodes: supersede::Registry::default(),
@@ -148,7 +181,7 @@ impl Pool {
         self.cfg.store(Arc::new(cfg));
     }
 
-    fn lock_lanes(&self) -> MutexGuard<'_, HashMap<PoolKey, LaneSet>> {
+    fn lock_lanes(&self) -> MutexGuard<'_, Lanes> {
         self.lanes.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -159,10 +192,13 @@ impl Pool {
     /// A lane for `key`; successive calls rotate over the key's lanes. A slot whose lane
     /// ended gets a new one, unless the key is backing off after failed connects.
     pub fn lane(&self, key: &PoolKey) -> Result<Lane, Unavailable> {
-        let mut all = self.lock_lanes();
-        let set = all
+        let mut lanes = self.lock_lanes();
+        lanes.sweep(IDLE_KEY, false);
+        let set = lanes
+            .sets
             .entry(key.clone())
             .or_insert_with(|| LaneSet::new(self.cfg().lanes));
+        set.used = Instant::now();
         set.note_failures();
         let i = set.next.fetch_add(1, Ordering::Relaxed) % set.lanes.len();
         if let Some(lane) = set.lanes[i].as_ref().filter(|l| !l.is_closed()) {
@@ -276,7 +312,7 @@ impl Pool {
     /// role ended).
     pub fn retire_nodes(&self, keep: impl Fn(&NodeId) -> bool) {
         let mut lanes = self.lock_lanes();
-        lanes.retain(|key, set| {
+        lanes.sets.retain(|key, set| {
             let k = keep(&key.node);
             if !k {
                 set.lanes.iter().flatten().for_each(|l| l.retired.cancel());
@@ -295,14 +331,20 @@ impl Pool {
 
     /// Forgets a key whose connections are refused for good (a database index out of range).
     pub fn discard(&self, key: &PoolKey) {
-        if let Some(set) = self.lock_lanes().remove(key) {
+        if let Some(set) = self.lock_lanes().sets.remove(key) {
             set.lanes.iter().flatten().for_each(|l| l.retired.cancel());
         }
     }
 
     /// Keys with lanes (for metrics and tests).
     pub fn lane_keys(&self) -> usize {
-        self.lock_lanes().len()
+        self.lock_lanes().sets.len()
+    }
+
+    /// Forgets at once the keys no session asked for in `idle` (tests).
+    #[cfg(test)]
+    pub(super) fn forget_idle_keys(&self, idle: Duration) {
+        self.lock_lanes().sweep(idle, true);
     }
 }
 

@@ -222,3 +222,25 @@ async fn nothing_is_written_without_a_valid_lease() {
         "a write reached the node without a lease"
     );
 }
+
+/// A key no session asks for is forgotten by the pool; a session still holding one of its
+/// lanes keeps using it, and the next ask for the key opens a new set.
+#[tokio::test]
+async fn idle_keys_are_forgotten_without_cutting_their_users() {
+    let fake = FakeRedis::start(Script::default()).await;
+    let pool = pool(WAIT, LeaseBoard::new(false));
+    let k = key(&fake, "fake-run-id");
+    let held = pool.lane(&k).unwrap();
+    held.ready(WAIT).await.unwrap();
+    assert_eq!(pool.lane_keys(), 1);
+    pool.forget_idle_keys(Duration::from_secs(3600));
+    assert_eq!(pool.lane_keys(), 1, "a key asked for just now stays");
+    pool.forget_idle_keys(Duration::ZERO);
+    assert_eq!(pool.lane_keys(), 0);
+    let inbox = Inbox::new(1 << 20);
+    send(&held, &inbox, &[&["PING"]]).await;
+    assert_eq!(collect(&inbox, 7).await.0, b"+PONG\r\n");
+    let fresh = pool.lane(&k).unwrap();
+    assert_ne!(fresh.id(), held.id());
+    assert_eq!(pool.lane_keys(), 1);
+}
