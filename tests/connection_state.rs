@@ -92,7 +92,8 @@ fn client_names_like_redis() {
 
 /// A sets its name, library name and version, and selects db 3; B sets another name. CLIENT
 /// ID is an integer; A's CLIENT INFO is one line with id=<that id>, name, db=3, lib-name and
-/// lib-ver; CLIENT LIST shows both clients' lines with their names; HELLO's id is CLIENT ID.
+/// lib-ver; CLIENT LIST shows both clients' lines with their names and latest commands (B's
+/// INCR, which took the fast path, included); HELLO's id is CLIENT ID.
 #[test]
 fn client_id_info_list_and_setinfo() {
     let redis = RedisServer::start();
@@ -148,6 +149,16 @@ fn client_id_info_list_and_setinfo() {
     };
     assert!(line_of(id).contains(" name=alpha "), "{list}");
     assert!(line_of(b_id).contains(" name=beta "), "{list}");
+    assert!(line_of(id).contains(" cmd=client|list "), "{list}");
+
+    // B's latest command went by the fast path: A's CLIENT LIST names it all the same.
+    assert_eq!(b.cmd(&["INCR", "counter"]), Frame::Int(1));
+    let list = a.cmd(&["CLIENT", "LIST"]).text();
+    let b_line = list
+        .lines()
+        .find(|l| l.starts_with(&format!("id={b_id} ")))
+        .unwrap_or_else(|| panic!("no line for {b_id} in {list:?}"));
+    assert!(b_line.contains(" cmd=incr "), "{list}");
 
     let hello = a.cmd(&["HELLO"]);
     let items = hello.items();

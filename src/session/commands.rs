@@ -24,7 +24,7 @@ impl Session {
     /// Handles one command.
     pub(super) async fn handle(&mut self, req: Request, fresh: bool) {
         let cls = classify(&req);
-        self.last_cmd = cls.spec;
+        self.info.note_cmd(cls.spec);
         if fresh {
             crate::metrics::hot().commands[cls.kind.class_index()].increment(1);
         }
@@ -54,7 +54,7 @@ impl Session {
         if !plain {
             return false;
         }
-        self.last_cmd = cls.spec;
+        self.info.note_cmd(cls.spec);
         crate::metrics::hot().commands[cls.kind.class_index()].increment(1);
         self.note_script(req, cls.kind);
         self.batch_add(req, cls.kind, false);

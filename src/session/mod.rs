@@ -142,8 +142,6 @@ pub struct Session {
     watch_broken: bool,
     /// CLIENT TRACKING mode, while on.
     tracking: Option<tracking::Tracking>,
-    /// The last command handled (for CLIENT LIST's `cmd=`).
-    last_cmd: Option<&'static crate::resp::command::CommandSpec>,
     /// Topology epoch when the shared lane in use was chosen.
     route_epoch: u64,
     /// When the command being received started arriving (see [`deadline`]).
@@ -187,7 +185,6 @@ impl Session {
             topology,
             watch_broken: false,
             tracking: None,
-            last_cmd: None,
             route_epoch: 0,
             frame_since: None,
             last_input: tokio::time::Instant::now(),

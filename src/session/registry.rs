@@ -6,11 +6,12 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use crate::backend::NodeId;
+use crate::resp::command::{row_of, spec_at, CommandSpec};
 
 /// What a client looks like from outside its session.
 #[derive(Debug, Clone, Default)]
@@ -35,8 +36,6 @@ pub struct View {
     pub ssub: usize,
     /// Commands queued in MULTI (-1 outside MULTI).
     pub multi: i64,
-    /// Last command, lower case (`NULL` before the first).
-    pub cmd: String,
     /// The dedicated connection, when pinned: its node and the server's id for it.
     pub pinned: Option<(Arc<NodeId>, i64)>,
     /// The dedicated connection in use, pinned or borrowed for a blocking command.
@@ -79,6 +78,10 @@ pub struct Entry {
     pub fd: i64,
     since: Instant,
     last: Mutex<Instant>,
+    /// The client's latest command, as its table row plus one (0: none yet). Written by the
+    /// session for every command it handles, fast path included, and read by `CLIENT LIST`:
+    /// the command is never a copy that may be stale.
+    cmd: AtomicUsize,
     view: Mutex<View>,
     /// Cancelled by another client's `CLIENT KILL`: the session closes at once.
     killed: tokio_util::sync::CancellationToken,
@@ -109,6 +112,24 @@ impl Entry {
         self.since.elapsed().as_secs()
     }
 
+    /// Records the command the client just sent (`None`: one the table does not know).
+    pub fn note_cmd(&self, spec: Option<&'static CommandSpec>) {
+        let row = spec.and_then(row_of).map_or(0, |r| r + 1);
+        self.cmd.store(row, Ordering::Relaxed);
+    }
+
+    /// The client's latest command as `CLIENT LIST` names it (`get`, `client|list`).
+    fn cmd_name(&self) -> Option<String> {
+        let row = self.cmd.load(Ordering::Relaxed).checked_sub(1)?;
+        let spec = spec_at(row)?;
+        let mut name = String::from_utf8_lossy(spec.name).to_ascii_lowercase();
+        if !spec.sub.is_empty() {
+            name.push('|');
+            name.push_str(&String::from_utf8_lossy(spec.sub).to_ascii_lowercase());
+        }
+        Some(name)
+    }
+
     /// Records activity (for `idle=`).
     pub fn touch(&self) {
         *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
@@ -134,7 +155,7 @@ impl Entry {
         } else {
             "N"
         };
-        let cmd = if v.cmd.is_empty() { "NULL" } else { &v.cmd };
+        let cmd = self.cmd_name().unwrap_or_else(|| "NULL".into());
         let _ = write!(
             out,
             "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={flags} db={} sub={} psub={} ssub={} multi={} \
@@ -195,6 +216,7 @@ impl Registry {
             fd,
             since: now,
             last: Mutex::new(now),
+            cmd: AtomicUsize::new(0),
             killed: tokio_util::sync::CancellationToken::new(),
             view: Mutex::new(View {
                 multi: -1,

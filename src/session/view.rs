@@ -21,14 +21,6 @@ impl Session {
             Some(t) => t.redirect.map_or(0, |r| r as i64),
             None => -1,
         };
-        let cmd = self.last_cmd.map(|s| {
-            let mut name = String::from_utf8_lossy(s.name).to_ascii_lowercase();
-            if !s.sub.is_empty() {
-                name.push('|');
-                name.push_str(&String::from_utf8_lossy(s.sub).to_ascii_lowercase());
-            }
-            name
-        });
         let mem = Memory {
             qbuf: self.rbuf.len(),
             qbuf_free: self.rbuf.capacity() - self.rbuf.len(),
@@ -53,9 +45,6 @@ impl Session {
             v.dedicated = dedicated;
             v.redir = redir;
             v.mem = mem;
-            if let Some(cmd) = cmd {
-                v.cmd = cmd;
-            }
         });
     }
 }

@@ -139,3 +139,17 @@ pub fn containers() -> Vec<&'static [u8]> {
     names.sort_unstable();
     names
 }
+
+/// The row of `spec` in the compiled table (`spec` is a reference into it), so that a command
+/// can be remembered in an atomic.
+pub fn row_of(spec: &'static CommandSpec) -> Option<usize> {
+    let base = COMMANDS.as_ptr() as usize;
+    let at = spec as *const CommandSpec as usize;
+    let row = at.checked_sub(base)? / std::mem::size_of::<CommandSpec>();
+    (row < COMMANDS.len()).then_some(row)
+}
+
+/// The table row `row`.
+pub fn spec_at(row: usize) -> Option<&'static CommandSpec> {
+    COMMANDS.get(row)
+}

@@ -18,7 +18,7 @@ pub use spec::{
     C_STRING, C_TRANSACTION, C_WRITE,
 };
 
-pub use index::{containers, in_table, is_container, lookup};
+pub use index::{containers, in_table, is_container, lookup, row_of, spec_at};
 use index::{find, kind_of, upper};
 use spec::F_BLOCKING;
 pub(crate) use spec::{F_READONLY, F_WRITE};
