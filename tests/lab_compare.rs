@@ -18,8 +18,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use support::failover::wait_for;
-use support::lab_cut::{cut_master_site, print_table, start_lab, through_proxies, PACE};
-use support::lab_layout::Layout;
+use support::lab_cut::{cut_master_site, print_table, start_lab, through_proxies};
+use support::lab_layout::{Layout, PACE};
 use support::netlab::Lab;
 use support::writer::Writer;
 

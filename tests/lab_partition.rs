@@ -1,11 +1,12 @@
 //! Partitions between sites, on the network lab (`support::netlab`: one network namespace per
 //! site, a bridge between them, partitions made with iproute2), as clients of the proxy in
 //! each site see them. Layout (`support::lab_layout`): site a holds the master, a Sentinel and
-//! a proxy; site b a replica, a Sentinel and a proxy; site c the witness Sentinel; site d, when
-//! used, a proxy alone. Writers push numbers through each proxy every 5 ms, over the site's
-//! control link, and keep a ledger of what was acknowledged when; afterwards the ledgers are
-//! compared with what the master holds. Every scenario prints its figures (`[lab ...]` lines)
-//! and has its own deadline (the lab's watchdog), so a hang fails the test instead of the run.
+//! a proxy; site b a replica, a Sentinel and a proxy; site c the witness Sentinel (site d, a
+//! proxy alone, serves the scenarios of `tests/lab_proxy_cut.rs`: a proxy cut from part of the
+//! others). Writers push numbers through each proxy every 5 ms, over the site's control link,
+//! and keep a ledger of what was acknowledged when; afterwards the ledgers are compared with
+//! what the master holds. Every scenario prints its figures (`[lab ...]` lines) and has its own
+//! deadline (the lab's watchdog), so a hang fails the test instead of the run.
 //!
 //! Where network namespaces cannot be made, each test records itself as NOT RUN
 //! (`target/not-run/<test>`), which `scripts/test` reports.
@@ -15,22 +16,14 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::failover::{role, wait_for, Monitor, Switches};
-use support::lab_layout::{error_counts, foreign_failures, longest_wait, secs, Layout, HOLD};
+use support::lab_layout::{
+    check_common, error_counts, longest_wait, secs, sleep_until, Layout, PACE,
+};
 use support::netlab::{Lab, REDIS_PORT};
-use support::writer::{duplicates, stored, Finished, Outcome, Writer};
+use support::writer::{stored, Outcome, Writer};
 
-/// A writer's pause after each acknowledged command.
-const PACE: Duration = Duration::from_millis(5);
 /// Every scenario's bound.
 const LIMIT: Duration = Duration::from_secs(120);
-
-/// Sleeps until `t`, checking the lab's deadline on the way.
-fn sleep_until(lab: &Lab, t: Instant) {
-    while Instant::now() < t {
-        lab.check();
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// The lab itself: sites reach each other's lab addresses and not each other's control links;
 /// the test reaches every control link; each partition cuts what it should and its undo
@@ -304,24 +297,6 @@ fn master_site_lost(test: &str, label: &str, partition: fn(&Lab), undo: fn(&Lab)
 /// less its margin).
 const LEASE: Duration = Duration::from_millis(1800);
 
-/// Failures other than the proxy's failover errors, and values applied twice in `held` (what
-/// the final master holds of each writer's list).
-fn check_common(problems: &mut Vec<String>, writers: &[(&str, &Finished, &[u64])]) {
-    for (site, w, held) in writers {
-        let foreign = foreign_failures(w);
-        if !foreign.is_empty() {
-            problems.push(format!(
-                "writer {site}: failures other than proxy failover errors: {:?}",
-                &foreign[..foreign.len().min(5)]
-            ));
-        }
-        let dups = duplicates(held);
-        if !dups.is_empty() {
-            problems.push(format!("writer {site}: applied twice: {dups:?}"));
-        }
-    }
-}
-
 /// Site a (master, Sentinel, proxy) cut off from the lab for 15 s, then healed. With no way
 /// to know it was outvoted, proxy a may only write while a lease granted by the Sentinel
 /// majority lasts (shorter than down-after-milliseconds): no write may be acknowledged by the
@@ -390,147 +365,5 @@ fn witness_lost() {
     if let Some((_, addr)) = switched {
         problems.push(format!("a failover happened (to {addr})"));
     }
-    assert!(problems.is_empty(), "{}", problems.join("\n"));
-}
-
-/// Polls `/readyz` of `proxy` until `want(status)`; when it first did, or `None` by `within`.
-fn wait_readyz(
-    lab: &Lab,
-    proxy: &support::Proxy,
-    want: impl Fn(u16) -> bool,
-    within: Duration,
-) -> Option<Instant> {
-    let until = Instant::now() + within;
-    while Instant::now() < until {
-        lab.check();
-        if want(proxy.admin_get("/readyz").0) {
-            return Some(Instant::now());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    None
-}
-
-/// A proxy in site d cut from the Sentinels of b and c (not from the master nor Sentinel a)
-/// for 12 s: it cannot confirm the master with a majority, so it goes unready and refuses
-/// writes with its own error after the hold; no failover happens; after the heal it writes
-/// again and nothing acknowledged is lost.
-#[test]
-fn proxy_cut_from_sentinels_not_master() {
-    let Some(l) = Layout::start("proxy_cut_from_sentinels_not_master", &["d"], LIMIT) else {
-        return;
-    };
-    let switches = Switches::watch(&l.group);
-    let w = Writer::start(l.proxy("d"), "nosentinels:d", PACE);
-    w.advance(100, Duration::from_secs(10));
-    let cut = Instant::now();
-    l.lab.separate("d", "b");
-    l.lab.separate("d", "c");
-    let unready = wait_readyz(&l.lab, l.proxy("d"), |s| s != 200, Duration::from_secs(12));
-    sleep_until(&l.lab, cut + Duration::from_secs(12));
-    l.lab.join("d", "b");
-    l.lab.join("d", "c");
-    let healed = Instant::now();
-    let ready = wait_readyz(&l.lab, l.proxy("d"), |s| s == 200, Duration::from_secs(15));
-    let resumed = w.try_advance(50, Duration::from_secs(15));
-    let f = w.finish();
-    let refused_during = f
-        .records
-        .iter()
-        .filter(|r| r.sent >= cut && r.replied < healed && r.outcome != Outcome::Acked)
-        .count();
-    let acked_late = f
-        .records
-        .iter()
-        .filter(|r| {
-            r.outcome == Outcome::Acked
-                && r.replied >= cut + HOLD + Duration::from_secs(3)
-                && r.replied < healed
-        })
-        .count();
-    let held = stored(l.server("a"), &f.key);
-    let lost = f.lost(&held);
-    eprintln!(
-        "[lab proxy cut from Sentinels] unready {:?} s after the cut; ready again {:?} s after \
-         the heal; {} refused during the cut; {} acknowledged later than hold + 3 s into the \
-         cut; {} lost; longest wait {} (from the cut); errors {:?}",
-        unready.map(|t| secs(cut, t)),
-        ready.map(|t| secs(healed, t)),
-        refused_during,
-        acked_late,
-        lost.len(),
-        longest_wait(&f, cut),
-        error_counts(&f)
-    );
-    let mut problems = Vec::new();
-    if unready.is_none() {
-        problems.push("proxy d stayed ready while cut from the Sentinel majority".to_string());
-    }
-    if refused_during == 0 || acked_late > 0 {
-        problems.push(format!(
-            "proxy d kept writing without a Sentinel majority ({acked_late} acknowledged after \
-             the hold)"
-        ));
-    }
-    if ready.is_none() || !resumed {
-        problems.push("proxy d did not serve again after the heal".to_string());
-    }
-    if !lost.is_empty() {
-        problems.push(format!("lost {lost:?}"));
-    }
-    if let Some((_, addr)) = switches.first(Duration::ZERO) {
-        problems.push(format!("a failover happened (to {addr})"));
-    }
-    check_common(&mut problems, &[("d", &f, &held)]);
-    assert!(problems.is_empty(), "{}", problems.join("\n"));
-}
-
-/// A proxy in site d cut from site a only (the master and Sentinel a) for 10 s; the Sentinels
-/// still reach the master, so no failover happens. The proxy holds, then refuses with its own
-/// error within the hold; after the heal it resumes; nothing acknowledged is lost.
-#[test]
-fn proxy_cut_from_master_not_sentinels() {
-    let Some(l) = Layout::start("proxy_cut_from_master_not_sentinels", &["d"], LIMIT) else {
-        return;
-    };
-    let switches = Switches::watch(&l.group);
-    let w = Writer::start(l.proxy("d"), "nomaster:d", PACE);
-    w.advance(100, Duration::from_secs(10));
-    let cut = Instant::now();
-    l.lab.separate("d", "a");
-    sleep_until(&l.lab, cut + Duration::from_secs(10));
-    l.lab.join("d", "a");
-    let healed = Instant::now();
-    let resumed = w.try_advance(50, Duration::from_secs(15));
-    let f = w.finish();
-    let first_ack = f.first_ack_after(healed);
-    let held = stored(l.server("a"), &f.key);
-    let lost = f.lost(&held);
-    eprintln!(
-        "[lab proxy cut from master] first ack {:?} s after the heal; {} failures; {} lost; \
-         longest wait {} (from the cut); errors {:?}",
-        first_ack.map(|t| secs(healed, t)),
-        f.failures().len(),
-        lost.len(),
-        longest_wait(&f, cut),
-        error_counts(&f)
-    );
-    let mut problems = Vec::new();
-    if !resumed {
-        problems.push("proxy d did not write again after the heal".to_string());
-    }
-    if f.max_latency() > HOLD + Duration::from_secs(2) {
-        problems.push(format!(
-            "a command waited {:?} (hold {HOLD:?})",
-            f.max_latency()
-        ));
-    }
-    if !lost.is_empty() {
-        problems.push(format!("lost {lost:?}"));
-    }
-    if let Some((_, addr)) = switches.first(Duration::ZERO) {
-        problems.push(format!("a failover happened (to {addr})"));
-    }
-    check_common(&mut problems, &[("d", &f, &held)]);
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

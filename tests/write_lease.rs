@@ -1,7 +1,8 @@
 //! The write lease as an operator sees it: what `/topology`, `/readyz` and the log say, and the
 //! `nodes` authority's lease (a majority of the voting members reachable, under the
 //! orchestrator's promotion delay). The partition scenarios with real sites are in
-//! `tests/lab_partition.rs`; the loopback ones in `tests/failover_partition.rs`.
+//! `tests/lab_partition.rs` and `tests/lab_proxy_cut.rs`; the loopback ones in
+//! `tests/failover_partition.rs`.
 
 mod support;
 

@@ -19,7 +19,7 @@ import sys
 import kubernetes_validate
 import yaml
 
-# (apiVersion, kind) of the custom resources deploy/ uses, checked by tests/deploy.rs.
+# (apiVersion, kind) of the custom resources deploy/ uses, checked by the tests/deploy*.rs targets.
 CUSTOM_RESOURCES = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"),
     ("monitoring.coreos.com/v1", "PrometheusRule"),

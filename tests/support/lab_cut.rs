@@ -7,12 +7,10 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use super::failover::{role, wait_for, Monitor, Switches};
-use super::lab_layout::{error_counts, secs, Layout};
+use super::lab_layout::{error_counts, secs, sleep_until, Layout, PACE};
 use super::netlab::{Lab, REDIS_PORT};
 use super::writer::{stored, Finished, Outcome, Writer};
 
-/// A writer's pause after each acknowledged command.
-pub const PACE: Duration = Duration::from_millis(5);
 /// How long site a stays cut off.
 pub const CUT: Duration = Duration::from_secs(15);
 
@@ -32,14 +30,6 @@ pub struct Row {
     pub longest: Duration,
     /// The last acknowledgement during the cut, from the cut.
     pub last_in_cut: Option<f64>,
-}
-
-/// Sleeps until `t`, checking the lab's deadline on the way.
-pub fn sleep_until(lab: &Lab, t: Instant) {
-    while Instant::now() < t {
-        lab.check();
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// A fresh lab with sites a, b, c and d, bounded by `limit`; `None` (after recording `test`

@@ -4,7 +4,8 @@
 //! from some of the others without cutting the master). Every node and Sentinel is named in
 //! the test's DNS server (`redis-a.lab.test.`, `sentinel-c.lab.test.`, ...), and each proxy is
 //! configured by those names, asking the DNS server over its site's control link. It also
-//! holds the checks every scenario makes on the writers' ledgers.
+//! holds the writers' pace, a sleep that minds the lab's deadline, and the checks every
+//! scenario makes on the writers' ledgers.
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
@@ -13,12 +14,14 @@ use super::dns::DnsServer;
 use super::netlab::{redis_name, sentinel_name, Lab, REDIS_PORT, SENTINEL_PORT};
 use super::procs::{Proxy, RedisServer};
 use super::sentinel::{Group, GroupOptions};
-use super::writer::{is_proxy_failover_error, Finished, Outcome};
+use super::writer::{duplicates, is_proxy_failover_error, Finished, Outcome};
 
 /// Sentinel `down-after-milliseconds` in the lab.
 pub const DOWN_AFTER_MS: u64 = 2000;
 /// The proxies' `hold_timeout`.
 pub const HOLD: Duration = Duration::from_secs(6);
+/// A writer's pause after each acknowledged command.
+pub const PACE: Duration = Duration::from_millis(5);
 
 /// The running layout. Fields drop in order: proxies, Sentinels, servers, DNS, and the lab
 /// last (it kills whatever is left in its namespaces).
@@ -249,5 +252,31 @@ pub fn secs(origin: Instant, t: Instant) -> f64 {
         (t - origin).as_secs_f64()
     } else {
         -(origin - t).as_secs_f64()
+    }
+}
+
+/// Sleeps until `t`, checking the lab's deadline on the way.
+pub fn sleep_until(lab: &Lab, t: Instant) {
+    while Instant::now() < t {
+        lab.check();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Failures other than the proxy's failover errors, and values applied twice in `held` (what
+/// the final master holds of each writer's list).
+pub fn check_common(problems: &mut Vec<String>, writers: &[(&str, &Finished, &[u64])]) {
+    for (site, w, held) in writers {
+        let foreign = foreign_failures(w);
+        if !foreign.is_empty() {
+            problems.push(format!(
+                "writer {site}: failures other than proxy failover errors: {:?}",
+                &foreign[..foreign.len().min(5)]
+            ));
+        }
+        let dups = duplicates(held);
+        if !dups.is_empty() {
+            problems.push(format!("writer {site}: applied twice: {dups:?}"));
+        }
     }
 }

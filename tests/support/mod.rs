@@ -3,10 +3,12 @@
 //! Every process is killed when its handle drops, also when a test fails.
 #![allow(dead_code, unreachable_pub, unused_imports)]
 
+pub mod admin;
 pub mod client;
 pub mod dns;
 pub mod failover;
 pub mod harness;
+pub mod hostile;
 pub mod http;
 pub mod lab_cut;
 pub mod lab_layout;
@@ -14,6 +16,7 @@ pub mod netlab;
 pub mod procs;
 pub mod proxy;
 pub mod relay;
+pub mod rng;
 pub mod scrape;
 pub mod sentinel;
 pub mod sentinel_events;

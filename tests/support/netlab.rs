@@ -15,6 +15,10 @@
 //! ways), a site's outgoing lab traffic dropped (blackhole routes), two sites cut from each
 //! other only. Where namespaces cannot be made, [`Lab::try_start`] returns `None` and the test
 //! records itself as not run ([`not_run`]), which `scripts/test` reports.
+//!
+//! This file builds, sweeps and removes the namespaces and bounds the test's time; the
+//! processes of a site and their names are in `netlab/processes.rs`, the partitions in
+//! `netlab/partition.rs`.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::{Command, Output, Stdio};
@@ -22,9 +26,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::dns::DnsServer;
-use super::procs::{Proxy, RedisBuilder, RedisServer};
-use super::sentinel::{Group, GroupOptions, Placement};
+mod partition;
+mod processes;
 
 /// The lab subnet; its addresses exist only inside the lab's namespaces.
 pub const LAB_NET: &str = "10.213.0.0/24";
@@ -312,174 +315,6 @@ impl Lab {
         self.exec(from, &["timeout", "2", "bash", "-c", &script])
             .status
             .success()
-    }
-
-    // ---- processes in a site ----
-
-    /// A `redis-server` in site `name` on [`REDIS_PORT`], started from `builder`; the test
-    /// reaches it over the control link.
-    pub fn redis(&self, name: &str, builder: RedisBuilder) -> RedisServer {
-        let s = self.site(name);
-        builder
-            .port(REDIS_PORT)
-            .arg("repl-diskless-sync-delay", "0")
-            .netns(&s.ns, s.ctl_ip)
-            .start()
-    }
-
-    /// A `redis-server` in site `name` replicating the one in site `master`, linked up.
-    pub fn replica(&self, name: &str, master: &str) -> RedisServer {
-        let m = self.site(master).lab_ip;
-        let builder = RedisBuilder::default().arg("replicaof", &format!("{m} {REDIS_PORT}"));
-        let r = self.redis(name, builder);
-        r.wait_link_up();
-        r
-    }
-
-    /// One Sentinel in each of `sites` (on [`SENTINEL_PORT`], announcing the site's lab
-    /// address), monitoring the master in site `master` with `replicas` (site names); returns
-    /// once they can fail over.
-    pub fn sentinels(
-        &self,
-        sites: &[&str],
-        master: &str,
-        replicas: &[&str],
-        opts: GroupOptions,
-    ) -> Group {
-        let lab_addr = |n: &str| SocketAddr::from((self.site(n).lab_ip, REDIS_PORT));
-        let places: Vec<Placement> = sites
-            .iter()
-            .map(|n| {
-                let s = self.site(n);
-                Placement {
-                    netns: s.ns.clone(),
-                    reach: s.ctl_ip,
-                    announce: s.lab_ip,
-                    port: SENTINEL_PORT,
-                }
-            })
-            .collect();
-        let replicas: Vec<SocketAddr> = replicas.iter().map(|n| lab_addr(n)).collect();
-        Group::start_placed(lab_addr(master), &replicas, &places, opts)
-    }
-
-    /// The proxy in site `name` with configuration `toml`, its client and admin ports on every
-    /// address of the site; returns once a write through it succeeds.
-    pub fn proxy(&self, name: &str, toml: &str) -> Proxy {
-        let s = self.site(name);
-        Proxy::builder()
-            .netns(&s.ns, s.ctl_ip)
-            .config(toml)
-            .admin()
-            .start()
-    }
-
-    // ---- names ----
-
-    /// `redis-<site>.lab.test.` and `sentinel-<site>.lab.test.` for every site, pointing at its
-    /// lab address, on `dns`.
-    pub fn publish(&self, dns: &DnsServer) {
-        for s in &self.sites {
-            dns.set_a(&redis_name(&s.name), &[s.lab_ip], 1);
-            dns.set_a(&sentinel_name(&s.name), &[s.lab_ip], 1);
-        }
-    }
-
-    /// Where site `name`'s processes reach `dns` (which must listen on every address).
-    pub fn nameserver(&self, name: &str, dns: &DnsServer) -> SocketAddr {
-        SocketAddr::from((self.site(name).root_ip, dns.addr().port()))
-    }
-
-    /// The lab address of site `name`'s `redis-server` as `ip:port` (how Sentinel names it).
-    pub fn redis_addr(&self, name: &str) -> String {
-        format!("{}:{REDIS_PORT}", self.site(name).lab_ip)
-    }
-
-    // ---- partitions ----
-
-    /// Cuts site `name` off: its bridge port goes down, so nothing it sends arrives and
-    /// nothing reaches it (no reset, no error: a black hole). Its control link stays.
-    pub fn cut(&self, name: &str) {
-        must(&[
-            "-n",
-            &self.switch,
-            "link",
-            "set",
-            &self.site(name).port,
-            "down",
-        ]);
-    }
-
-    /// Undoes [`cut`](Self::cut).
-    pub fn heal(&self, name: &str) {
-        must(&[
-            "-n",
-            &self.switch,
-            "link",
-            "set",
-            &self.site(name).port,
-            "up",
-        ]);
-    }
-
-    /// Drops site `name`'s outgoing lab traffic (blackhole routes for the lab subnet; its own
-    /// address stays local): what others send arrives, no reply leaves.
-    pub fn drop_outgoing(&self, name: &str) {
-        let ns = &self.site(name).ns;
-        for half in ["10.213.0.0/25", "10.213.0.128/25"] {
-            must(&["-n", ns, "route", "add", "blackhole", half]);
-        }
-    }
-
-    /// Undoes [`drop_outgoing`](Self::drop_outgoing).
-    pub fn restore_outgoing(&self, name: &str) {
-        let ns = &self.site(name).ns;
-        for half in ["10.213.0.0/25", "10.213.0.128/25"] {
-            must(&["-n", ns, "route", "del", "blackhole", half]);
-        }
-    }
-
-    /// Cuts sites `a` and `b` from each other only (blackhole routes in both for the other's
-    /// lab address).
-    pub fn separate(&self, a: &str, b: &str) {
-        let (sa, sb) = (self.site(a), self.site(b));
-        must(&[
-            "-n",
-            &sa.ns,
-            "route",
-            "add",
-            "blackhole",
-            &format!("{}/32", sb.lab_ip),
-        ]);
-        must(&[
-            "-n",
-            &sb.ns,
-            "route",
-            "add",
-            "blackhole",
-            &format!("{}/32", sa.lab_ip),
-        ]);
-    }
-
-    /// Undoes [`separate`](Self::separate).
-    pub fn join(&self, a: &str, b: &str) {
-        let (sa, sb) = (self.site(a), self.site(b));
-        must(&[
-            "-n",
-            &sa.ns,
-            "route",
-            "del",
-            "blackhole",
-            &format!("{}/32", sb.lab_ip),
-        ]);
-        must(&[
-            "-n",
-            &sb.ns,
-            "route",
-            "del",
-            "blackhole",
-            &format!("{}/32", sa.lab_ip),
-        ]);
     }
 
     // ---- deadline ----
