@@ -223,15 +223,13 @@ async fn handshake(
     ep: &Endpoint,
     hs: &Handshake<'_>,
 ) -> Result<(i64, String), ConnError> {
-    let rejected = |reply: &str| ConnError::Rejected {
-        addr: ep.to_string(),
-        reply: reply.to_string(),
-    };
     let checker = hs.verify.filter(|v| *v != hs.auth).unwrap_or(hs.auth);
     let switch = !std::ptr::eq(checker, hs.auth);
+    // Logging in as `auth` after the check selects the database itself.
+    let select_now = hs.db != 0 && !switch;
     let mut out = BytesMut::new();
     out.extend_from_slice(hello_command(hs.proto, checker).bytes());
-    if hs.db != 0 && !switch {
+    if select_now {
         out.extend_from_slice(Request::from_args(&["SELECT", &hs.db.to_string()]).bytes());
     }
     out.extend_from_slice(Request::from_args(&["INFO", "server"]).bytes());
@@ -240,56 +238,50 @@ async fn handshake(
     io.flush().await?;
 
     let mut rbuf = BytesMut::with_capacity(4096);
-    let hello = read_reply(io, &mut rbuf, hs.proto).await?;
-    if let Some(e) = hello.as_error() {
-        if switch {
-            return Err(ConnError::OwnCredentialsRefused {
-                addr: ep.to_string(),
-                reply: e.to_string(),
-            });
-        }
-        return Err(rejected(e));
-    }
+    let hello = read_ok(io, &mut rbuf, ep, hs.proto)
+        .await
+        .map_err(|e| match e {
+            ConnError::Rejected { addr, reply } if switch => {
+                ConnError::OwnCredentialsRefused { addr, reply }
+            }
+            e => e,
+        })?;
     let mut client_id = hello.field("id").and_then(Reply::as_int).unwrap_or(-1);
-    if hs.db != 0 && !switch {
-        let sel = read_reply(io, &mut rbuf, hs.proto).await?;
-        if let Some(e) = sel.as_error() {
-            return Err(rejected(e));
-        }
+    if select_now {
+        read_ok(io, &mut rbuf, ep, hs.proto).await?;
     }
     let info = read_reply(io, &mut rbuf, hs.proto).await?;
     let role = read_reply(io, &mut rbuf, hs.proto).await?;
     let run_id = info
         .as_text()
         .and_then(|t| info_field(&t, "run_id").map(str::to_string))
-        .ok_or_else(|| rejected(info.as_error().unwrap_or("INFO server without run_id")))?;
+        .ok_or_else(|| rejected(ep, info.as_error().unwrap_or("INFO server without run_id")))?;
     check_identity(ep, hs, &run_id, &role)?;
     if switch {
-        client_id = log_in_as(io, &mut rbuf, hs).await.map_err(|e| match e {
-            Refusal::Said(reply) => rejected(&reply),
-            Refusal::Failed(e) => e,
-        })?;
+        client_id = log_in_as(io, &mut rbuf, ep, hs).await?;
     }
     Ok((client_id, run_id))
 }
 
-/// Why logging in as the connection's own user failed.
-enum Refusal {
-    /// The node refused, in these words.
-    Said(String),
-    /// Reading or writing failed.
-    Failed(ConnError),
-}
-
-impl From<ConnError> for Refusal {
-    fn from(e: ConnError) -> Self {
-        Refusal::Failed(e)
+/// The node refused a handshake command with `reply`.
+fn rejected(ep: &Endpoint, reply: &str) -> ConnError {
+    ConnError::Rejected {
+        addr: ep.to_string(),
+        reply: reply.to_string(),
     }
 }
 
-impl From<std::io::Error> for Refusal {
-    fn from(e: std::io::Error) -> Self {
-        Refusal::Failed(e.into())
+/// Reads one reply, which must not be an error.
+async fn read_ok(
+    io: &mut BoxIo,
+    rbuf: &mut BytesMut,
+    ep: &Endpoint,
+    proto: Proto,
+) -> Result<Reply, ConnError> {
+    let reply = read_reply(io, rbuf, proto).await?;
+    match reply.as_error() {
+        Some(e) => Err(rejected(ep, e)),
+        None => Ok(reply),
     }
 }
 
@@ -299,8 +291,9 @@ impl From<std::io::Error> for Refusal {
 async fn log_in_as(
     io: &mut BoxIo,
     rbuf: &mut BytesMut,
+    ep: &Endpoint,
     hs: &Handshake<'_>,
-) -> Result<i64, Refusal> {
+) -> Result<i64, ConnError> {
     let mut out = BytesMut::new();
     out.extend_from_slice(Request::from_args(&["RESET"]).bytes());
     out.extend_from_slice(hello_command(hs.proto, hs.auth).bytes());
@@ -310,22 +303,12 @@ async fn log_in_as(
     io.write_all(&out).await?;
     io.flush().await?;
     // RESET answers in the protocol the connection had; HELLO in the one it asks for.
-    let reset = read_reply(io, rbuf, hs.proto).await?;
-    if let Some(e) = reset.as_error() {
-        return Err(Refusal::Said(e.to_string()));
-    }
-    let hello = read_reply(io, rbuf, hs.proto).await?;
-    if let Some(e) = hello.as_error() {
-        return Err(Refusal::Said(e.to_string()));
-    }
-    let id = hello.field("id").and_then(Reply::as_int).unwrap_or(-1);
+    read_ok(io, rbuf, ep, hs.proto).await?;
+    let hello = read_ok(io, rbuf, ep, hs.proto).await?;
     if hs.db != 0 {
-        let sel = read_reply(io, rbuf, hs.proto).await?;
-        if let Some(e) = sel.as_error() {
-            return Err(Refusal::Said(e.to_string()));
-        }
+        read_ok(io, rbuf, ep, hs.proto).await?;
     }
-    Ok(id)
+    Ok(hello.field("id").and_then(Reply::as_int).unwrap_or(-1))
 }
 
 fn check_identity(

@@ -81,8 +81,7 @@ const SWEEP_EVERY: Duration = Duration::from_secs(60);
 impl Lanes {
     /// Forgets the keys idle for `idle` or more, at most once per [`SWEEP_EVERY`] unless
     /// `force`d.
-    fn sweep(&mut self, idle: Duration, force: bool) {
-        let now = Instant::now();
+    fn sweep(&mut self, now: Instant, idle: Duration, force: bool) {
         if !force && now.duration_since(self.swept) < SWEEP_EVERY {
             return;
         }
@@ -192,13 +191,14 @@ impl Pool {
     /// A lane for `key`; successive calls rotate over the key's lanes. A slot whose lane
     /// ended gets a new one, unless the key is backing off after failed connects.
     pub fn lane(&self, key: &PoolKey) -> Result<Lane, Unavailable> {
+        let now = Instant::now();
         let mut lanes = self.lock_lanes();
-        lanes.sweep(IDLE_KEY, false);
+        lanes.sweep(now, IDLE_KEY, false);
         let set = lanes
             .sets
             .entry(key.clone())
             .or_insert_with(|| LaneSet::new(self.cfg().lanes));
-        set.used = Instant::now();
+        set.used = now;
         set.note_failures();
         let i = set.next.fetch_add(1, Ordering::Relaxed) % set.lanes.len();
         if let Some(lane) = set.lanes[i].as_ref().filter(|l| !l.is_closed()) {
@@ -344,7 +344,7 @@ impl Pool {
     /// Forgets at once the keys no session asked for in `idle` (tests).
     #[cfg(test)]
     pub(super) fn forget_idle_keys(&self, idle: Duration) {
-        self.lock_lanes().sweep(idle, true);
+        self.lock_lanes().sweep(Instant::now(), idle, true);
     }
 }
 

@@ -119,16 +119,9 @@ impl Session {
     /// server knows the proxy's ids under other numbers.
     fn without_redirect(&self, req: &Request) -> Result<Request, ClientError> {
         let args = req.args();
-        let Some(pos) = args
-            .iter()
-            .position(|a| a.eq_ignore_ascii_case(b"REDIRECT"))
-        else {
+        let Some((pos, id)) = redirect_arg(&args)? else {
             return Ok(req.clone());
         };
-        let id = args
-            .get(pos + 1)
-            .and_then(|a| crate::resp::scan::parse_int(a))
-            .ok_or(ClientError::NotInteger)?;
         let known = id == self.id() as i64
             || u64::try_from(id).is_ok_and(|id| self.ctx.registry.get(id).is_some());
         if !known {
@@ -147,16 +140,9 @@ impl Session {
     /// connection, which must be on the same node.
     fn redirect(&self, req: &Request) -> Result<Request, ClientError> {
         let args = req.args();
-        let Some(pos) = args
-            .iter()
-            .position(|a| a.eq_ignore_ascii_case(b"REDIRECT"))
-        else {
+        let Some((pos, id)) = redirect_arg(&args)? else {
             return Ok(req.clone());
         };
-        let id = args
-            .get(pos + 1)
-            .and_then(|a| crate::resp::scan::parse_int(a))
-            .ok_or(ClientError::NotInteger)?;
         // The client's own id: its connection was pinned just now, before its view in the
         // registry could show it.
         let target = if id == self.id() as i64 {
@@ -219,4 +205,20 @@ impl Session {
             (Value::bulk("prefixes"), Value::Array(prefixes)),
         ])
     }
+}
+
+/// Where `REDIRECT <id>` is among `args` (the position of `REDIRECT`), and the id; `None`
+/// without `REDIRECT`.
+fn redirect_arg(args: &[&[u8]]) -> Result<Option<(usize, i64)>, ClientError> {
+    let Some(pos) = args
+        .iter()
+        .position(|a| a.eq_ignore_ascii_case(b"REDIRECT"))
+    else {
+        return Ok(None);
+    };
+    let id = args
+        .get(pos + 1)
+        .and_then(|a| crate::resp::scan::parse_int(a))
+        .ok_or(ClientError::NotInteger)?;
+    Ok(Some((pos, id)))
 }

@@ -40,6 +40,11 @@ impl Identity {
             modules: modules.to_vec(),
         }
     }
+
+    /// Whether this is the process with that run_id, version and modules.
+    pub fn is(&self, run_id: &str, version: &str, modules: &[(String, i64)]) -> bool {
+        self.run_id == run_id && self.version == version && self.modules == modules
+    }
 }
 
 /// Catalogs by process identity, shared by every prober of the proxy.

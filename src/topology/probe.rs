@@ -272,12 +272,12 @@ impl Prober {
     /// What the process `obs` was read from knows of commands: remembered, or asked now on
     /// the probe connection and remembered.
     async fn catalog_of(&mut self, obs: &Observation) -> Result<Catalog, ProbeError> {
-        let id = Identity::new(&obs.run_id, &obs.version, &obs.modules);
         if let Some((known, catalog)) = &self.catalog {
-            if *known == id {
+            if known.is(&obs.run_id, &obs.version, &obs.modules) {
                 return Ok(catalog.clone());
             }
         }
+        let id = Identity::new(&obs.run_id, &obs.version, &obs.modules);
         let catalog = match self.catalogs.get(&id) {
             Some(c) => c,
             None => match self.read_catalog().await? {
