@@ -7,12 +7,13 @@ use bytes::BytesMut;
 use smallvec::SmallVec;
 
 use super::batch::Single;
+use super::intake::{Gate, Looked};
 use super::route::{Conn, Route};
 use super::state::ReplyMode as ClientReply;
 use super::Session;
 use crate::backend::Sent;
-use crate::resp::command::{classify, Classified, Kind, Local};
-use crate::resp::reply::{ClientError, Proto};
+use crate::resp::command::{Classified, Kind, Local};
+use crate::resp::reply::ClientError;
 use crate::resp::Request;
 
 /// Channel the proxy publishes to before WAIT, so that WAIT's own connection has a write
@@ -21,44 +22,18 @@ use crate::resp::Request;
 const WAIT_CHANNEL: &str = "__redis-failover-proxy__:wait";
 
 impl Session {
-    /// Handles one command.
-    pub(super) async fn handle(&mut self, req: Request, fresh: bool) {
-        let cls = classify(&req);
-        self.info.note_cmd(cls.spec);
-        if fresh {
-            crate::metrics::hot().commands[cls.kind.class_index()].increment(1);
-        }
-        self.dispatch(req, cls).await;
+    /// Handles one command taken off the input (see [`intake`](super::intake)).
+    pub(super) async fn handle(&mut self, looked: Looked) {
+        let kind = looked.cls.kind;
+        self.dispatch(looked).await;
         // CLIENT REPLY SKIP drops the reply of exactly one command: the next one handled (a
         // stalled command is handled again later and keeps the skip for then).
         if self.stalled.is_none()
             && self.state.reply == ClientReply::Skip
-            && cls.kind != Kind::Local(Local::ClientReply)
+            && kind != Kind::Local(Local::ClientReply)
         {
             self.state.reply = ClientReply::On;
         }
-    }
-
-    /// Adds an ordinary command to the batch when nothing about it needs waiting or an answer
-    /// from the proxy: the path almost every command takes, kept free of futures (each `async`
-    /// layer on it would cost a copy of its state per command). Returns false, having changed
-    /// nothing, when the command must go through [`handle`](Self::handle): it passes the same
-    /// [`gate`](Self::gate) and takes the same route as there.
-    pub(super) fn try_forward(&mut self, req: &Request) -> bool {
-        let cls = classify(req);
-        let plain = matches!(cls.kind, Kind::Read | Kind::Write)
-            && !self.silent()
-            && matches!(self.gate(req, &cls), Gate::Pass)
-            && self.batch_takes(false)
-            && matches!(self.route_current(cls.kind == Kind::Read), Some(Route::Go));
-        if !plain {
-            return false;
-        }
-        self.info.note_cmd(cls.spec);
-        crate::metrics::hot().commands[cls.kind.class_index()].increment(1);
-        self.note_script(req, cls.kind);
-        self.batch_add(req, cls.kind, false);
-        true
     }
 
     /// Whether the reply of the command being handled is dropped (CLIENT REPLY OFF / SKIP).
@@ -66,35 +41,10 @@ impl Session {
         self.state.reply != ClientReply::On
     }
 
-    /// The checks every command passes before its kind is looked at, in Redis's order.
-    fn gate(&self, req: &Request, cls: &Classified) -> Gate {
-        if self.conn.pins().is_some_and(|p| p.monitor) {
-            return Gate::Monitor;
-        }
-        if !self.state.authenticated() && !no_auth(cls.kind) {
-            return Gate::Refuse(ClientError::NoAuth);
-        }
-        if self.needs_arity_check(cls.kind) && !cls.arity_ok(req.argc()) {
-            let command = cls.acl_name(req);
-            return Gate::Refuse(ClientError::Arity { command });
-        }
-        if !self.permitted(req, cls) {
-            let command = cls.acl_name(req);
-            return Gate::Refuse(ClientError::NoPerm { command });
-        }
-        if self.tx.is_some() {
-            return Gate::Tx;
-        }
-        if self.subscribed_resp2() && !allowed_subscribed(cls.kind) {
-            let command = cls.acl_name(req);
-            return Gate::Refuse(ClientError::SubscribedContext { command });
-        }
-        Gate::Pass
-    }
-
-    async fn dispatch(&mut self, req: Request, cls: Classified) {
+    async fn dispatch(&mut self, looked: Looked) {
+        let Looked { req, cls, gate } = looked;
         let silent = self.silent();
-        match self.gate(&req, &cls) {
+        match gate {
             Gate::Monitor => return Box::pin(self.in_monitor(req, cls)).await,
             Gate::Refuse(e) => {
                 if let (ClientError::NoPerm { .. }, Some(tx)) = (&e, self.tx.as_mut()) {
@@ -108,7 +58,7 @@ impl Session {
         }
         self.note_script(&req, cls.kind);
         // Boxed: an idle client's task is as large as the largest future it might await, and
-        // some kinds' handling is deep. Ordinary commands mostly take `try_forward` instead.
+        // some kinds' handling is deep. Ordinary commands mostly end in `intake` instead.
         Box::pin(self.dispatch_kind(req, cls, silent)).await
     }
 
@@ -165,33 +115,6 @@ impl Session {
         }
     }
 
-    /// The proxy interprets these commands' arguments, so it checks their arity as Redis
-    /// would; everything else is left for Redis to judge.
-    fn needs_arity_check(&self, kind: Kind) -> bool {
-        !matches!(
-            kind,
-            Kind::Read
-                | Kind::Write
-                | Kind::Blocking
-                | Kind::Kill
-                | Kind::Guarded
-                | Kind::Unsupported
-        )
-    }
-
-    /// RESP2 clients with subscriptions may only run pub/sub commands, PING, QUIT and RESET.
-    fn subscribed_resp2(&self) -> bool {
-        self.state.proto == Proto::Resp2 && self.subs.any()
-    }
-
-    /// Whether the user's permissions include the command.
-    fn permitted(&self, req: &Request, cls: &Classified) -> bool {
-        self.state
-            .user
-            .as_ref()
-            .is_none_or(|u| u.permissions.allows(req, cls))
-    }
-
     pub(super) fn allowed(&self, req: &Request) -> bool {
         let (name, sub) = crate::resp::command::guard_names(req);
         let dynamic = self.ctx.dynamic.load();
@@ -205,7 +128,7 @@ impl Session {
     }
 
     /// Remembers script bodies (EVAL, EVAL_RO, SCRIPT LOAD) for reloading after a failover.
-    fn note_script(&self, req: &Request, kind: Kind) {
+    pub(super) fn note_script(&self, req: &Request, kind: Kind) {
         if !matches!(kind, Kind::Read | Kind::Write) {
             return;
         }
@@ -414,36 +337,6 @@ fn major(version: &str) -> u32 {
         .next()
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
-}
-
-/// Commands allowed before authentication (as in Redis).
-fn no_auth(kind: Kind) -> bool {
-    matches!(
-        kind,
-        Kind::Local(Local::Auth | Local::Hello | Local::Quit | Local::Reset)
-    )
-}
-
-/// Where the checks before a command's own handling send it.
-enum Gate {
-    /// The client is in MONITOR mode (only QUIT and RESET are taken).
-    Monitor,
-    /// Refused with this error.
-    Refuse(ClientError),
-    /// Queued in the open transaction.
-    Tx,
-    /// On to the handling of its kind.
-    Pass,
-}
-
-/// Commands a RESP2 client may run while subscribed.
-fn allowed_subscribed(kind: Kind) -> bool {
-    matches!(
-        kind,
-        Kind::Subscribe(_)
-            | Kind::Unsubscribe(_)
-            | Kind::Local(Local::Ping | Local::Quit | Local::Reset)
-    )
 }
 
 /// `CLIENT KILL` and `CLIENT UNBLOCK`: acting on the proxy's own clients (see

@@ -18,6 +18,7 @@ mod context;
 mod deadline;
 mod hold;
 mod input;
+mod intake;
 mod kill;
 mod kill_clients;
 mod local;
@@ -41,10 +42,10 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::backend::{Inbox, NodeId};
-use crate::resp::reply::ClientError;
 use crate::resp::{Request, RequestParser};
 use crate::shutdown::Drain;
 use batch::Batch;
+use intake::Step;
 use route::Conn;
 use state::{ClientState, Subscriptions, TxBuffer};
 
@@ -89,17 +90,6 @@ enum End {
     OutputLimit,
     /// The transport failed.
     Io,
-}
-
-/// What the parser made of the front of the input.
-type Parsed = Result<Option<Request>, crate::resp::ProtocolError>;
-
-/// Outcome of [`Session::process_now`].
-enum Step {
-    /// Everything handled and sent.
-    Done,
-    /// The rest needs [`Session::process`], starting with this input if any.
-    Slow(Option<Parsed>),
 }
 
 /// One client session.
@@ -343,88 +333,6 @@ impl Session {
             return End::Io;
         }
         End::Closed
-    }
-
-    /// The synchronous part of [`process`](Self::process): ordinary commands go to the batch
-    /// and the batch is sent, as long as nothing needs waiting. Stops at the first input that
-    /// needs more, and hands it over.
-    fn process_now(&mut self) -> Step {
-        if self.stalled.is_some() || self.closing || self.draining {
-            return Step::Slow(None);
-        }
-        let limit = self.ctx.limits.query_buffer;
-        while !self.saturated() {
-            let parsed = self
-                .parser
-                .next(&mut self.rbuf, !self.state.authenticated());
-            let plain = match &parsed {
-                Ok(Some(req)) => req.bytes().len() <= limit && self.try_forward(req),
-                Ok(None) if self.rbuf.len() <= limit => break,
-                _ => false,
-            };
-            if !plain {
-                return Step::Slow(Some(parsed));
-            }
-        }
-        if self.try_flush_batch() {
-            Step::Done
-        } else {
-            Step::Slow(None)
-        }
-    }
-
-    /// Parses and handles buffered commands until input runs out, a command must wait, or
-    /// enough is in flight; `next` is input already parsed by
-    /// [`process_now`](Self::process_now), handled first.
-    async fn process(&mut self, mut next: Option<Parsed>) {
-        if let Some(req) = self.stalled.take() {
-            // `process_now` parses nothing while a command is stalled.
-            debug_assert!(next.is_none());
-            self.handle(req, false).await;
-        }
-        while !self.closing && self.stalled.is_none() {
-            let parsed = match next.take() {
-                Some(parsed) => parsed,
-                None if self.saturated() => break,
-                None => self
-                    .parser
-                    .next(&mut self.rbuf, !self.state.authenticated()),
-            };
-            match parsed {
-                Ok(Some(req)) if req.bytes().len() > self.ctx.limits.query_buffer => {
-                    self.protocol_error(crate::resp::ProtocolError::QueryBufferLimit)
-                        .await;
-                }
-                Ok(Some(req)) => {
-                    if !self.try_forward(&req) {
-                        self.handle(req, true).await;
-                    }
-                }
-                Ok(None) => {
-                    if self.rbuf.len() > self.ctx.limits.query_buffer {
-                        self.protocol_error(crate::resp::ProtocolError::QueryBufferLimit)
-                            .await;
-                    }
-                    if self.draining {
-                        // Every complete command received before the drain is handled;
-                        // nothing more is read.
-                        self.closing = true;
-                    }
-                    break;
-                }
-                Err(e) => self.protocol_error(e).await,
-            }
-        }
-        self.flush_batch().await;
-    }
-
-    /// Redis answers a malformed frame with an error and closes the connection.
-    async fn protocol_error(&mut self, e: crate::resp::ProtocolError) {
-        tracing::debug!(client.id = self.id(), error = %e, "protocol error");
-        self.flush_batch().await;
-        self.inbox.push_local(&ClientError::Protocol(e).to_bytes());
-        self.rbuf.clear();
-        self.closing = true;
     }
 
     /// Moves replies to the write buffer, resolves a failed dispatch, releases a dedicated
