@@ -7,7 +7,9 @@ use super::decide::{self, Choice, NodeFacts, SentinelFacts, SiteFacts, Vote};
 use super::{gauges, Failover, Hold, ANNOUNCE_MAX};
 use crate::backend::NodeId;
 use crate::config::Authority;
-use crate::topology::{AuthorityStatus, Master, NodeStatus, RouteState, SiteStatus, Topology};
+use crate::topology::{
+    AuthorityStatus, Master, NodeStatus, Reason, RouteState, SiteStatus, Topology,
+};
 
 impl Failover {
     /// Decides and publishes when something material changed.
@@ -31,9 +33,7 @@ impl Failover {
         let current = self.handle.load();
         let choice = match &self.settings.authority {
             // Before every node has had its first probe, a second claimant may be unseen yet.
-            Authority::Nodes if self.first_probes_pending() => {
-                Choice::Wait("waiting for the first probe of every node".into())
-            }
+            Authority::Nodes if self.first_probes_pending() => Choice::Wait(Reason::FirstProbes),
             Authority::Nodes => decide::by_role(&facts),
             Authority::Sentinel { .. } => self.by_sentinels(&facts, &addrs, &current.master),
             Authority::ActiveActive => self.by_preference(&facts, &sites),
@@ -124,7 +124,7 @@ impl Failover {
         choice: Choice,
         chosen: Option<Arc<Master>>,
         previous: &Option<Arc<Master>>,
-    ) -> (RouteState, Option<Arc<Master>>, String) {
+    ) -> (RouteState, Option<Arc<Master>>, Reason) {
         if let Some(h) = &self.hold {
             if h.announced && h.since.elapsed() > ANNOUNCE_MAX && !self.failover_in_progress() {
                 self.hold = None;
@@ -132,36 +132,31 @@ impl Failover {
         }
         match (choice, chosen) {
             (Choice::Master(_), Some(m)) => {
-                let blocked = self
-                    .hold
-                    .as_ref()
-                    .is_some_and(|h| self.hold_blocks(h, &m.node));
-                if blocked {
-                    let cause = self
-                        .hold
-                        .as_ref()
-                        .map(|h| h.cause.clone())
-                        .unwrap_or_default();
-                    return (RouteState::Holding, Some(m), cause);
+                let blocking = self.hold.as_ref().filter(|h| self.hold_blocks(h, &m.node));
+                if let Some(h) = blocking {
+                    let why = Reason::Suspended {
+                        cause: h.cause.clone(),
+                        then: None,
+                    };
+                    return (RouteState::Holding, Some(m), why);
                 }
                 self.hold = None;
-                let why = format!("{} verified as master", m.node.endpoint);
+                let why = Reason::Verified {
+                    master: m.node.endpoint.to_string(),
+                };
                 (RouteState::Verified, Some(m), why)
             }
             (Choice::Refuse(why), _) => (RouteState::NoMaster, None, why),
             (Choice::Wait(why), _) => (
                 RouteState::Holding,
                 previous.clone(),
-                why_or(&self.hold, why),
+                why.after(self.hold.as_ref().map(|h| &h.cause)),
             ),
-            (Choice::Master(_), None) => {
-                let why = "the chosen master has no observation yet".to_string();
-                (
-                    RouteState::Holding,
-                    previous.clone(),
-                    why_or(&self.hold, why),
-                )
-            }
+            (Choice::Master(_), None) => (
+                RouteState::Holding,
+                previous.clone(),
+                Reason::Unobserved.after(self.hold.as_ref().map(|h| &h.cause)),
+            ),
         }
     }
 
@@ -301,7 +296,7 @@ impl Failover {
             self.site_in_use = chosen;
         }
         let Some(site) = chosen else {
-            return Choice::Wait("no site has quorum".into());
+            return Choice::Wait(Reason::NoSiteQuorum);
         };
         let node = self
             .reg
@@ -311,10 +306,9 @@ impl Failover {
             .position(|(n, f)| n.site == site && f.healthy && f.seen.is_some());
         match node {
             Some(i) => Choice::Master(i),
-            None => Choice::Wait(format!(
-                "site {} has no healthy node",
-                self.reg.sites[site].name
-            )),
+            None => Choice::Wait(Reason::SiteWithoutNode {
+                site: self.reg.sites[site].name.clone(),
+            }),
         }
     }
 
@@ -417,13 +411,6 @@ fn log_reachability(a: &AuthorityStatus) {
             configured = a.voters.1,
             "authority unreachable from here; /readyz reports unready"
         );
-    }
-}
-
-fn why_or(hold: &Option<Hold>, why: String) -> String {
-    match hold {
-        Some(h) => format!("{}; {why}", h.cause),
-        None => why,
     }
 }
 

@@ -17,7 +17,7 @@
 
 use std::time::Duration;
 
-use crate::topology::Observation;
+use crate::topology::{Observation, Reason};
 
 /// One node, as the decision sees it.
 #[derive(Debug, Clone, Copy)]
@@ -43,9 +43,9 @@ pub enum Choice {
     /// This node (index) is the master.
     Master(usize),
     /// Nobody, and a change is expected: hold.
-    Wait(String),
+    Wait(Reason),
     /// Nobody, and waiting will not help (ambiguity): refuse at once.
-    Refuse(String),
+    Refuse(Reason),
 }
 
 /// `nodes` authority.
@@ -63,15 +63,10 @@ pub fn by_role(nodes: &[NodeFacts<'_>]) -> Choice {
         }
     }
     match claimants.as_slice() {
-        [] => Choice::Wait("no healthy node reports itself a writable master".into()),
+        [] => Choice::Wait(Reason::NoWritableMaster),
         [(i, _)] => Choice::Master(*i),
         many => successor(many).map_or_else(
-            || {
-                Choice::Refuse(format!(
-                    "{} nodes claim master with no promotion relation between them; refusing to choose",
-                    many.len()
-                ))
-            },
+            || Choice::Refuse(Reason::RivalMasters { count: many.len() }),
             Choice::Master,
         ),
     }
@@ -131,11 +126,7 @@ pub fn by_sentinels(
 ) -> Choice {
     let quorum = facts.voters / 2 + 1;
     let Some(top) = votes.iter().map(|v| v.epoch).max() else {
-        return keep_current(
-            nodes,
-            facts,
-            "no Sentinel reachable; keeping the verified master",
-        );
+        return keep_current(nodes, facts, Reason::NoSentinel);
     };
     let at_top: Vec<&Vote> = votes.iter().filter(|v| v.epoch == top).collect();
     // The leader of a failover reports the old address at the new epoch, flagged as failing
@@ -143,32 +134,30 @@ pub fn by_sentinels(
     // node. Only Sentinels that are not in the middle of a change can disagree for real.
     let settled: Vec<&Vote> = at_top.iter().copied().filter(|v| !v.troubled).collect();
     let Some(&named) = settled.first() else {
-        return Choice::Wait(format!(
-            "Sentinel reports the master {} down or failing over",
-            at_top[0].addr
-        ));
+        return Choice::Wait(Reason::SentinelFailingOver {
+            master: at_top[0].addr.to_string(),
+        });
     };
     if settled.iter().any(|v| v.addr != named.addr) {
-        return Choice::Refuse(format!("Sentinels name different masters at epoch {top}"));
+        return Choice::Refuse(Reason::SentinelsDisagree { epoch: top });
     }
     if at_top.iter().any(|v| v.troubled && v.addr == named.addr) {
-        return Choice::Wait(format!(
-            "Sentinel reports the master {} down or failing over",
-            named.addr
-        ));
+        return Choice::Wait(Reason::SentinelFailingOver {
+            master: named.addr.to_string(),
+        });
     }
     let at_top = settled;
     let Some(i) = locate(named) else {
-        return Choice::Wait(format!(
-            "waiting to probe {} (named by Sentinel at epoch {top})",
-            named.addr
-        ));
+        return Choice::Wait(Reason::NamedUnprobed {
+            master: named.addr.to_string(),
+            epoch: top,
+        });
     };
     let Some(seen) = nodes[i].writable() else {
-        return Choice::Wait(format!(
-            "{} (named by Sentinel at epoch {top}) is not a healthy writable master yet",
-            named.addr
-        ));
+        return Choice::Wait(Reason::NamedNotReady {
+            master: named.addr.to_string(),
+            epoch: top,
+        });
     };
     if at_top.len() >= quorum {
         return Choice::Master(i);
@@ -176,18 +165,19 @@ pub fn by_sentinels(
     match facts.current {
         Some((cur, _)) if cur == i => Choice::Master(i),
         Some((_, replid)) if promoted_from(seen, replid) => Choice::Master(i),
-        _ => Choice::Wait(format!(
-            "{} of {quorum} Sentinels needed name {} at epoch {top}",
-            at_top.len(),
-            named.addr
-        )),
+        _ => Choice::Wait(Reason::TooFewSentinels {
+            naming: at_top.len(),
+            quorum,
+            master: named.addr.to_string(),
+            epoch: top,
+        }),
     }
 }
 
-fn keep_current(nodes: &[NodeFacts<'_>], facts: SentinelFacts<'_>, why: &str) -> Choice {
+fn keep_current(nodes: &[NodeFacts<'_>], facts: SentinelFacts<'_>, why: Reason) -> Choice {
     match facts.current {
         Some((i, _)) if nodes[i].writable().is_some() => Choice::Master(i),
-        _ => Choice::Wait(why.to_string()),
+        _ => Choice::Wait(why),
     }
 }
 

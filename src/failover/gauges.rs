@@ -69,7 +69,7 @@ pub(super) fn publish(before: &Topology, now: &Topology) {
                 .is_some_and(|m| !m.lease.valid() && !m.lease.is_unbounded())
                 && t.state == RouteState::Holding
         };
-        if lapsed(now) && !lapsed(before) && now.reason.contains("write lease") {
+        if lapsed(now) && !lapsed(before) && now.reason.is_lease_lapse() {
             counter!(WRITE_LEASE_LAPSES).increment(1);
         }
     }

@@ -12,7 +12,7 @@ use super::lease::{self, Confirmation};
 use super::Failover;
 use crate::backend::{Lease, NodeId};
 use crate::config::Authority;
-use crate::topology::Master;
+use crate::topology::{Confirmers, Master, Reason};
 
 /// What a Sentinel promotion takes beyond `down-after-milliseconds`, at most (see
 /// [`Failover::derived_hold`]), with room for the proxy to verify the new master.
@@ -268,21 +268,18 @@ impl Failover {
 
     /// Why the master in use cannot be confirmed (the text clients read when a held command
     /// finally fails).
-    pub(super) fn lapse_reason(&self, master: &Master) -> String {
-        let who = match self.settings.authority {
-            Authority::Sentinel { .. } => {
-                let fresh = self.answering();
-                format!(
-                    "a majority of the Sentinels ({fresh} of {} answering)",
-                    self.reg.voters()
-                )
-            }
-            _ => "a majority of the voting members".to_string(),
+    pub(super) fn lapse_reason(&self, master: &Master) -> Reason {
+        let by = match self.settings.authority {
+            Authority::Sentinel { .. } => Confirmers::Sentinels {
+                answering: self.answering(),
+                voters: self.reg.voters(),
+            },
+            _ => Confirmers::Voters,
         };
-        format!(
-            "the master {} could not be confirmed by {who} within its write lease",
-            master.node.endpoint
-        )
+        Reason::LeaseLapsed {
+            master: master.node.endpoint.to_string(),
+            by,
+        }
     }
 
     /// Sentinels whose latest good answer came from a query sent within the lease (or the

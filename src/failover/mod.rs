@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use crate::backend::{Lease, LeaseBoard, NodeId, Pools};
 use crate::config::Authority;
 use crate::topology::sentinel::Report as SentinelReport;
-use crate::topology::{RouteState, TopologyHandle};
+use crate::topology::{RouteState, Suspension, TopologyHandle};
 pub use registry::{Outputs, Reach, Registry, LEARNED_SITE};
 
 /// A Sentinel failover announcement that is never followed by an end or an abort is forgotten
@@ -52,8 +52,8 @@ pub enum Signal {
     Hold {
         /// The master being switched away from.
         master: Arc<NodeId>,
-        /// Why (for logs).
-        reason: String,
+        /// Why (for logs and clients).
+        reason: Suspension,
     },
     /// The planned switchover ended (done or abandoned): lift its hold.
     Release,
@@ -87,7 +87,7 @@ impl Signals {
 struct Hold {
     since: Instant,
     master: Option<Arc<NodeId>>,
-    cause: String,
+    cause: Suspension,
     /// Held because Sentinel announced a failover (cleared by its end or abort).
     announced: bool,
 }
@@ -263,7 +263,7 @@ impl Failover {
             }
             SentinelReport::Event { name, announce, .. } => {
                 if announce {
-                    self.suspend(format!("Sentinel announced a failover ({name})"), true);
+                    self.suspend(Suspension::Announced { event: name }, true);
                 } else if name.starts_with("-failover-abort")
                     || name.starts_with("+failover-end")
                     || name == "+switch-master"
@@ -288,7 +288,11 @@ impl Failover {
                 demotion,
             } => {
                 if demotion && in_use(&master) && current.state == RouteState::Verified {
-                    self.suspend(format!("{} answered {reason}", master.endpoint), false);
+                    let cause = Suspension::Refused {
+                        master: master.endpoint.to_string(),
+                        reply: reason,
+                    };
+                    self.suspend(cause, false);
                 }
             }
             Signal::Hold { master, reason } => {
@@ -311,7 +315,7 @@ impl Failover {
     }
 
     /// Suspends the master in use (HOLD) until it is verified again or replaced.
-    fn suspend(&mut self, cause: String, announced: bool) {
+    fn suspend(&mut self, cause: Suspension, announced: bool) {
         let master = self
             .handle
             .load()

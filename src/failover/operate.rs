@@ -25,7 +25,7 @@ use crate::config::{Authority, Secret};
 use crate::resp::decode::Reply;
 use crate::resp::reply::Proto;
 use crate::resp::Request;
-use crate::topology::{RouteState, Topology, TopologyHandle};
+use crate::topology::{RouteState, Suspension, Topology, TopologyHandle};
 
 /// How long a planned switchover may take before it is abandoned.
 const SWITCH_DEADLINE: Duration = Duration::from_secs(10);
@@ -87,7 +87,9 @@ impl Operator {
         let start = Instant::now();
         self.signals.send(Signal::Hold {
             master: Arc::clone(&master.node),
-            reason: format!("planned switchover away from {}", master.node.endpoint),
+            reason: Suspension::Switchover {
+                from: master.node.endpoint.to_string(),
+            },
         });
         let result = self.run_switch(&topo, &master.node, to).await;
         self.signals.send(Signal::Release);

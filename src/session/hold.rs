@@ -22,6 +22,7 @@ use tokio::time::Instant;
 
 use super::Session;
 use crate::resp::reply::ClientError;
+use crate::topology::Reason;
 
 /// One session's hold episode.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -159,6 +160,14 @@ pub(super) enum Pause {
     Over,
 }
 
+/// The client's error for a command that found no master: the one place a [`Reason`] becomes
+/// text for a client (`ClientError` is the wire form, and `resp` knows nothing of topology).
+pub(super) fn no_master(why: &Reason) -> ClientError {
+    ClientError::NoMaster {
+        why: why.to_string(),
+    }
+}
+
 /// What to do with a command that needs a master while none is routable.
 #[derive(Debug)]
 pub(super) enum Wait {
@@ -170,10 +179,8 @@ pub(super) enum Wait {
 
 impl Session {
     /// Starts or continues a hold episode; says whether to keep waiting.
-    pub(super) fn hold_for(&mut self, why: &str) -> Wait {
-        let fail = || ClientError::NoMaster {
-            why: why.to_string(),
-        };
+    pub(super) fn hold_for(&mut self, why: &Reason) -> Wait {
+        let fail = || no_master(why);
         if matches!(self.hold, Hold::Expired { .. }) {
             return Wait::Fail(fail());
         }
@@ -200,7 +207,7 @@ impl Session {
     /// is still named: a master that just died would fail it again at once, and again,
     /// before the failover task has had time to look at it. The wait is part of the hold (so
     /// bounded by the hold timeout); returns false when the hold cannot take it.
-    pub(super) fn start_pause(&mut self, id: u64, why: &str, pause: Duration) -> bool {
+    pub(super) fn start_pause(&mut self, id: u64, why: &Reason, pause: Duration) -> bool {
         match self.hold_for(why) {
             Wait::Hold => self.hold.pause(id, Instant::now() + pause),
             Wait::Fail(_) => false,

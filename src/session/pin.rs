@@ -13,7 +13,7 @@ use crate::backend::{Dedicated, DedicatedError, Sent};
 use crate::resp::command::{Channels, Kind};
 use crate::resp::reply::ClientError;
 use crate::resp::Request;
-use crate::topology::RouteState;
+use crate::topology::{Reason, RouteState};
 use std::sync::Arc;
 
 impl Session {
@@ -41,7 +41,7 @@ impl Session {
                 if let Some(refused) = self.refusal(&e) {
                     return Err(Route::Refuse(refused));
                 }
-                Err(self.unroutable(Unroutable::Hold("the master cannot be reached".into())))
+                Err(self.unroutable(Unroutable::Hold(Reason::Unreachable)))
             }
         }
     }

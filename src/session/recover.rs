@@ -16,7 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use smallvec::SmallVec;
 
-use super::hold::Pause;
+use super::hold::{no_master, Pause};
 use super::route::Conn;
 use super::Session;
 use crate::backend::{Dispatch, Fault, FaultKind, Outgoing, ReplyMode, Resolution, Sent};
@@ -24,6 +24,7 @@ use crate::failover::Signal;
 use crate::resp::command::Kind;
 use crate::resp::reply::{ClientError, Proto, Value};
 use crate::resp::Request;
+use crate::topology::Reason;
 
 mod plan;
 mod resend;
@@ -108,11 +109,8 @@ impl Session {
     }
 
     /// Why a paused dispatch waits (the error text if the hold runs out).
-    fn pause_reason(&self) -> String {
-        format!(
-            "the connection to the master failed and it is being checked again ({})",
-            self.ctx.topology.load().reason
-        )
+    fn pause_reason(&self) -> Reason {
+        Reason::Rechecking(Box::new(self.ctx.topology.load().reason.clone()))
     }
 
     /// Whether a master is ready for what must be sent again; signals the failover task and
@@ -184,9 +182,7 @@ impl Session {
     async fn resend_target(&mut self, f: &Fault, pinned: bool) -> Option<ClientError> {
         let topo = self.ctx.topology.load();
         if topo.routable_master().is_none() {
-            return Some(ClientError::NoMaster {
-                why: topo.reason.clone(),
-            });
+            return Some(no_master(&topo.reason));
         }
         if f.attempt >= MAX_RESEND && !self.master_moved(&topo) {
             // Refused again and again by a master that stays in place (`LOADING`, `READONLY`
@@ -242,11 +238,7 @@ impl Session {
         }
         let key = match self.shared_key() {
             Ok(k) => k,
-            Err(_) => {
-                return Some(ClientError::NoMaster {
-                    why: topo.reason.clone(),
-                })
-            }
+            Err(_) => return Some(no_master(&topo.reason)),
         };
         let stale =
             !matches!(&self.conn, Conn::Shared { lane, key: k } if *k == key && !lane.is_closed());

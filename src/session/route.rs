@@ -18,7 +18,7 @@ use crate::backend::ConnError;
 use crate::backend::{Dedicated, Lane, LaneUse, NodeId, Outgoing, PoolKey, ReplyMode};
 use crate::resp::reply::{ClientError, Proto};
 use crate::resp::Request;
-use crate::topology::{RouteState, Topology};
+use crate::topology::{Reason, RouteState, Topology};
 use std::sync::Arc;
 
 /// Why a dedicated connection is pinned (several reasons may hold at once).
@@ -136,9 +136,7 @@ fn target_in(topo: &Topology, state: &ClientState) -> Result<Target, Unroutable>
     let master = match (&topo.state, topo.routable_master()) {
         (RouteState::Verified, Some(m)) => m,
         (RouteState::NoMaster, _) => {
-            return Err(Unroutable::Refuse(ClientError::NoMaster {
-                why: topo.reason.clone(),
-            }))
+            return Err(Unroutable::Refuse(super::hold::no_master(&topo.reason)))
         }
         (RouteState::Verified, None) => return Err(Unroutable::Hold(topo.lapse_reason())),
         (RouteState::Holding, _) => return Err(Unroutable::Hold(topo.reason.clone())),
@@ -213,7 +211,7 @@ fn refused_for_good(e: &ConnError) -> Option<ClientError> {
 #[derive(Debug)]
 pub(super) enum Unroutable {
     /// A change is under way: hold.
-    Hold(String),
+    Hold(Reason),
     /// Waiting will not help: answer this error.
     Refuse(ClientError),
 }
@@ -296,7 +294,7 @@ impl Session {
             // rights): waiting will not change that; the client gets the master's own words.
             Err(Unavailable(e)) => match self.refusal(&e) {
                 Some(refused) => Route::Refuse(refused),
-                None => self.unroutable(Unroutable::Hold("the master cannot be reached".into())),
+                None => self.unroutable(Unroutable::Hold(Reason::Unreachable)),
             },
         }
     }

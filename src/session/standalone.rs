@@ -22,9 +22,6 @@ use crate::config::LimitSettings;
 use crate::failover::Signals;
 use crate::topology::{RouteState, Topology, TopologyHandle};
 
-/// Why the standalone topology has no master (what clients read in the error).
-const REASON: &str = "standalone context: no backend nodes";
-
 impl Context {
     /// A context with no backend nodes, for the fuzz harness and tests: an open default user,
     /// a topology without master (commands that need one fail at once, with a zero hold
@@ -34,7 +31,7 @@ impl Context {
         topology.publish(Topology {
             epoch: 1,
             state: RouteState::NoMaster,
-            reason: REASON.into(),
+            reason: crate::topology::Reason::NoNodes,
             ..Topology::initial()
         });
         let backend = Arc::new(BackendAuth::default());

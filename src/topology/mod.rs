@@ -15,6 +15,7 @@ pub mod durability;
 pub mod fixtures;
 pub mod health;
 pub mod probe;
+pub mod reason;
 pub mod sentinel;
 pub mod witness;
 
@@ -25,6 +26,7 @@ use tokio::sync::watch;
 
 use crate::backend::{Lease, NodeId};
 pub use probe::{Observation, Role};
+pub use reason::{Confirmers, Reason, Suspension};
 
 /// Whether commands that need the master can be routed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,8 +162,8 @@ pub struct Topology {
     pub authority: AuthorityStatus,
     /// Sentinels known (Sentinel authority).
     pub sentinels: Vec<crate::backend::Endpoint>,
-    /// Why the last change happened (one line, for logs and operators).
-    pub reason: String,
+    /// Why the last change happened.
+    pub reason: Reason,
 }
 
 impl Topology {
@@ -181,19 +183,22 @@ impl Topology {
                 hold: None,
             },
             sentinels: Vec::new(),
-            reason: "starting: no probe finished yet".into(),
+            reason: Reason::Starting,
         }
     }
 
     /// Why a verified master cannot take commands: its write lease lapsed before the failover
     /// task said so (it publishes the lapse with the authority's own words moments later).
-    pub fn lapse_reason(&self) -> String {
-        let who = self
+    pub fn lapse_reason(&self) -> Reason {
+        let master = self
             .master
             .as_ref()
             .map(|m| m.node.endpoint.to_string())
             .unwrap_or_default();
-        format!("the master {who} could not be confirmed by the authority within its write lease")
+        Reason::LeaseLapsed {
+            master,
+            by: reason::Confirmers::Authority,
+        }
     }
 
     /// The master this snapshot verified, whatever its lease says now (for comparing
@@ -390,7 +395,7 @@ impl Topology {
         Report {
             epoch: self.epoch,
             state: self.state.label(),
-            reason: self.reason.clone(),
+            reason: self.reason.to_string(),
             master: self.master.as_ref().map(|m| MasterReport {
                 address: m.node.endpoint.addr.to_string(),
                 name: m.node.endpoint.name.to_string(),
