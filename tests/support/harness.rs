@@ -11,7 +11,8 @@
 //!
 //! They live with the harness rather than in the proxy's library, which carries no test
 //! code; each depends only on the others listed here (through `super::`), which is what lets
-//! them be included here. Their unit tests come along and run in every test target too.
+//! them be included here. Their unit tests live beside them in the binary
+//! (`shared_tests`), so they run once rather than in every test target.
 
 #[path = "../../src/bin/redis-failover-load/handshake.rs"]
 pub mod handshake;

@@ -25,6 +25,8 @@ mod outcome;
 mod progress;
 mod report;
 mod run;
+#[cfg(test)]
+mod shared_tests;
 mod stats;
 mod superseded;
 mod verify;
