@@ -93,7 +93,8 @@ fn client_names_like_redis() {
 /// A sets its name, library name and version, and selects db 3; B sets another name. CLIENT
 /// ID is an integer; A's CLIENT INFO is one line with id=<that id>, name, db=3, lib-name and
 /// lib-ver; CLIENT LIST shows both clients' lines with their names and latest commands (B's
-/// INCR, which took the fast path, included); HELLO's id is CLIENT ID.
+/// INCR, which took the fast path, included), and the size of B's query buffer while half a
+/// command waits in it; HELLO's id is CLIENT ID.
 #[test]
 fn client_id_info_list_and_setinfo() {
     let redis = RedisServer::start();
@@ -159,6 +160,30 @@ fn client_id_info_list_and_setinfo() {
         .find(|l| l.starts_with(&format!("id={b_id} ")))
         .unwrap_or_else(|| panic!("no line for {b_id} in {list:?}"));
     assert!(b_line.contains(" cmd=incr "), "{list}");
+
+    // Half a command from B waits in its query buffer: A's CLIENT LIST shows its size.
+    let partial = b"*2\r\n$3\r\nGET\r\n$7\r\ncoun";
+    b.send_raw(partial);
+    let want = format!(" qbuf={} ", partial.len());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let list = a.cmd(&["CLIENT", "LIST"]).text();
+        let b_line = list
+            .lines()
+            .find(|l| l.starts_with(&format!("id={b_id} ")))
+            .unwrap_or_else(|| panic!("no line for {b_id} in {list:?}"))
+            .to_string();
+        if b_line.contains(&want) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "B's half command never shown ({want}): {b_line}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    b.send_raw(b"ter\r\n");
+    assert_eq!(b.read(), Frame::bulk("1"));
 
     let hello = a.cmd(&["HELLO"]);
     let items = hello.items();

@@ -40,7 +40,6 @@ impl Session {
         };
         if let Some(u) = self.authenticate(req, user, password, silent).await {
             self.state.user = Some(u);
-            self.publish_view();
             self.reply(OK, silent).await;
         }
     }

@@ -208,7 +208,6 @@ impl Session {
             Ok(conn) => {
                 self.conn = Conn::Borrowed { conn };
                 // CLIENT UNBLOCK from another client finds the server connection it blocks on.
-                self.publish_view();
                 true
             }
             Err(route) => self.routed(route, req, silent).await,
@@ -320,7 +319,6 @@ impl Session {
         self.subs.clear();
         self.state = super::state::ClientState::new(self.ctx.dynamic.load().users.initial());
         self.inbox.set_limit(self.ctx.limits.output_buffer);
-        self.publish_view();
         self.reply(crate::resp::reply::RESET, false).await;
     }
 }

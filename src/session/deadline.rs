@@ -41,7 +41,7 @@ impl Session {
         if idle.is_zero() || !self.idle_closable() {
             return None;
         }
-        Some((self.last_input + idle, Expiry::Idle))
+        Some((self.info.last_input() + idle, Expiry::Idle))
     }
 
     /// Whether the client waits for nothing it asked for.

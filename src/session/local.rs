@@ -38,12 +38,12 @@ impl Session {
             Local::Auth => self.auth(&req, silent).await,
             Local::ClientId => self.reply_value(Value::Int(self.id() as i64), silent).await,
             Local::ClientInfo => {
-                self.publish_view();
+                self.show();
                 let line = self.info.line() + "\n";
                 self.reply_value(Value::Verbatim(line), silent).await;
             }
             Local::ClientList => {
-                self.publish_view();
+                self.show();
                 self.client_list(&req, silent).await
             }
             Local::ClientSetName => self.client_setname(&req, silent).await,
@@ -115,13 +115,11 @@ impl Session {
                 *dirty = true;
             }
             self.state.db = db;
-            self.publish_view();
             return self
                 .send_single(Single::command(&req, Kind::Write, 1, true), silent)
                 .await;
         }
         self.state.db = db;
-        self.publish_view();
         self.reply(OK, silent).await;
     }
 
@@ -190,7 +188,6 @@ impl Session {
             self.state.name = (!n.is_empty()).then(|| Bytes::copy_from_slice(n));
         }
         self.state.proto = proto;
-        self.publish_view();
         let reply = self.hello_reply();
         self.reply_value(reply, silent).await;
     }
@@ -327,7 +324,6 @@ impl Session {
             return self.reply_error(ClientError::BadClientName, silent).await;
         }
         self.state.name = (!name.is_empty()).then(|| Bytes::copy_from_slice(name));
-        self.publish_view();
         self.reply(OK, silent).await;
     }
 
@@ -359,7 +355,6 @@ impl Session {
         } else {
             self.state.lib_ver = value;
         }
-        self.publish_view();
         self.reply(OK, silent).await;
     }
 

@@ -136,8 +136,8 @@ pub struct Session {
     route_epoch: u64,
     /// When the command being received started arriving (see [`deadline`]).
     frame_since: Option<tokio::time::Instant>,
-    /// When the client last sent something.
-    last_input: tokio::time::Instant,
+    /// The visible state last shown in the registry (see [`view`]).
+    shown: view::Shape,
     /// How much room the next read gets (see [`input`]).
     read_hint: usize,
 }
@@ -151,7 +151,7 @@ impl Session {
         let parser = RequestParser::new(ctx.limits.frames);
         crate::metrics::hot().clients.increment(1.0);
         let topology = ctx.topology.subscribe();
-        let s = Self {
+        Self {
             ctx,
             info,
             inbox,
@@ -177,10 +177,8 @@ impl Session {
             tracking: None,
             route_epoch: 0,
             frame_since: None,
-            last_input: tokio::time::Instant::now(),
-        };
-        s.publish_view();
-        s
+            shown: view::Shape::default(),
+        }
     }
 
     /// How long this session's commands may be held now.
@@ -244,6 +242,8 @@ impl Session {
             if self.finished() {
                 return self.flush_all(writer).await;
             }
+            // Before replies are written: whoever saw them sees this turn in `CLIENT LIST`.
+            self.show();
             let want_read = self.want_read();
             let want_write = !self.wbuf.is_empty() || self.needs_flush;
             let watch_topology = self.waits_for_topology();
@@ -261,7 +261,6 @@ impl Session {
                     Ok(n) => {
                         self.after_read(n, room);
                         self.info.touch();
-                        self.last_input = tokio::time::Instant::now();
                     }
                 },
                 r = write_or_flush(writer, &mut self.wbuf), if want_write => match r {

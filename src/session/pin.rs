@@ -57,7 +57,6 @@ impl Session {
             pins: Pins::default(),
             dirty: false,
         };
-        self.publish_view();
         Ok(())
     }
 
@@ -70,7 +69,6 @@ impl Session {
             Conn::Borrowed { conn } => {
                 // Before it goes back: another client's CLIENT UNBLOCK must not reach the next
                 // borrower.
-                self.publish_view();
                 self.ctx.pool.give_back(conn);
             }
             // A pinned connection with state (or changed) is closed by dropping it.
@@ -81,7 +79,6 @@ impl Session {
     /// Drops the current connection without returning it (its state is unknown).
     pub(super) fn discard_conn(&mut self) {
         self.conn = Conn::None;
-        self.publish_view();
     }
 
     /// Returns a dedicated connection nobody needs any more, once it is quiet; moves a pinned
@@ -101,7 +98,6 @@ impl Session {
             self.release_conn();
             if was_pinned {
                 self.inbox.set_limit(self.ctx.limits.output_buffer);
-                self.publish_view();
             }
             return;
         }
@@ -182,7 +178,6 @@ impl Session {
             "subscriptions moved to the new master"
         );
         self.send_single(single, true).await;
-        self.publish_view();
     }
 }
 

@@ -230,7 +230,6 @@ impl Session {
                 Ok(conn) => {
                     self.end_hold();
                     self.conn = Conn::Borrowed { conn };
-                    self.publish_view();
                     None
                 }
                 Err(_) => Some(ClientError::NotSent),

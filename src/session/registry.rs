@@ -1,14 +1,18 @@
 //! Every connected client, as `CLIENT LIST` / `CLIENT INFO` show it and as `CLIENT TRACKING
 //! ... REDIRECT <id>` needs it (the id a client knows is the proxy's; the redirect must name
-//! the server's id of the target client's dedicated connection). Each session owns its entry
-//! and updates it when its visible state changes; the entry leaves with the session.
+//! the server's id of the target client's dedicated connection). Each session owns its entry:
+//! it writes its latest command and last input as they happen, and its buffers and the rest
+//! of its visible state once per turn of its loop (`session::view`), so another client's
+//! `CLIENT LIST` sees it as of that session's latest turn. The entry leaves with the session.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use crate::backend::NodeId;
 use crate::resp::command::{row_of, spec_at, CommandSpec};
@@ -42,8 +46,6 @@ pub struct View {
     pub dedicated: Option<(Arc<NodeId>, i64)>,
     /// Tracking redirect (CLIENT GETREDIR).
     pub redir: i64,
-    /// Buffers, as Redis reports them.
-    pub mem: Memory,
 }
 
 /// Buffer sizes of a client, as `CLIENT LIST` shows them.
@@ -65,6 +67,36 @@ pub struct Memory {
     pub oll: usize,
 }
 
+/// How many numbers [`Memory`] holds.
+const MEMORY_FIELDS: usize = 7;
+
+impl Memory {
+    fn fields(self) -> [usize; MEMORY_FIELDS] {
+        [
+            self.qbuf,
+            self.qbuf_free,
+            self.multi_mem,
+            self.rbs,
+            self.obl,
+            self.omem,
+            self.oll,
+        ]
+    }
+
+    fn from_fields(f: [usize; MEMORY_FIELDS]) -> Self {
+        let [qbuf, qbuf_free, multi_mem, rbs, obl, omem, oll] = f;
+        Self {
+            qbuf,
+            qbuf_free,
+            multi_mem,
+            rbs,
+            obl,
+            omem,
+            oll,
+        }
+    }
+}
+
 /// One client's entry.
 #[derive(Debug)]
 pub struct Entry {
@@ -77,7 +109,11 @@ pub struct Entry {
     /// File descriptor of the client socket (-1 when unknown).
     pub fd: i64,
     since: Instant,
-    last: Mutex<Instant>,
+    /// When the client last sent something, in milliseconds since `since` (the session's
+    /// idle deadline reads it too: one clock for both).
+    last_input_ms: AtomicU64,
+    /// Buffer sizes, as of the session's latest turn.
+    mem: [AtomicUsize; MEMORY_FIELDS],
     /// The client's latest command, as its table row plus one (0: none yet). Written by the
     /// session for every command it handles, fast path included, and read by `CLIENT LIST`:
     /// the command is never a copy that may be stale.
@@ -130,9 +166,28 @@ impl Entry {
         Some(name)
     }
 
-    /// Records activity (for `idle=`).
+    /// Records input from the client (for `idle=` and the idle timeout).
     pub fn touch(&self) {
-        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+        let ms = self.since.elapsed().as_millis();
+        self.last_input_ms
+            .store(u64::try_from(ms).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// When the client last sent something (to the millisecond).
+    pub fn last_input(&self) -> Instant {
+        self.since + Duration::from_millis(self.last_input_ms.load(Ordering::Relaxed))
+    }
+
+    /// Records the buffer sizes of the session's latest turn.
+    pub fn show_memory(&self, m: Memory) {
+        for (cell, value) in self.mem.iter().zip(m.fields()) {
+            cell.store(value, Ordering::Relaxed);
+        }
+    }
+
+    /// The buffer sizes of the session's latest turn.
+    fn memory(&self) -> Memory {
+        Memory::from_fields(self.mem.each_ref().map(|c| c.load(Ordering::Relaxed)))
     }
 
     /// A copy of the visible state.
@@ -143,13 +198,9 @@ impl Entry {
     /// The line `CLIENT INFO` and `CLIENT LIST` print for this client, in Redis's format.
     pub fn line(&self) -> String {
         let v = self.view();
-        let idle = self
-            .last
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .elapsed();
+        let idle = self.last_input().elapsed();
         let mut out = String::new();
-        let m = v.mem;
+        let m = self.memory();
         let flags = if v.sub + v.psub + v.ssub > 0 {
             "P"
         } else {
@@ -215,7 +266,8 @@ impl Registry {
             laddr,
             fd,
             since: now,
-            last: Mutex::new(now),
+            last_input_ms: AtomicU64::new(0),
+            mem: Default::default(),
             cmd: AtomicUsize::new(0),
             killed: tokio_util::sync::CancellationToken::new(),
             view: Mutex::new(View {

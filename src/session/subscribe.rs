@@ -25,7 +25,6 @@ impl Session {
         let kind = Kind::Subscribe(ch);
         self.send_single(Single::command(&req, kind, frames, true), false)
             .await;
-        self.publish_view();
     }
 
     pub(super) async fn unsubscribe(&mut self, req: Request, ch: Channels) {
@@ -58,7 +57,6 @@ impl Session {
         let mut single = Single::command(&req, kind, frames, true);
         single.mode = Some(mode);
         self.send_single(single, false).await;
-        self.publish_view();
     }
 
     pub(super) async fn monitor(&mut self, req: Request, silent: bool) {

@@ -20,7 +20,6 @@ use crate::resp::Request;
 impl Session {
     pub(super) async fn multi(&mut self, silent: bool) {
         self.tx = Some(TxBuffer::new());
-        self.publish_view();
         self.reply(OK, silent).await;
     }
 
@@ -100,7 +99,6 @@ impl Session {
         }
         self.tx = None;
         self.watch_broken = false;
-        self.publish_view();
         self.reply(OK, silent).await;
     }
 
@@ -159,7 +157,6 @@ impl Session {
     async fn exec(&mut self, req: Request, silent: bool) {
         if self.tx.as_ref().is_some_and(|t| t.dirty) {
             self.tx = None;
-            self.publish_view();
             return self.reply_error(ClientError::ExecAbort, silent).await;
         }
         let watching = self.conn.pins().is_some_and(|p| p.watch);
@@ -171,7 +168,6 @@ impl Session {
             if let Some(p) = self.conn.pins_mut() {
                 p.watch = false;
             }
-            self.publish_view();
             let null = Value::NullArray.to_bytes(self.state.proto);
             return self.reply(&null, silent).await;
         }
@@ -216,7 +212,6 @@ impl Session {
             started: None,
         };
         self.send_single(single, silent).await;
-        self.publish_view();
     }
 
     /// Whether the pinned connection is on the master in use.
