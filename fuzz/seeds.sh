@@ -82,6 +82,32 @@ seed $s expected-dollar 00 '*1\r\n+OK\r\n'
 seed $s bad-terminator 00 '*1\r\n$4\r\nPINGxx*1\r\n$4\r\nPING\r\n'
 seed $s crash-cr-in-error 3f '*1\r1\r+'
 
+# --- session_backend: first byte bits 0-3 piece size, 4 password, 5 small limits, 6 drain,
+# 7 patient client; second byte (the first of BODY) scripts the fake master: bits 0-2 cut
+# after N bytes, 3-4 refusal, 5-6 reply delay, 7 replica.
+b=session_backend
+w="$(cmd SET k v)$(cmd INCR n)$(cmd GET k)$(cmd PING)"
+seed $b pipeline 80 "\\x00$w"
+seed $b pipeline-impatient 00 "\\x00$w$w"
+seed $b bytewise 81 "\\x00$w"
+seed $b cut-in-handshake 80 "\\x01$w"
+seed $b cut-mid-batch 80 "\\x03$w$w$w"
+seed $b cut-later 80 "\\x05$w$w$w$w$w$w"
+seed $b readonly 80 "\\x08$w"
+seed $b loading 80 "\\x10$w"
+seed $b masterdown-cut 80 "\\x1c$w$w"
+seed $b slow 80 "\\x60$w"
+seed $b replica 80 "\\x80$w"
+seed $b multi-cut 80 "\\x03$(cmd MULTI)$(cmd SET k v)$(cmd INCR n)$(cmd EXEC)$(cmd GET k)"
+seed $b watch-cut 80 "\\x04$(cmd WATCH k)$(cmd GET k)$(cmd MULTI)$(cmd SET k v)$(cmd EXEC)"
+seed $b subscribe-cut 80 "\\x04$(cmd SUBSCRIBE ch)$(cmd PING)$(cmd UNSUBSCRIBE)$(cmd GET k)"
+seed $b blocking-cut 80 "\\x03$(cmd BLPOP l 1)$(cmd GET k)$(cmd WAIT 1 0)"
+seed $b select-cut 80 "\\x04$(cmd SELECT 1)$(cmd SET k v)$(cmd HELLO 3)$(cmd GET k)"
+seed $b reply-off-cut 80 "\\x03$(cmd CLIENT REPLY OFF)$(cmd SET k v)$(cmd CLIENT REPLY ON)$(cmd GET k)"
+seed $b drain-cut c0 "\\x05$w$w"
+seed $b small-limits a0 "\\x03$w$(cmd ECHO "$(repeat 70 x)")"
+seed $b auth 90 "\\x03$(cmd GET k)$(cmd AUTH secret)$w"
+
 # --- frames: control bits 0-4 piece size, 5 small limits, 6 long first line / streaming
 # replies, 7 unauthenticated. Client commands first, then server replies.
 f=frames

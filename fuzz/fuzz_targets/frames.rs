@@ -216,7 +216,10 @@ fn scan_replies(input: &[u8], piece: usize, stream: bool) -> Scanned {
                     if let Some((s, e)) = info.first {
                         assert!(s <= e && e <= full, "first element outside the reply");
                     }
-                    assert!(info.depth * LEVEL_BYTES <= full, "deeper than its bytes allow");
+                    assert!(
+                        info.depth * LEVEL_BYTES <= full,
+                        "deeper than its bytes allow"
+                    );
                     buf.drain(..info.len);
                     replies.push(ReplyInfo {
                         len: full,

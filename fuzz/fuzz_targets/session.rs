@@ -19,43 +19,19 @@
 
 #![no_main]
 
-use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use libfuzzer_sys::fuzz_target;
-use redis_failover_proxy::auth::{User, Users};
-use redis_failover_proxy::backend::BackendAuth;
-use redis_failover_proxy::resp::{FrameLimits, ReplyScanner};
-use redis_failover_proxy::session::{Context, Dynamic, Limits, Session};
+use redis_failover_proxy::session::{Context, Session};
 use redis_failover_proxy::shutdown;
-use redis_failover_proxy::topology::Topology;
+use redis_failover_proxy::topology::{Reason, Topology};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Pieces the client's writes are cut into (index: bits 0-3 of the first byte).
-const PIECES: [usize; 16] = [
-    usize::MAX,
-    1,
-    2,
-    3,
-    4,
-    5,
-    7,
-    8,
-    11,
-    16,
-    23,
-    32,
-    64,
-    128,
-    512,
-    4096,
-];
-/// Room in each direction of the in-memory connection: more than any input or output here,
-/// so no write is ever cut short (a cut would look like a truncated reply).
-const PIPE: usize = 64 * 1024 * 1024;
+#[path = "common.rs"]
+mod common;
+use common::{check_session, ends, limits, set_users, PIECES, PIPE};
+
 /// How long (in paused time) the whole exchange may take.
 const DEADLINE: Duration = Duration::from_secs(3600);
 
@@ -79,51 +55,18 @@ impl Setting {
         }
     }
 
-    fn limits(&self) -> Limits {
-        let (frames, query_buffer) = if self.small {
-            let frames = FrameLimits {
-                max_bulk: 64,
-                max_args: 16,
-            };
-            (frames, 256)
-        } else {
-            (FrameLimits::default(), 1024 * 1024 * 1024)
-        };
-        Limits {
-            frames,
-            query_buffer,
-            output_buffer: PIPE / 2,
-            pubsub_output_buffer: PIPE / 2,
-            max_in_flight: 4,
-        }
-    }
-
     fn context(&self) -> Arc<Context> {
-        let mut ctx = Context::standalone(self.limits());
+        let mut ctx = Context::standalone(limits(self.small, 4));
         if self.holding {
             let holding = Topology {
                 epoch: ctx.topology.epoch() + 1,
-                reason: "fuzz: holding".into(),
+                reason: Reason::FirstProbes,
                 ..Topology::initial()
             };
             assert!(ctx.topology.publish(holding));
         }
         if self.password {
-            let backend = Arc::new(BackendAuth::default());
-            let users = Users::new(
-                User::with_password("default", "secret", Arc::clone(&backend)),
-                vec![User::with_password("app", "pw", backend)],
-            );
-            let old = ctx.dynamic.load();
-            ctx.dynamic = Arc::new(ArcSwap::from_pointee(Dynamic {
-                users,
-                allow: old.allow.clone(),
-                hold_timeout: old.hold_timeout,
-                max_held_clients: old.max_held_clients,
-                stale_reads: old.stale_reads,
-                frame_timeout: old.frame_timeout,
-                idle_timeout: old.idle_timeout,
-            }));
+            set_users(&mut ctx, true, None);
         }
         Arc::new(ctx)
     }
@@ -141,24 +84,13 @@ fuzz_target!(|data: &[u8]| {
         .expect("a current-thread runtime");
     let ctx = setting.context();
     let out = rt.block_on(exchange(Arc::clone(&ctx), setting, input));
-    check_replies(&out);
-    assert_eq!(
-        ctx.registry.len(),
-        0,
-        "the session did not leave the registry"
-    );
-    assert_eq!(
-        ctx.held.load(Ordering::Acquire),
-        0,
-        "the session is still counted as held"
-    );
+    check_session(&ctx, &out);
 });
 
 /// Runs one session: the client writes `input` in pieces and closes; returns what the
 /// session wrote back.
 async fn exchange(ctx: Arc<Context>, setting: Setting, input: &[u8]) -> Vec<u8> {
-    let addr: SocketAddr = ([127, 0, 0, 1], 50000).into();
-    let laddr: SocketAddr = ([127, 0, 0, 1], 6379).into();
+    let (addr, laddr) = ends();
     let (client, server) = tokio::io::duplex(PIPE);
     let (server_rd, server_wr) = tokio::io::split(server);
     let (mut client_rd, mut client_wr) = tokio::io::split(client);
@@ -196,31 +128,4 @@ async fn exchange(ctx: Arc<Context>, setting: Setting, input: &[u8]) -> Vec<u8> 
         .await
         .expect("the session did not finish after the client closed");
     out
-}
-
-/// What the session wrote must be whole RESP replies, and a protocol error the last of them.
-fn check_replies(out: &[u8]) {
-    let mut scanner = ReplyScanner::new();
-    let mut at = 0;
-    while at < out.len() {
-        let info = match scanner.next(&out[at..]) {
-            Ok(Some(info)) => info,
-            Ok(None) => panic!("a truncated reply at byte {at}: {:?}", show(&out[at..])),
-            Err(e) => panic!("not RESP at byte {at} ({e}): {:?}", show(&out[at..])),
-        };
-        let reply = &out[at..at + info.len];
-        at += info.len;
-        if reply.starts_with(b"-ERR Protocol error") {
-            assert_eq!(
-                at,
-                out.len(),
-                "replies after a protocol error: {:?}",
-                show(&out[at..])
-            );
-        }
-    }
-}
-
-fn show(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned()
 }

@@ -1,4 +1,5 @@
-//! A scripted in-process Redis for unit tests of the backend (test builds only). It listens on
+//! A scripted in-process Redis for unit tests of the backend and for the session fuzz target
+//! (test builds and the `fuzzing` feature only). It listens on
 //! a loopback port and answers the handshake (`HELLO`, `INFO server`, `ROLE`, `SELECT`,
 //! `RESET`, `AUTH`) and a few data commands (`PING`, `SET`, `GET`, `INCR`), as a real server
 //! would, with what the test scripted: its run_id and role, a delay before each reply, an
@@ -19,18 +20,18 @@ use crate::resp::{FrameLimits, RequestParser};
 
 /// What the fake does; changed by the test while it runs.
 #[derive(Debug, Clone)]
-pub(crate) struct Script {
+pub struct Script {
     /// `run_id` in `INFO server`.
-    pub(crate) run_id: String,
+    pub run_id: String,
     /// `master` or `slave` (in `ROLE`, `INFO` and `HELLO`).
-    pub(crate) role: &'static str,
+    pub role: &'static str,
     /// Wait this long before each reply.
-    pub(crate) delay: Duration,
+    pub delay: Duration,
     /// Answer every data command with this error line (e.g. `READONLY You can't write...`).
-    pub(crate) refuse: Option<String>,
+    pub refuse: Option<String>,
     /// Close a connection once it has received more than this many bytes (handshake
     /// included), without answering what those bytes carried.
-    pub(crate) cut_after: Option<usize>,
+    pub cut_after: Option<usize>,
 }
 
 impl Default for Script {
@@ -47,7 +48,7 @@ impl Default for Script {
 
 /// A running fake server.
 #[derive(Debug)]
-pub(crate) struct FakeRedis {
+pub struct FakeRedis {
     addr: SocketAddr,
     shared: Arc<Shared>,
     task: tokio::task::JoinHandle<()>,
@@ -62,7 +63,7 @@ struct Shared {
 
 impl FakeRedis {
     /// Starts one on a free loopback port.
-    pub(crate) async fn start(script: Script) -> Self {
+    pub async fn start(script: Script) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let shared = Arc::new(Shared {
@@ -79,18 +80,22 @@ impl FakeRedis {
     }
 
     /// Where it listens.
-    pub(crate) fn addr(&self) -> SocketAddr {
+    pub fn addr(&self) -> SocketAddr {
         self.addr
     }
 
     /// Changes the script for what follows.
-    pub(crate) fn script(&self, change: impl FnOnce(&mut Script)) {
-        change(&mut self.shared.script.lock().unwrap());
+    pub fn script(&self, change: impl FnOnce(&mut Script)) {
+        change(&mut self.shared.script.lock().unwrap_or_else(|e| e.into_inner()));
     }
 
     /// The data commands it executed, in order (`SET k`, `GET k`, ...).
-    pub(crate) fn executed(&self) -> Vec<String> {
-        self.shared.executed.lock().unwrap().clone()
+    pub fn executed(&self) -> Vec<String> {
+        self.shared
+            .executed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -113,7 +118,11 @@ async fn serve(mut sock: TcpStream, shared: Arc<Shared>) {
             Ok(n) => n,
         };
         received += n;
-        let script = shared.script.lock().unwrap().clone();
+        let script = shared
+            .script
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         if script.cut_after.is_some_and(|limit| received > limit) {
             return;
         }
@@ -165,7 +174,7 @@ fn answer(args: &[Vec<u8>], script: &Script, shared: &Shared) -> Vec<u8> {
             shared
                 .executed
                 .lock()
-                .unwrap()
+                .unwrap_or_else(|e| e.into_inner())
                 .push(format!("{name} {key}").trim_end().to_string());
             data(&name, args, shared)
         }
@@ -173,7 +182,7 @@ fn answer(args: &[Vec<u8>], script: &Script, shared: &Shared) -> Vec<u8> {
 }
 
 fn data(name: &str, args: &[Vec<u8>], shared: &Shared) -> Vec<u8> {
-    let mut data = shared.data.lock().unwrap();
+    let mut data = shared.data.lock().unwrap_or_else(|e| e.into_inner());
     match (name, args) {
         ("PING", _) => b"+PONG\r\n".to_vec(),
         ("SET", [_, k, v, ..]) => {

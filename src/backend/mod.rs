@@ -4,8 +4,8 @@
 
 pub mod conn;
 pub mod error;
-#[cfg(test)]
-mod fake;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fake;
 pub mod handshake;
 pub mod inbox;
 mod key;

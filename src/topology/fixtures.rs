@@ -1,4 +1,5 @@
-//! Test fixtures: observations and masters as the probes and the failover task make them.
+//! Test fixtures: observations and masters as the probes and the failover task make them
+//! (test builds and the `fuzzing` feature only).
 
 use std::sync::Arc;
 

@@ -11,7 +11,7 @@
 pub mod catalog;
 pub mod discovery;
 pub mod durability;
-#[cfg(test)]
+#[cfg(any(test, feature = "fuzzing"))]
 pub mod fixtures;
 pub mod health;
 pub mod probe;
