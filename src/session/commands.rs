@@ -303,7 +303,7 @@ impl Session {
     /// QUIT: +OK after everything before it, then close.
     pub(super) async fn quit(&mut self) {
         self.reply(crate::resp::reply::OK, false).await;
-        self.closing = true;
+        self.close();
     }
 
     /// RESET: everything back to a new connection's state, server-side state included.

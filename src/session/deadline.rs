@@ -24,7 +24,7 @@ impl Session {
     /// the proxy's doing, not the client's).
     pub(super) fn track_frame(&mut self) {
         let receiving =
-            !self.rbuf.is_empty() && !self.closing && self.stalled.is_none() && !self.saturated();
+            !self.rbuf.is_empty() && !self.closing() && self.stalled.is_none() && !self.saturated();
         match (receiving, self.frame_since) {
             (true, None) => self.frame_since = Some(Instant::now()),
             (false, Some(_)) => self.frame_since = None,
@@ -50,7 +50,7 @@ impl Session {
             .conn
             .pins()
             .is_some_and(|p| p.monitor || p.pubsub || p.tracking);
-        !self.closing
+        !self.closing()
             && self.inbox.in_flight() == 0
             && self.stalled.is_none()
             && !self.subs.any()
@@ -67,7 +67,7 @@ impl Session {
             Expiry::Idle => {
                 // Redis closes idle clients without a word.
                 tracing::debug!(client.id = self.id(), "closing idle client");
-                self.closing = true;
+                self.close();
             }
         }
     }

@@ -14,6 +14,11 @@
 //! it (a command found no master, a failed dispatch must wait before it goes again, a master
 //! is routable again, the session ends). The held-clients gauge counts exactly the sessions
 //! that are not idle.
+//!
+//! [`Recovery`] wraps the episode together with the failed dispatch being resolved (waiting
+//! at the front of the inbox for a master, with the topology epoch it started waiting at) and
+//! the connection a resend already paused for: all the session knows about recovering, in
+//! one value.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -23,6 +28,67 @@ use tokio::time::Instant;
 use super::Session;
 use crate::resp::reply::ClientError;
 use crate::topology::Reason;
+
+/// What a session remembers while it recovers from a failure: its hold episode, the failed
+/// dispatch waiting at the front of the inbox for a master, and the failed connection a
+/// resend already paused for. Only this module changes it; routing, pinning and recovery
+/// report events.
+#[derive(Debug, Default)]
+pub(super) struct Recovery {
+    /// The hold episode.
+    pub(super) hold: Hold,
+    /// The failed dispatch being resolved, while it waits for a master.
+    resolving: Option<Resolving>,
+    /// The failed connection a resend already waited a pause for: the other dispatches it
+    /// failed go again without one (one pause per connection lost, not one per dispatch).
+    paused_for: Option<u64>,
+}
+
+/// A failed dispatch waiting for a master.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Resolving {
+    /// The dispatch.
+    id: u64,
+    /// The topology epoch when it started waiting.
+    since_epoch: u64,
+}
+
+impl Recovery {
+    /// Dispatch `id` waits for a master, seen first at topology `epoch` unless it was
+    /// already waiting; returns the epoch it started waiting at.
+    pub(super) fn resolving(&mut self, id: u64, epoch: u64) -> u64 {
+        match self.resolving {
+            Some(r) if r.id == id => r.since_epoch,
+            _ => {
+                self.resolving = Some(Resolving {
+                    id,
+                    since_epoch: epoch,
+                });
+                epoch
+            }
+        }
+    }
+
+    /// The failed dispatch goes on: sent again, or answered.
+    pub(super) fn resolved(&mut self) {
+        self.resolving = None;
+    }
+
+    /// Whether something waits for a master (so for the topology to change).
+    pub(super) fn waiting(&self) -> bool {
+        self.hold.active() || self.resolving.is_some()
+    }
+
+    /// Whether a resend already paused for failed connection `conn`.
+    pub(super) fn paused_for(&self, conn: u64) -> bool {
+        self.paused_for == Some(conn)
+    }
+
+    /// A resend's pause for failed connection `conn` is over.
+    pub(super) fn pause_over(&mut self, conn: u64) {
+        self.paused_for = Some(conn);
+    }
+}
 
 /// One session's hold episode.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -181,16 +247,16 @@ impl Session {
     /// Starts or continues a hold episode; says whether to keep waiting.
     pub(super) fn hold_for(&mut self, why: &Reason) -> Wait {
         let fail = || no_master(why);
-        if matches!(self.hold, Hold::Expired { .. }) {
+        if matches!(self.recovery.hold, Hold::Expired { .. }) {
             return Wait::Fail(fail());
         }
-        if self.hold.start(Instant::now()) {
+        if self.recovery.hold.start(Instant::now()) {
             let held = self.ctx.held.fetch_add(1, Ordering::AcqRel) + 1;
             let m = crate::metrics::hot();
             m.holds.increment(1);
             m.held.increment(1.0);
             if held > self.ctx.dynamic.load().max_held_clients {
-                self.hold.expire();
+                self.recovery.hold.expire();
                 return Wait::Fail(fail());
             }
         }
@@ -200,7 +266,7 @@ impl Session {
     /// Where the pause of the failed dispatch `id` stands (an ended pause is forgotten as it
     /// is reported).
     pub(super) fn pause_state(&mut self, id: u64) -> Pause {
-        self.hold.pause_of(id, Instant::now())
+        self.recovery.hold.pause_of(id, Instant::now())
     }
 
     /// Makes the failed dispatch `id` wait `pause` before it is sent again to a master that
@@ -209,14 +275,14 @@ impl Session {
     /// bounded by the hold timeout); returns false when the hold cannot take it.
     pub(super) fn start_pause(&mut self, id: u64, why: &Reason, pause: Duration) -> bool {
         match self.hold_for(why) {
-            Wait::Hold => self.hold.pause(id, Instant::now() + pause),
+            Wait::Hold => self.recovery.hold.pause(id, Instant::now() + pause),
             Wait::Fail(_) => false,
         }
     }
 
     /// Ends the hold episode (a master is routable again, or the session ends).
     pub(super) fn end_hold(&mut self) {
-        if let Some(since) = self.hold.end() {
+        if let Some(since) = self.recovery.hold.end() {
             self.ctx.held.fetch_sub(1, Ordering::AcqRel);
             let m = crate::metrics::hot();
             m.held.decrement(1.0);
@@ -229,7 +295,7 @@ impl Session {
     /// when the dispatch goes again or gets its answer. Ending it here instead would restart
     /// the pause at every look at the route, and the dispatch would wait forever.
     pub(super) fn master_back(&mut self) {
-        if self.hold.active() && !self.inbox.has_fault() {
+        if self.recovery.hold.active() && !self.inbox.has_fault() {
             self.end_hold();
         }
     }
@@ -296,5 +362,24 @@ mod tests {
         hold.on_deadline(TIMEOUT, t0 + TIMEOUT * 10);
         assert!(matches!(hold, Hold::Expired { .. }));
         assert_eq!(hold.end(), Some(t0));
+    }
+
+    /// A failed dispatch keeps the epoch it started waiting at across looks, so "a topology
+    /// newer than the refusal" is measured from its own failure; another dispatch starts
+    /// from the epoch it is first seen at; once resolved, nothing waits.
+    #[test]
+    fn a_resolving_dispatch_keeps_its_epoch() {
+        let mut r = Recovery::default();
+        assert!(!r.waiting());
+        assert_eq!(r.resolving(7, 3), 3);
+        assert!(r.waiting());
+        assert_eq!(r.resolving(7, 5), 3, "the same dispatch: its first epoch");
+        assert_eq!(r.resolving(8, 5), 5, "another dispatch: its own epoch");
+        r.resolved();
+        assert!(!r.waiting());
+        assert!(!r.paused_for(4));
+        r.pause_over(4);
+        assert!(r.paused_for(4));
+        assert!(!r.paused_for(5));
     }
 }

@@ -23,7 +23,7 @@ impl Session {
         !self.rbuf.is_empty()
             || self.stalled.is_some()
             || !self.batch.is_empty()
-            || (self.draining && !self.closing)
+            || self.phase == super::Phase::Draining
     }
 
     /// Makes room for the next read; returns how much there is.

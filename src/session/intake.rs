@@ -150,7 +150,7 @@ impl Session {
     /// Kept free of futures: each `async` layer on this path would cost a copy of its state
     /// per command.
     pub(super) fn process_now(&mut self) -> Step {
-        if self.stalled.is_some() || self.closing || self.draining {
+        if self.stalled.is_some() || self.phase != super::Phase::Serving {
             return Step::Slow(None);
         }
         while !self.saturated() {
@@ -178,7 +178,7 @@ impl Session {
             let looked = self.look(req);
             self.handle(looked).await;
         }
-        while !self.closing && self.stalled.is_none() {
+        while !self.closing() && self.stalled.is_none() {
             let next = match pending.take() {
                 Some(next) => next,
                 None if self.saturated() => break,
@@ -188,10 +188,10 @@ impl Session {
                 Next::Batched => {}
                 Next::Command(looked) => self.handle(looked).await,
                 Next::Incomplete => {
-                    if self.draining {
+                    if self.phase == super::Phase::Draining {
                         // Every complete command received before the drain is handled;
                         // nothing more is read.
-                        self.closing = true;
+                        self.close();
                     }
                     break;
                 }
@@ -207,7 +207,7 @@ impl Session {
         self.flush_batch().await;
         self.inbox.push_local(&ClientError::Protocol(e).to_bytes());
         self.rbuf.clear();
-        self.closing = true;
+        self.close();
     }
 }
 

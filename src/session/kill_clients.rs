@@ -122,7 +122,7 @@ impl Session {
         for e in &chosen {
             if e.id == me {
                 // Like Redis: a client that kills itself gets its reply first.
-                self.closing = true;
+                self.close();
             } else {
                 e.kill();
             }

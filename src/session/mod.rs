@@ -81,6 +81,19 @@ async fn write_or_flush<W: AsyncWrite + Unpin>(
     Ok(false)
 }
 
+/// Where a session is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Reading and handling commands.
+    Serving,
+    /// The proxy drains: every command already received is handled, nothing more is read,
+    /// then the session closes.
+    Draining,
+    /// Reading nothing more; the session closes once everything is answered (QUIT, a
+    /// protocol error, the end of a drain, a kill).
+    Closing,
+}
+
 /// Why a session ended.
 #[derive(Debug)]
 enum End {
@@ -111,29 +124,20 @@ pub struct Session {
     wbuf: BytesMut,
     /// A command waiting until earlier ones are answered (see `route`).
     stalled: Option<Request>,
-    /// Stop reading; close once everything is answered (QUIT, protocol error, drain).
-    closing: bool,
-    /// The proxy drains: handle what was received, read nothing more, then close.
-    draining: bool,
+    /// Serving, draining or closing.
+    phase: Phase,
     /// The master this client last wrote to (WAIT counts acknowledgements there).
     last_write: Option<Arc<NodeId>>,
     /// The transport needs a flush (TLS buffers).
     needs_flush: bool,
-    /// Waiting for a master (see [`hold`]).
-    hold: hold::Hold,
-    /// A failed dispatch waiting for a master, and the topology epoch when it failed.
-    deferred: Option<(u64, u64)>,
-    /// The failed connection a resend already waited a pause for: the other dispatches it
-    /// failed go again without one (one pause per connection lost, not one per dispatch).
-    waited_for: Option<u64>,
+    /// The hold episode and the failed dispatch being resolved (see [`hold`]).
+    recovery: hold::Recovery,
     /// Topology publications.
     topology: tokio::sync::watch::Receiver<u64>,
     /// The WATCH connection was lost with its master: the next EXEC answers null.
     watch_broken: bool,
     /// CLIENT TRACKING mode, while on.
     tracking: Option<tracking::Tracking>,
-    /// Topology epoch when the shared lane in use was chosen.
-    route_epoch: u64,
     /// When the command being received started arriving (see [`deadline`]).
     frame_since: Option<tokio::time::Instant>,
     /// The visible state last shown in the registry (see [`view`]).
@@ -165,17 +169,13 @@ impl Session {
             read_hint: input::READ_MIN,
             wbuf: BytesMut::new(),
             stalled: None,
-            closing: false,
-            draining: false,
+            phase: Phase::Serving,
             last_write: None,
             needs_flush: false,
-            hold: hold::Hold::default(),
-            deferred: None,
-            waited_for: None,
+            recovery: hold::Recovery::default(),
             topology,
             watch_broken: false,
             tracking: None,
-            route_epoch: 0,
             frame_since: None,
             shown: view::Shape::default(),
         }
@@ -186,7 +186,7 @@ impl Session {
         match dynamic.hold_timeout {
             Some(t) => t,
             // Only looked up while holding: the snapshot load is off the common path.
-            None if self.hold.active() => self
+            None if self.recovery.hold.active() => self
                 .ctx
                 .topology
                 .load()
@@ -195,6 +195,16 @@ impl Session {
                 .unwrap_or(crate::config::DEFAULT_HOLD_TIMEOUT),
             None => crate::config::DEFAULT_HOLD_TIMEOUT,
         }
+    }
+
+    /// Reads nothing more, and closes once everything is answered.
+    fn close(&mut self) {
+        self.phase = Phase::Closing;
+    }
+
+    /// Whether the session closes once everything is answered.
+    fn closing(&self) -> bool {
+        self.phase == Phase::Closing
     }
 
     /// The proxy's id for this client.
@@ -249,13 +259,13 @@ impl Session {
             let watch_topology = self.waits_for_topology();
             let dynamic = self.ctx.dynamic.load();
             let hold_timeout = self.hold_timeout(&dynamic);
-            let hold_deadline = self.hold.deadline(hold_timeout);
+            let hold_deadline = self.recovery.hold.deadline(hold_timeout);
             self.track_frame();
             let input_deadline = self.input_deadline(&dynamic);
             drop(dynamic);
             let room = if want_read { self.make_read_room() } else { 0 };
             tokio::select! {
-                _ = drain.signaled(), if !self.closing && !self.draining => self.draining = true,
+                _ = drain.signaled(), if self.phase == Phase::Serving => self.phase = Phase::Draining,
                 r = reader.read_buf(&mut self.rbuf), if want_read => match r {
                     Ok(0) | Err(_) => return End::Closed,
                     Ok(n) => {
@@ -276,7 +286,7 @@ impl Session {
                     Box::pin(self.on_topology()).await;
                 }
                 _ = sleep_until(hold_deadline), if hold_deadline.is_some() => {
-                    self.hold.on_deadline(hold_timeout, tokio::time::Instant::now());
+                    self.recovery.hold.on_deadline(hold_timeout, tokio::time::Instant::now());
                 }
                 _ = sleep_until(input_deadline.map(|d| d.0)), if input_deadline.is_some() => {
                     if let Some((_, which)) = input_deadline {
@@ -289,7 +299,7 @@ impl Session {
 
     /// Whether to read more input now.
     fn want_read(&self) -> bool {
-        if self.closing || self.draining {
+        if self.phase != Phase::Serving {
             return false;
         }
         let buffered = self.rbuf.len();
@@ -319,7 +329,7 @@ impl Session {
 
     /// Whether the session is done: closing, and everything answered and written.
     fn finished(&self) -> bool {
-        self.closing
+        self.closing()
             && self.stalled.is_none()
             && self.batch.is_empty()
             && self.inbox.in_flight() == 0

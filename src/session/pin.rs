@@ -124,7 +124,7 @@ impl Session {
                     client.id = self.id(),
                     "cannot move subscriptions to the new master; closing client"
                 );
-                self.closing = true;
+                self.close();
                 return;
             }
         };
@@ -186,7 +186,7 @@ impl Session {
 impl Session {
     /// Whether the session must hear about topology changes now.
     pub(super) fn waits_for_topology(&self) -> bool {
-        self.hold.active() || self.deferred.is_some() || self.conn.is_pinned()
+        self.recovery.waiting() || self.conn.is_pinned()
     }
 
     /// A new topology was published.
@@ -218,7 +218,7 @@ impl Session {
                 "master changed under MONITOR or tracking; closing client"
             );
             self.discard_conn();
-            self.closing = true;
+            self.close();
             return;
         }
         if self.inbox.in_flight() > 0 {

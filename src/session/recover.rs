@@ -67,16 +67,16 @@ impl Session {
                 // everything that connection failed.
                 Pause::Absent
                     if f.attempt > 0
-                        && self.waited_for != Some(f.conn)
+                        && !self.recovery.paused_for(f.conn)
                         && self.start_pause(f.id, &self.pause_reason(), RESEND_PAUSE) =>
                 {
                     return false;
                 }
-                Pause::Over => self.waited_for = Some(f.conn),
+                Pause::Over => self.recovery.pause_over(f.conn),
                 _ => {}
             }
         }
-        self.deferred = None;
+        self.recovery.resolved();
         let fail = if needs_master {
             self.resend_target(&f, pinned).await
         } else {
@@ -117,10 +117,7 @@ impl Session {
     /// holds otherwise.
     fn master_ready(&mut self, f: &Fault) -> bool {
         let topo = self.ctx.topology.load();
-        let (id, seen_at) = *self.deferred.get_or_insert((f.id, topo.epoch));
-        if id != f.id {
-            self.deferred = Some((f.id, topo.epoch));
-        }
+        let seen_at = self.recovery.resolving(f.id, topo.epoch);
         let demoted = f.kind == FaultKind::Refused && !only_noscript(f);
         if seen_at == topo.epoch || f.kind != FaultKind::Refused {
             self.signal(f, demoted);
@@ -171,7 +168,7 @@ impl Session {
                 "dedicated connection lost under MONITOR or tracking; closing client"
             );
             self.discard_conn();
-            self.closing = true;
+            self.close();
             return true;
         }
         false
@@ -239,15 +236,20 @@ impl Session {
             Ok(k) => k,
             Err(_) => return Some(no_master(&topo.reason)),
         };
-        let stale =
-            !matches!(&self.conn, Conn::Shared { lane, key: k } if *k == key && !lane.is_closed());
+        let stale = !matches!(&self.conn, Conn::Shared { lane, key: k, .. } if *k == key && !lane.is_closed());
         if stale {
             match self.ctx.pool.lane(&key) {
                 Ok(lane) => {
                     if let Conn::Borrowed { .. } = self.conn {
                         self.discard_conn();
                     }
-                    self.conn = Conn::Shared { lane, key };
+                    // Epoch 0: the next command checks the route against the topology
+                    // again (this lane was not chosen by reading one snapshot).
+                    self.conn = Conn::Shared {
+                        lane,
+                        key,
+                        epoch: 0,
+                    };
                 }
                 Err(e) => return Some(self.refusal(&e.0).unwrap_or(ClientError::NotSent)),
             }

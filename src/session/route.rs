@@ -42,8 +42,13 @@ pub(super) enum Conn {
     /// None yet (or released).
     #[default]
     None,
-    /// A shared lane.
-    Shared { lane: Lane, key: PoolKey },
+    /// A shared lane, chosen on the topology snapshot of `epoch` (a newer snapshot means
+    /// the choice must be made again).
+    Shared {
+        lane: Lane,
+        key: PoolKey,
+        epoch: u64,
+    },
     /// A dedicated connection holding server-side state.
     Pinned {
         conn: Dedicated,
@@ -303,20 +308,23 @@ impl Session {
     /// connection (see [`use_lane`](Self::use_lane)).
     async fn use_target(&mut self, key: &PoolKey, epoch: u64) -> Result<Route, Unavailable> {
         self.master_back();
-        let route = self.use_lane(key).await?;
-        if matches!(&self.conn, Conn::Shared { key: k, .. } if k == key) {
-            self.route_epoch = epoch;
-        }
-        Ok(route)
+        self.use_lane(key, epoch).await
     }
 
     /// Makes a shared lane for `key` the current connection: the current one if it is that
     /// lane, else a new one once everything earlier of this client is answered (`Stall`
     /// until then).
-    async fn use_lane(&mut self, key: &PoolKey) -> Result<Route, Unavailable> {
-        if let Conn::Shared { lane, key: k } = &self.conn {
+    async fn use_lane(&mut self, key: &PoolKey, epoch: u64) -> Result<Route, Unavailable> {
+        if let Conn::Shared {
+            lane,
+            key: k,
+            epoch: e,
+        } = &mut self.conn
+        {
             if k == key && !lane.is_closed() {
-                return Ok(self.may_send(lane.id()));
+                *e = epoch;
+                let id = lane.id();
+                return Ok(self.may_send(id));
             }
         }
         // Switching connections: everything earlier must be answered first.
@@ -328,6 +336,7 @@ impl Session {
         self.conn = Conn::Shared {
             lane,
             key: key.clone(),
+            epoch,
         };
         Ok(Route::Go)
     }
@@ -346,7 +355,8 @@ impl Session {
         };
         if let Some(key) = key {
             crate::metrics::stale_read();
-            return match self.use_lane(&key).await {
+            // Epoch 0: a stale-read lane is never reused for the next command anyway.
+            return match self.use_lane(&key, 0).await {
                 Ok(route) => route,
                 Err(_) => self.route_data().await,
             };
@@ -381,14 +391,14 @@ impl Session {
     pub(super) fn route_current(&self, read: bool) -> Option<Route> {
         match &self.conn {
             Conn::Pinned { conn, .. } => Some(self.may_send(conn.id())),
-            Conn::Shared { lane, key } => {
+            Conn::Shared { lane, key, epoch } => {
                 let fits = match key.purpose {
                     LaneUse::Any => !(read && self.wants_read_lane()),
                     LaneUse::Reads => read,
                     // A stale-read lane is only ever chosen for one read at a time.
                     LaneUse::StaleReads => false,
                 };
-                let same = self.route_epoch == self.ctx.topology.epoch()
+                let same = *epoch == self.ctx.topology.epoch()
                     && fits
                     && key.db == self.state.db
                     && key.proto == self.state.proto
