@@ -1,11 +1,12 @@
 //! How a session's commands leave for the connection it uses: ordinary commands accumulate
 //! in a [`Batch`] and leave in one send; special ones (or a few the proxy composed) as a
-//! [`Single`]. Both become a [`Dispatch`] registered with the client's inbox, carrying the
+//! [`Single`], composed by [`compose`](super::compose). Both become a [`Dispatch`] registered with the client's inbox, carrying the
 //! client's durable-writes setting, and an [`Outgoing`] for the connection.
 
 use bytes::{Bytes, BytesMut};
 use smallvec::SmallVec;
 
+use super::compose::Composed;
 use super::route::Conn;
 use super::Session;
 use crate::backend::{Dispatch, Inbox, Outgoing, ReplyMode, Sent};
@@ -120,13 +121,12 @@ const PIPELINE_ROOM_MAX: usize = 64 * 1024;
 /// Batches grow at most this large before they are sent.
 const BATCH_BYTES: usize = 256 * 1024;
 
-/// A dispatch of one special command (or a few the proxy composed).
+/// A dispatch of one special command (or a few the proxy composed, see [`compose`]).
+///
+/// [`compose`]: super::compose
 #[derive(Debug)]
 pub(super) struct Single {
-    pub(super) payload: Bytes,
-    pub(super) cmds: SmallVec<[Sent; 1]>,
-    pub(super) expect: u32,
-    pub(super) skip: u32,
+    pub(super) parts: Composed,
     pub(super) timed: bool,
     /// Reply mode to use instead of the session's current one.
     pub(super) mode: Option<ReplyMode>,
@@ -137,22 +137,13 @@ pub(super) struct Single {
 impl Single {
     /// One client command producing `frames` replies, all visible.
     pub(super) fn command(req: &Request, kind: Kind, frames: u32, timed: bool) -> Self {
-        let payload = req.bytes().clone();
-        let len = payload.len();
+        Self::of(Composed::command(req.bytes(), kind, frames), timed)
+    }
+
+    /// A composed dispatch; `timed`: under the reply deadline.
+    pub(super) fn of(parts: Composed, timed: bool) -> Self {
         Self {
-            payload,
-            cmds: SmallVec::from_elem(
-                Sent {
-                    range: 0..len,
-                    kind,
-                    frames,
-                    replies: frames,
-                    confirm: false,
-                },
-                1,
-            ),
-            expect: frames,
-            skip: 0,
+            parts,
             timed,
             mode: None,
             started: None,
@@ -258,21 +249,27 @@ impl Session {
             return;
         };
         let mode = single.mode.unwrap_or_else(|| self.reply_mode());
+        let Composed {
+            payload,
+            cmds,
+            expect,
+            skip,
+        } = single.parts;
         let to = self.inbox.push_dispatch(Dispatch {
             conn: conn_id,
-            expect: single.expect,
-            skip: single.skip,
+            expect,
+            skip,
             silent,
-            payload: single.payload.clone(),
-            cmds: single.cmds,
+            payload: payload.clone(),
+            cmds,
             attempt: 0,
             started: single.started,
             durability: self.durability(),
         });
         self.conn
             .send(Outgoing {
-                payload: single.payload,
-                expect: single.expect,
+                payload,
+                expect,
                 mode,
                 timed: single.timed,
                 to,

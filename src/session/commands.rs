@@ -3,15 +3,12 @@
 //! the same semantics Redis gives a direct client. Transactions are in [`tx`](super::tx),
 //! subscriptions and MONITOR in [`subscribe`](super::subscribe).
 
-use bytes::BytesMut;
-use smallvec::SmallVec;
-
 use super::batch::Single;
+use super::compose::Compose;
 use super::intake::{Gate, Looked};
 use super::route::{Conn, Route};
 use super::state::ReplyMode as ClientReply;
 use super::Session;
-use crate::backend::Sent;
 use crate::resp::command::{Classified, Kind, Local};
 use crate::resp::reply::ClientError;
 use crate::resp::Request;
@@ -257,30 +254,11 @@ impl Session {
             .is_some_and(|m| major(&m.version) >= 7);
         let verb = if shard { "SPUBLISH" } else { "PUBLISH" };
         let publish = Request::from_args(&[verb, WAIT_CHANNEL, ""]);
-        let mut payload = BytesMut::from(&publish.bytes()[..]);
-        let split = payload.len();
-        payload.extend_from_slice(req.bytes());
-        let total = payload.len();
-        let cmds = SmallVec::from_vec(vec![
-            Sent::hidden(0..split, Kind::Write, 1),
-            Sent {
-                range: split..total,
-                kind: Kind::Wait,
-                frames: 1,
-                replies: 1,
-                confirm: false,
-            },
-        ]);
-        let single = Single {
-            payload: payload.freeze(),
-            cmds,
-            expect: 2,
-            skip: 1,
-            timed: false,
-            mode: None,
-            started: None,
-        };
-        self.send_single(single, silent).await;
+        let mut parts = Compose::default();
+        parts.hidden(publish.bytes(), Kind::Write, 1);
+        parts.client(req.bytes(), Kind::Wait, (1, 1), false);
+        self.send_single(Single::of(parts.finish(), false), silent)
+            .await;
     }
 
     /// Makes sure a dedicated connection is pinned and may be sent on; stalls or answers an

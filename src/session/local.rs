@@ -7,6 +7,7 @@
 use bytes::Bytes;
 
 use super::batch::Single;
+use super::compose::Compose;
 use super::state::ReplyMode as ClientReply;
 use super::Session;
 use crate::resp::command::{Kind, Local};
@@ -205,10 +206,10 @@ impl Session {
         if let super::route::Conn::Pinned { dirty, .. } = &mut self.conn {
             *dirty = true;
         }
-        let mut single = Single::command(&req, Kind::Tracking, 1, true);
-        single.skip = 1;
-        single.cmds[0].replies = 0;
-        self.send_single(single, false).await;
+        let mut parts = Compose::default();
+        parts.hidden(req.bytes(), Kind::Tracking, 1);
+        self.send_single(Single::of(parts.finish(), true), false)
+            .await;
         true
     }
 

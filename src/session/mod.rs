@@ -14,6 +14,7 @@
 mod auth;
 mod batch;
 mod commands;
+mod compose;
 mod context;
 mod deadline;
 mod hold;

@@ -3,13 +3,11 @@
 //! topology: a subscriber's subscriptions move to a new master, a client whose state cannot
 //! move (MONITOR, tracking) is closed, and a hold ends when a master is back.
 
-use bytes::BytesMut;
-use smallvec::SmallVec;
-
 use super::batch::Single;
+use super::compose::Compose;
 use super::route::{Conn, Pins, Route, Unroutable};
 use super::Session;
-use crate::backend::{Dedicated, DedicatedError, Sent};
+use crate::backend::{Dedicated, DedicatedError};
 use crate::resp::command::{Channels, Kind};
 use crate::resp::reply::ClientError;
 use crate::resp::Request;
@@ -139,7 +137,7 @@ impl Session {
         if pins.watch {
             self.watch_broken = true;
         }
-        let mut payload = BytesMut::new();
+        let mut parts = Compose::default();
         let mut frames = 0;
         for (kind, names) in self.subs.lists() {
             if names.is_empty() {
@@ -152,26 +150,18 @@ impl Session {
             };
             let mut args: Vec<&[u8]> = vec![verb.as_bytes()];
             args.extend(names.iter().map(|n| n.as_ref()));
-            payload.extend_from_slice(Request::from_args(&args).bytes());
-            frames += names.len() as u32;
+            let count = names.len() as u32;
+            parts.hidden(
+                Request::from_args(&args).bytes(),
+                Kind::Subscribe(kind),
+                count,
+            );
+            frames += count;
         }
-        if frames == 0 {
+        if parts.is_empty() {
             return;
         }
-        let len = payload.len();
-        let cmds = SmallVec::from_elem(
-            Sent::hidden(0..len, Kind::Subscribe(Channels::Plain), frames),
-            1,
-        );
-        let single = Single {
-            payload: payload.freeze(),
-            cmds,
-            expect: frames,
-            skip: frames,
-            timed: true,
-            mode: None,
-            started: None,
-        };
+        let single = Single::of(parts.finish(), true);
         tracing::info!(
             client.id = self.id(),
             channels = frames,

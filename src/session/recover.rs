@@ -14,12 +14,12 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use smallvec::SmallVec;
 
+use super::compose::Compose;
 use super::hold::{no_master, Pause};
 use super::route::Conn;
 use super::Session;
-use crate::backend::{Dispatch, Fault, FaultKind, Outgoing, ReplyMode, Resolution, Sent};
+use crate::backend::{Fault, FaultKind, Outgoing, ReplyMode, Resolution, Sent};
 use crate::failover::Signal;
 use crate::resp::command::Kind;
 use crate::resp::reply::{ClientError, Proto, Value};
@@ -331,24 +331,10 @@ impl Session {
             .and_then(|r| plan::with_timeout(&r, remaining));
         match rebuilt {
             Some(req) => {
-                let len = req.bytes().len();
-                Resolution::Dispatch(Dispatch {
-                    conn: self.conn.id().unwrap_or(0),
-                    expect: 1,
-                    skip: 0,
-                    silent: f.silent,
-                    payload: req.bytes().clone(),
-                    cmds: SmallVec::from_elem(
-                        Sent {
-                            range: 0..len,
-                            ..cmd.clone()
-                        },
-                        1,
-                    ),
-                    attempt: f.attempt + 1,
-                    started: f.started,
-                    durability: f.durability,
-                })
+                let mut parts = Compose::default();
+                parts.push(req.bytes(), cmd);
+                let conn = self.conn.id().unwrap_or(0);
+                Resolution::Dispatch(resend::dispatch(conn, f, parts.finish(), f.started))
             }
             None => Resolution::Local(Value::NullArray.to_bytes(self.state.proto)),
         }

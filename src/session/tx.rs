@@ -6,13 +6,11 @@
 //! answers null, exactly what a client sees when a watched key changed, so its usual retry
 //! path takes over.
 
-use smallvec::SmallVec;
-
 use super::batch::Single;
+use super::compose::Compose;
 use super::route::Conn;
 use super::state::TxBuffer;
 use super::Session;
-use crate::backend::Sent;
 use crate::resp::command::{writes_data, Classified, Kind, Local};
 use crate::resp::reply::{ClientError, Value, OK, QUEUED};
 use crate::resp::Request;
@@ -183,35 +181,20 @@ impl Session {
         };
         let mut payload = tx.payload;
         payload.extend_from_slice(req.bytes());
+        // MULTI's reply, one QUEUED per command, then EXEC's: the client sees the last.
         let frames = tx.queued + 2;
-        let len = payload.len();
         // On a WATCH connection the block is an EXEC whose watched keys cannot move: a
         // failure answers null instead of sending it again.
         let kind = if watching { Kind::Exec } else { Kind::Write };
-        let cmds = SmallVec::from_elem(
-            Sent {
-                range: 0..len,
-                kind,
-                frames,
-                replies: 1,
-                confirm: tx.writes && self.durability().is_some(),
-            },
-            1,
-        );
+        let confirm = tx.writes && self.durability().is_some();
+        let mut parts = Compose::default();
+        parts.client_buf(payload, kind, (frames, 1), confirm);
         if let Some(p) = self.conn.pins_mut() {
             p.watch = false;
         }
         self.note_write();
-        let single = Single {
-            payload: payload.freeze(),
-            cmds,
-            expect: frames,
-            skip: frames - 1,
-            timed: true,
-            mode: None,
-            started: None,
-        };
-        self.send_single(single, silent).await;
+        self.send_single(Single::of(parts.finish(), true), silent)
+            .await;
     }
 
     /// Whether the pinned connection is on the master in use.

@@ -2,78 +2,60 @@
 //! together, in their order, and a script reloaded (`SCRIPT LOAD`, its reply hidden) ahead of
 //! the command that found it missing.
 
-use bytes::{Bytes, BytesMut};
-use smallvec::SmallVec;
+use bytes::Bytes;
 
 use crate::backend::{Dispatch, Fault, Resolution, Sent};
 use crate::resp::command::Kind;
 use crate::resp::Request;
+use crate::session::compose::{Compose, Composed};
 
 /// Commands of a fault that go out again together, in order.
 #[derive(Debug, Default)]
-pub(super) struct Batch {
-    payload: BytesMut,
-    cmds: SmallVec<[Sent; 1]>,
-    expect: u32,
-    skip: u32,
-}
+pub(super) struct Batch(Compose);
 
 impl Batch {
     pub(super) fn push(&mut self, payload: &[u8], cmd: &Sent) {
-        if self.expect == self.skip {
-            // Nothing visible yet: hidden frames of this command are skipped too.
-            self.skip += cmd.frames - cmd.replies;
-        }
-        let start = self.payload.len();
-        self.payload.extend_from_slice(payload);
-        self.cmds.push(Sent {
-            range: start..self.payload.len(),
-            ..cmd.clone()
-        });
-        self.expect += cmd.frames;
+        self.0.push(payload, cmd);
     }
 
     pub(super) fn flush(&mut self, items: &mut Vec<Resolution>, conn: u64, f: &Fault) {
-        if self.cmds.is_empty() {
+        if self.0.is_empty() {
             return;
         }
-        let b = std::mem::take(self);
-        items.push(Resolution::Dispatch(Dispatch {
-            conn,
-            expect: b.expect,
-            skip: b.skip,
-            silent: f.silent,
-            payload: b.payload.freeze(),
-            cmds: b.cmds,
-            attempt: f.attempt + 1,
-            started: None,
-            durability: f.durability,
-        }));
+        let parts = std::mem::take(&mut self.0).finish();
+        items.push(Resolution::Dispatch(dispatch(conn, f, parts, None)));
     }
 }
 
 /// `SCRIPT LOAD <body>` then the command again (its reply only).
 pub(super) fn reload(conn: u64, f: &Fault, cmd: &Sent, body: &Bytes) -> Dispatch {
-    let mut payload = BytesMut::new();
-    payload.extend_from_slice(Request::from_args(&[&b"SCRIPT"[..], b"LOAD", body]).bytes());
-    let split = payload.len();
-    payload.extend_from_slice(&f.payload[cmd.range.clone()]);
-    let total = payload.len();
+    let mut parts = Compose::default();
+    parts.hidden(
+        Request::from_args(&[&b"SCRIPT"[..], b"LOAD", body]).bytes(),
+        Kind::Write,
+        1,
+    );
+    parts.push(&f.payload[cmd.range.clone()], cmd);
+    dispatch(conn, f, parts.finish(), None)
+}
+
+/// The dispatch that sends `parts` again for fault `f` (its next attempt), on `conn`;
+/// `started`: when a blocking command was first sent.
+pub(super) fn dispatch(
+    conn: u64,
+    f: &Fault,
+    parts: Composed,
+    started: Option<std::time::Instant>,
+) -> Dispatch {
     Dispatch {
         conn,
-        expect: 2,
-        skip: 1,
+        expect: parts.expect,
+        skip: parts.skip,
         silent: f.silent,
-        payload: payload.freeze(),
-        cmds: SmallVec::from_vec(vec![
-            Sent::hidden(0..split, Kind::Write, 1),
-            Sent {
-                range: split..total,
-                ..cmd.clone()
-            },
-        ]),
+        payload: parts.payload,
+        cmds: parts.cmds,
         attempt: f.attempt + 1,
-        started: None,
+        started,
         durability: f.durability,
     }
 }
