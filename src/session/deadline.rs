@@ -47,7 +47,6 @@ impl Session {
     /// Whether the client waits for nothing it asked for.
     fn idle_closable(&self) -> bool {
         let pinned_for_pushes = self
-            .conn
             .pins()
             .is_some_and(|p| p.monitor || p.pubsub || p.tracking);
         !self.closing()

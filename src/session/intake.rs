@@ -80,7 +80,7 @@ impl Session {
 
     /// The checks every command passes before its kind is looked at, in Redis's order.
     fn gate(&self, req: &Request, cls: &Classified) -> Gate {
-        if self.conn.pins().is_some_and(|p| p.monitor) {
+        if self.pins().is_some_and(|p| p.monitor) {
             return Gate::Monitor;
         }
         if !self.state.authenticated() && !no_auth(cls.kind) {

@@ -174,7 +174,7 @@ impl Session {
             }
         }
         let switch_pinned = proto != self.state.proto && self.conn.is_pinned();
-        if switch_pinned && !self.conn.pins().is_some_and(only_tracking) {
+        if switch_pinned && !self.pins().is_some_and(|p| only_tracking(&p)) {
             return self
                 .reply_error(ClientError::ProtoChangePinned, silent)
                 .await;

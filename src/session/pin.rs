@@ -5,7 +5,7 @@
 
 use super::batch::Single;
 use super::compose::Compose;
-use super::route::{Conn, Pins, Route, Unroutable};
+use super::route::{Conn, Held, Route, Unroutable};
 use super::Session;
 use crate::backend::{Dedicated, DedicatedError};
 use crate::resp::command::{Channels, Kind};
@@ -52,7 +52,7 @@ impl Session {
         let conn = self.take_dedicated().await?;
         self.conn = Conn::Pinned {
             conn,
-            pins: Pins::default(),
+            held: Held::default(),
             dirty: false,
         };
         Ok(())
@@ -60,10 +60,9 @@ impl Session {
 
     /// Gives up the current connection: a clean dedicated one returns to the pool.
     pub(super) fn release_conn(&mut self) {
+        let needed = self.pins().is_some_and(|p| p.any());
         match std::mem::take(&mut self.conn) {
-            Conn::Pinned { conn, pins, dirty } if !pins.any() && !dirty => {
-                self.ctx.pool.give_back(conn)
-            }
+            Conn::Pinned { conn, dirty, .. } if !needed && !dirty => self.ctx.pool.give_back(conn),
             Conn::Borrowed { conn } => {
                 // Before it goes back: another client's CLIENT UNBLOCK must not reach the next
                 // borrower.
@@ -87,7 +86,7 @@ impl Session {
             return;
         }
         let idle = match &self.conn {
-            Conn::Pinned { pins, .. } => !pins.any(),
+            Conn::Pinned { .. } => self.pins().is_some_and(|p| !p.any()),
             Conn::Borrowed { .. } => true,
             _ => false,
         };
@@ -113,7 +112,7 @@ impl Session {
     /// confirmations (the client already had them). Messages published in between are lost,
     /// which is Redis's own at-most-once promise for pub/sub.
     pub(super) async fn resubscribe(&mut self) {
-        let pins = self.conn.pins().copied().unwrap_or_default();
+        let pins = self.pins().unwrap_or_default();
         self.discard_conn();
         let conn = match self.take_dedicated().await {
             Ok(c) => c,
@@ -128,10 +127,7 @@ impl Session {
         };
         self.conn = Conn::Pinned {
             conn,
-            pins: Pins {
-                pubsub: true,
-                ..Pins::default()
-            },
+            held: Held::default(),
             dirty: false,
         };
         if pins.watch {
@@ -197,7 +193,7 @@ impl Session {
 
     /// The master changed under a pinned connection.
     async fn follow_master(&mut self, _to: Arc<crate::backend::NodeId>) {
-        let Some(pins) = self.conn.pins().copied() else {
+        let Some(pins) = self.pins() else {
             return;
         };
         if pins.monitor || pins.tracking {

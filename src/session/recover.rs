@@ -159,7 +159,7 @@ impl Session {
     /// tracking): the dispatch is then answered with errors and the client closed, so that it
     /// reconnects (and a tracking client flushes its cache).
     fn lost_pinned_state(&mut self) -> bool {
-        let Some(pins) = self.conn.pins().copied() else {
+        let Some(pins) = self.pins() else {
             return false;
         };
         if pins.monitor || pins.tracking {
@@ -199,7 +199,7 @@ impl Session {
         }
         if pinned {
             self.end_hold();
-            let pins = self.conn.pins().copied().unwrap_or_default();
+            let pins = self.pins().unwrap_or_default();
             if pins.pubsub {
                 self.resubscribe().await;
                 return self

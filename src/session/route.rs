@@ -21,7 +21,19 @@ use crate::resp::Request;
 use crate::topology::{Reason, RouteState, Topology};
 use std::sync::Arc;
 
-/// Why a dedicated connection is pinned (several reasons may hold at once).
+/// Server-side state of a pinned connection that only the pin records. Subscriptions and
+/// tracking are recorded by the session itself (`subs`, `tracking`), and the pin's reasons
+/// are derived from both ([`Session::pins`]), so the two can never disagree.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Held {
+    /// Keys are watched on it (WATCH).
+    pub(super) watch: bool,
+    /// It is in MONITOR mode.
+    pub(super) monitor: bool,
+}
+
+/// Why a dedicated connection is pinned (several reasons may hold at once), as
+/// [`Session::pins`] derives it.
 #[derive(Debug, Default, Clone, Copy)]
 pub(super) struct Pins {
     pub(super) watch: bool,
@@ -52,7 +64,7 @@ pub(super) enum Conn {
     /// A dedicated connection holding server-side state.
     Pinned {
         conn: Dedicated,
-        pins: Pins,
+        held: Held,
         /// Its state changed in a way that forbids reuse (SELECT, tracking off).
         dirty: bool,
     },
@@ -69,16 +81,10 @@ impl Conn {
         }
     }
 
-    pub(super) fn pins(&self) -> Option<&Pins> {
+    /// What only the pin records, when pinned.
+    pub(super) fn held_mut(&mut self) -> Option<&mut Held> {
         match self {
-            Conn::Pinned { pins, .. } => Some(pins),
-            _ => None,
-        }
-    }
-
-    pub(super) fn pins_mut(&mut self) -> Option<&mut Pins> {
-        match self {
-            Conn::Pinned { pins, .. } => Some(pins),
+            Conn::Pinned { held, .. } => Some(held),
             _ => None,
         }
     }
@@ -233,11 +239,25 @@ pub(super) enum Route {
 }
 
 impl Session {
+    /// Why the dedicated connection is pinned, when one is: what it holds, and the session's
+    /// own subscriptions and tracking mode.
+    pub(super) fn pins(&self) -> Option<Pins> {
+        match &self.conn {
+            Conn::Pinned { held, .. } => Some(Pins {
+                watch: held.watch,
+                pubsub: self.subs.any(),
+                tracking: self.tracking.is_some(),
+                monitor: held.monitor,
+            }),
+            _ => None,
+        }
+    }
+
     /// Reply mode for a dispatch on the current connection.
     pub(super) fn reply_mode(&self) -> ReplyMode {
         // RESP3 messages are push frames, recognised in any mode; only a RESP2 subscriber's
         // messages look like replies.
-        match self.conn.pins() {
+        match self.pins() {
             Some(p) if p.monitor => ReplyMode::Monitor,
             Some(_) if self.subs.any() && self.state.proto == Proto::Resp2 => ReplyMode::PubSub,
             _ => ReplyMode::Counted,

@@ -18,9 +18,6 @@ impl Session {
         }
         let args = req.args();
         let frames = self.subs.subscribe(ch, &args[1..]);
-        if let Some(p) = self.conn.pins_mut() {
-            p.pubsub = true;
-        }
         self.inbox.set_limit(self.ctx.limits.pubsub_output_buffer);
         let kind = Kind::Subscribe(ch);
         self.send_single(Single::command(&req, kind, frames, true), false)
@@ -49,11 +46,6 @@ impl Session {
             ReplyMode::Counted
         };
         let frames = self.subs.unsubscribe(ch, &args[1..]);
-        if !self.subs.any() {
-            if let Some(p) = self.conn.pins_mut() {
-                p.pubsub = false;
-            }
-        }
         let mut single = Single::command(&req, kind, frames, true);
         single.mode = Some(mode);
         self.send_single(single, false).await;
@@ -63,7 +55,7 @@ impl Session {
         if !self.pin_for(&req, silent).await {
             return;
         }
-        if let Some(p) = self.conn.pins_mut() {
+        if let Some(p) = self.conn.held_mut() {
             p.monitor = true;
         }
         self.send_single(Single::command(&req, Kind::Monitor, 1, true), silent)

@@ -86,9 +86,6 @@ impl Session {
             Ok(r) => r,
             Err(e) => return self.reply_error(e, silent).await,
         };
-        if let Some(p) = self.conn.pins_mut() {
-            p.tracking = true;
-        }
         self.tracking = Some(Tracking::parse(&args));
         self.send_single(Single::command(&out, Kind::Tracking, 1, true), silent)
             .await;
@@ -100,8 +97,7 @@ impl Session {
             Err(e) => return self.reply_error(e, silent).await,
         };
         self.tracking = None;
-        if let Conn::Pinned { pins, dirty, .. } = &mut self.conn {
-            pins.tracking = false;
+        if let Conn::Pinned { dirty, .. } = &mut self.conn {
             *dirty = true;
         } else {
             // Not tracking: Redis answers OK all the same.

@@ -25,7 +25,7 @@ impl Session {
         if !self.pin_for(&req, silent).await {
             return;
         }
-        if let Some(p) = self.conn.pins_mut() {
+        if let Some(p) = self.conn.held_mut() {
             p.watch = true;
         }
         self.watch_broken = false;
@@ -35,12 +35,12 @@ impl Session {
 
     pub(super) async fn unwatch(&mut self, req: Request, silent: bool) {
         self.watch_broken = false;
-        if !self.conn.pins().is_some_and(|p| p.watch) {
+        if !self.pins().is_some_and(|p| p.watch) {
             return self.reply(OK, silent).await;
         }
         let route = self.route_data().await;
         if self.routed(route, &req, silent).await {
-            if let Some(p) = self.conn.pins_mut() {
+            if let Some(p) = self.conn.held_mut() {
                 p.watch = false;
             }
             self.send_single(Single::command(&req, Kind::Unwatch, 1, true), silent)
@@ -83,12 +83,12 @@ impl Session {
 
     /// DISCARD drops the block and, as in Redis, forgets the watched keys.
     async fn discard(&mut self, req: Request, silent: bool) {
-        if self.conn.pins().is_some_and(|p| p.watch) {
+        if self.pins().is_some_and(|p| p.watch) {
             let route = self.route_data().await;
             if !self.routed(route, &req, silent).await {
                 return;
             }
-            if let Some(p) = self.conn.pins_mut() {
+            if let Some(p) = self.conn.held_mut() {
                 p.watch = false;
             }
             let unwatch = Request::from_args(&["UNWATCH"]);
@@ -157,13 +157,13 @@ impl Session {
             self.tx = None;
             return self.reply_error(ClientError::ExecAbort, silent).await;
         }
-        let watching = self.conn.pins().is_some_and(|p| p.watch);
+        let watching = self.pins().is_some_and(|p| p.watch);
         if self.watch_broken || (watching && !self.pinned_on_master()) {
             // The watched keys lived on a master that is gone: for the client this is a
             // watched key that changed.
             self.tx = None;
             self.watch_broken = false;
-            if let Some(p) = self.conn.pins_mut() {
+            if let Some(p) = self.conn.held_mut() {
                 p.watch = false;
             }
             let null = Value::NullArray.to_bytes(self.state.proto);
@@ -189,7 +189,7 @@ impl Session {
         let confirm = tx.writes && self.durability().is_some();
         let mut parts = Compose::default();
         parts.client_buf(payload, kind, (frames, 1), confirm);
-        if let Some(p) = self.conn.pins_mut() {
+        if let Some(p) = self.conn.held_mut() {
             p.watch = false;
         }
         self.note_write();
