@@ -29,7 +29,7 @@ use crate::topology::Reason;
 mod plan;
 mod resend;
 use plan::{plan, Plan};
-use resend::{reload, Batch};
+use resend::{flush, reload};
 
 /// Times a dispatch may be sent again to the same master.
 const MAX_RESEND: u8 = 3;
@@ -271,7 +271,7 @@ impl Session {
     async fn apply(&mut self, f: &Fault, plans: Vec<(Sent, Plan)>, fail: Option<ClientError>) {
         let conn = self.conn.id().unwrap_or(0);
         let mut items = Vec::new();
-        let mut resend = Batch::default();
+        let mut resend = Compose::default();
         for (cmd, p) in plans {
             let p = match (&fail, p) {
                 (Some(e), p) if p.needs_master() => Plan::Fail(e.clone()),
@@ -283,22 +283,22 @@ impl Session {
             match p {
                 Plan::Resend => resend.push(&f.payload[cmd.range.clone()], &cmd),
                 Plan::Reissue(remaining) => {
-                    resend.flush(&mut items, conn, f);
+                    flush(&mut resend, &mut items, conn, f);
                     items.push(self.reissue(f, &cmd, remaining));
                 }
                 Plan::ReloadScript(body) => {
-                    resend.flush(&mut items, conn, f);
+                    flush(&mut resend, &mut items, conn, f);
                     items.push(Resolution::Dispatch(reload(conn, f, &cmd, &body)));
                 }
                 other => {
-                    resend.flush(&mut items, conn, f);
+                    flush(&mut resend, &mut items, conn, f);
                     for bytes in self.answer_bytes(&cmd, other, f.silent) {
                         items.push(Resolution::Local(bytes));
                     }
                 }
             }
         }
-        resend.flush(&mut items, conn, f);
+        flush(&mut resend, &mut items, conn, f);
         let sends: Vec<(Bytes, u32, bool)> = items
             .iter()
             .filter_map(|i| match i {

@@ -9,22 +9,13 @@ use crate::resp::command::Kind;
 use crate::resp::Request;
 use crate::session::compose::{Compose, Composed};
 
-/// Commands of a fault that go out again together, in order.
-#[derive(Debug, Default)]
-pub(super) struct Batch(Compose);
-
-impl Batch {
-    pub(super) fn push(&mut self, payload: &[u8], cmd: &Sent) {
-        self.0.push(payload, cmd);
+/// Sends the commands of fault `f` composed so far (in order) as one dispatch, if any.
+pub(super) fn flush(resend: &mut Compose, items: &mut Vec<Resolution>, conn: u64, f: &Fault) {
+    if resend.is_empty() {
+        return;
     }
-
-    pub(super) fn flush(&mut self, items: &mut Vec<Resolution>, conn: u64, f: &Fault) {
-        if self.0.is_empty() {
-            return;
-        }
-        let parts = std::mem::take(&mut self.0).finish();
-        items.push(Resolution::Dispatch(dispatch(conn, f, parts, None)));
-    }
+    let parts = std::mem::take(resend).finish();
+    items.push(Resolution::Dispatch(dispatch(conn, f, parts, None)));
 }
 
 /// `SCRIPT LOAD <body>` then the command again (its reply only).
