@@ -134,7 +134,7 @@ pub struct Session {
     /// The hold episode and the failed dispatch being resolved (see [`hold`]).
     recovery: hold::Recovery,
     /// Topology publications.
-    topology: tokio::sync::watch::Receiver<u64>,
+    topology: tokio::sync::watch::Receiver<()>,
     /// The WATCH connection was lost with its master: the next EXEC answers null.
     watch_broken: bool,
     /// CLIENT TRACKING mode, while on.

@@ -224,15 +224,18 @@ impl Topology {
 #[derive(Debug)]
 pub struct TopologyHandle {
     current: ArcSwap<Topology>,
-    changed: watch::Sender<u64>,
-    /// The current epoch, readable without touching the snapshot.
+    /// Wakes whoever follows the topology; carries nothing (the snapshot says what changed).
+    changed: watch::Sender<()>,
+    /// A copy of the current snapshot's epoch, written only by `publish` right after the
+    /// snapshot: every command compares its lane's epoch with it, and an atomic load is
+    /// cheaper than loading the snapshot.
     epoch: std::sync::atomic::AtomicU64,
 }
 
 impl TopologyHandle {
     /// A handle holding the initial view.
     pub fn new() -> Arc<Self> {
-        let (changed, _) = watch::channel(0);
+        let (changed, _) = watch::channel(());
         Arc::new(Self {
             current: ArcSwap::from_pointee(Topology::initial()),
             changed,
@@ -261,12 +264,12 @@ impl TopologyHandle {
         self.current.store(Arc::new(next));
         self.epoch
             .store(epoch, std::sync::atomic::Ordering::Release);
-        self.changed.send_replace(epoch);
+        self.changed.send_replace(());
         true
     }
 
     /// Notified at every publication.
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
+    pub fn subscribe(&self) -> watch::Receiver<()> {
         self.changed.subscribe()
     }
 }
@@ -286,7 +289,7 @@ mod tests {
         t.epoch = 1;
         assert!(!h.publish(t));
         assert_eq!(h.load().epoch, 2);
-        assert_eq!(*h.subscribe().borrow(), 2);
+        assert_eq!(h.epoch(), 2);
     }
 }
 
