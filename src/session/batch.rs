@@ -249,23 +249,12 @@ impl Session {
             return;
         };
         let mode = single.mode.unwrap_or_else(|| self.reply_mode());
-        let Composed {
-            payload,
-            cmds,
-            expect,
-            skip,
-        } = single.parts;
-        let to = self.inbox.push_dispatch(Dispatch {
-            conn: conn_id,
-            expect,
-            skip,
-            silent,
-            payload: payload.clone(),
-            cmds,
-            attempt: 0,
-            started: single.started,
-            durability: self.durability(),
-        });
+        let (payload, expect) = (single.parts.payload.clone(), single.parts.expect);
+        let durability = self.durability();
+        let dispatch = single
+            .parts
+            .into_dispatch(conn_id, silent, 0, single.started, durability);
+        let to = self.inbox.push_dispatch(dispatch);
         self.conn
             .send(Outgoing {
                 payload,

@@ -13,7 +13,8 @@
 use bytes::{Bytes, BytesMut};
 use smallvec::SmallVec;
 
-use crate::backend::Sent;
+use crate::backend::{Dispatch, Sent};
+use crate::config::Durability;
 use crate::resp::command::Kind;
 
 /// A dispatch being composed.
@@ -110,6 +111,29 @@ fn client_cmd(kind: Kind, (frames, replies): (u32, u32), confirm: bool) -> Sent 
 }
 
 impl Composed {
+    /// These commands as the inbox registers them: sent on `conn`, attempt `attempt` (0
+    /// first), `started` when a blocking command was first sent, under `durability`.
+    pub(super) fn into_dispatch(
+        self,
+        conn: u64,
+        silent: bool,
+        attempt: u8,
+        started: Option<std::time::Instant>,
+        durability: Option<Durability>,
+    ) -> Dispatch {
+        Dispatch {
+            conn,
+            expect: self.expect,
+            skip: self.skip,
+            silent,
+            payload: self.payload,
+            cmds: self.cmds,
+            attempt,
+            started,
+            durability,
+        }
+    }
+
     /// One client command whose `frames` replies the client all sees.
     pub(super) fn command(bytes: &[u8], kind: Kind, frames: u32) -> Self {
         let mut c = Compose::default();

@@ -9,6 +9,7 @@
 //! (`registry::Entry::note_cmd`, `touch`).
 
 use super::registry::Memory;
+use super::route::Conn;
 use super::Session;
 
 /// What the visible state looks like, cheap enough to take every turn: plain values, and
@@ -44,13 +45,19 @@ impl Session {
 
     fn shape(&self) -> Shape {
         let st = &self.state;
+        // The server's ids of the dedicated connection (no node identity cloned each turn).
+        let (pinned, dedicated) = match &self.conn {
+            Conn::Pinned { conn, .. } => (Some(conn.client_id), Some(conn.client_id)),
+            Conn::Borrowed { conn } => (None, Some(conn.client_id)),
+            _ => (None, None),
+        };
         Shape {
             db: st.db,
             resp: st.proto.number(),
             subs: self.subs.counts(),
             multi: self.multi_count(),
-            pinned: self.conn.pinned_identity().map(|(_, id)| id),
-            dedicated: self.conn.server_identity().map(|(_, id)| id),
+            pinned,
+            dedicated,
             redir: self.redir(),
             names: [
                 at(st.name.as_deref()),

@@ -38,15 +38,5 @@ pub(super) fn dispatch(
     parts: Composed,
     started: Option<std::time::Instant>,
 ) -> Dispatch {
-    Dispatch {
-        conn,
-        expect: parts.expect,
-        skip: parts.skip,
-        silent: f.silent,
-        payload: parts.payload,
-        cmds: parts.cmds,
-        attempt: f.attempt + 1,
-        started,
-        durability: f.durability,
-    }
+    parts.into_dispatch(conn, f.silent, f.attempt + 1, started, f.durability)
 }
